@@ -1,0 +1,53 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+  name: "Parallax",
+  platforms: [.macOS(.v13)],
+  products: [
+    .executable(name: "parallax", targets: ["Launcher"])
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+  ],
+  targets: [
+    // MARK: C modules (system libraries from Debian packages)
+    .systemLibrary(
+      name: "CMPI", path: "Sources/CMPI", pkgConfig: "mpi-c",
+      providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+    .systemLibrary(
+      name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+      providers: [.apt(["libopenblas-dev"])]),
+    .systemLibrary(
+      name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+      providers: [.apt(["zlib1g-dev"])]),
+
+    // MARK: Library targets (arrows point down only)
+    .target(name: "Model", dependencies: ["CBLAS"], path: "Sources/Model"),
+    .target(name: "Data", dependencies: ["CZlib"], path: "Sources/Data"),
+    .target(name: "Dist", dependencies: ["CMPI", "Model"], path: "Sources/Dist"),
+    .target(
+      name: "Train",
+      dependencies: ["Model", "Data", "Dist", "CBLAS", .product(name: "Yams", package: "Yams")],
+      path: "Sources/Train"),
+
+    // MARK: Executable
+    .executableTarget(
+      name: "Launcher",
+      dependencies: [
+        "Train", "Dist", "Model", "Data",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      path: "Sources/Launcher"),
+
+    // MARK: Tests
+    .testTarget(name: "ModelTests", dependencies: ["Model"], path: "Tests/ModelTests"),
+    .testTarget(name: "DataTests", dependencies: ["Data"], path: "Tests/DataTests"),
+    .testTarget(name: "DistTests", dependencies: ["Dist", "Model"], path: "Tests/DistTests"),
+    .testTarget(
+      name: "TrainTests", dependencies: ["Train", "Model", "Data", "Dist"],
+      path: "Tests/TrainTests"),
+  ],
+  swiftLanguageModes: [.v5]
+)
