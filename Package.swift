@@ -41,6 +41,9 @@ let package = Package(
       ],
       path: "Sources/Launcher"),
 
+    // A small MPI program that the Dist tests run under `mpirun -np N`.
+    .executableTarget(name: "DistCheck", dependencies: ["Dist", "Model"], path: "Sources/DistCheck"),
+
     // MARK: Tests
     .testTarget(name: "ModelTests", dependencies: ["Model"], path: "Tests/ModelTests"),
     .testTarget(name: "DataTests", dependencies: ["Data"], path: "Tests/DataTests"),
