@@ -1,0 +1,97 @@
+import ArgumentParser
+import Data
+import Dist
+import Foundation
+import Model
+import Train
+
+struct Pretrain: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Pretrain an encoder with a self-supervised method.",
+    discussion: "Flags override the YAML file given with --config; the resolved configuration is written to RUN_DIR/config.yaml.")
+
+  @Option(help: "YAML configuration file (flags override it).") var config: String?
+  @Option(help: "Method: \(PretrainConfig.methods.joined(separator: ", ")).") var method: String?
+  @Option(help: "Encoder: \(PretrainConfig.models.joined(separator: ", ")).") var model: String?
+  @Option(help: "Dataset: \(PretrainConfig.datasets.joined(separator: ", ")).") var data: String?
+  @Option(help: "Directory of the Fashion-MNIST IDX files.") var dataDir: String?
+  @Option(help: "Global batch (all ranks together); must divide by the rank count.") var globalBatch: Int?
+  @Option(help: "Epochs over the training set.") var epochs: Int?
+  @Option(help: "Stop after this many optimizer steps (0: all epochs).") var maxSteps: Int?
+  @Option(help: "Optimizer: lars or sgd.") var optimizer: String?
+  @Option(help: "Base learning rate before batch scaling.") var baseLR: Float?
+  @Option(help: "Learning-rate scaling with the global batch: none, linear (B/256) or sqrt.") var lrScaling: String?
+  @Option(help: "Momentum.") var momentum: Float?
+  @Option(help: "Weight decay (not applied to biases and BN under LARS).") var weightDecay: Float?
+  @Option(help: "Linear warm-up steps before the cosine decay.") var warmupSteps: Int?
+  @Option(help: "NT-Xent temperature.") var temperature: Float?
+  @Option(help: "Augmentation strength in [0, 1].") var augmentStrength: Float?
+  @Option(help: "Sync BatchNorm over all ranks: true or false.") var syncBN: Bool?
+  @Option(help: "Random seed (data order, augmentation, initialisation).") var seed: UInt64?
+  @Option(help: "Run directory for logs and checkpoints.") var runDir: String?
+  @Option(help: "Checkpoint every N steps (0: at the end only).") var checkpointEvery: Int?
+  @Option(help: "Checkpoints to keep.") var keep: Int?
+  @Option(help: "Log every N steps.") var logEvery: Int?
+  @Option(help: "OpenBLAS threads per rank (default: node cores / ranks on the node).") var threads: Int = 0
+  @Option(help: "Resume from a checkpoint directory, or 'latest' in the run directory.") var resume: String?
+  @Flag(help: "After pretraining, run linear probes: trained encoder, random encoder, raw pixels.") var probe = false
+  @Option(help: "Linear-probe epochs (with --probe).") var probeEpochs: Int = 30
+
+  func resolved() throws -> PretrainConfig {
+    var c = try config.map { try PretrainConfig.load(yamlPath: $0) } ?? PretrainConfig()
+    if let v = method { c.method = v }
+    if let v = model { c.model = v }
+    if let v = data { c.data = v }
+    if let v = dataDir { c.dataDir = v }
+    if let v = globalBatch { c.globalBatch = v }
+    if let v = epochs { c.epochs = v }
+    if let v = maxSteps { c.maxSteps = v }
+    if let v = optimizer { c.optimizer = v }
+    if let v = baseLR { c.baseLR = v }
+    if let v = lrScaling { c.lrScaling = v }
+    if let v = momentum { c.momentum = v }
+    if let v = weightDecay { c.weightDecay = v }
+    if let v = warmupSteps { c.warmupSteps = v }
+    if let v = temperature { c.temperature = v }
+    if let v = augmentStrength { c.augmentStrength = v }
+    if let v = syncBN { c.syncBN = v }
+    if let v = seed { c.seed = v }
+    if let v = runDir { c.runDir = v }
+    if let v = checkpointEvery { c.checkpointEvery = v }
+    if let v = keep { c.keep = v }
+    if let v = logEvery { c.logEvery = v }
+    return c
+  }
+
+  func validate() throws {
+    do { try resolved().validate() } catch let e as ConfigError {
+      throw ValidationError(e.message)
+    }
+    if threads < 0 { throw ValidationError("--threads must be ≥ 0") }
+  }
+
+  func run() throws {
+    let c = try resolved()
+    try withWorld { comm, console in
+      let threads = Runtime.configureThreads(requested: threads, localSize: comm.localSize)
+      let trainer = try Pretrainer(config: c, comm: comm, console: console)
+      if let r = resume {
+        let dir = Checkpoint.resolve(r, runDir: c.runDir)
+        try trainer.resume(from: dir)
+        console.say("resumed from \(dir) at step \(trainer.step)")
+      }
+      console.say(
+        "pretrain \(c.method) · \(c.model) · \(c.data) · \(comm.size) rank(s) on \(comm.nodeCount) node(s) × \(threads) thread(s) · global batch \(c.globalBatch) · \(trainer.totalSteps) steps · peak lr \(trainer.peakLR) · \(trainer.net.arena.parameterCount) parameters")
+      let s = try trainer.run()
+      console.say(
+        String(
+          format: "done: %d steps in %.1f s (%.1f samples/s), final loss %.4f; checkpoint %@",
+          s.steps, s.seconds, s.samplesPerSecond, s.finalLoss, s.checkpoint ?? "-"))
+      if probe {
+        try ProbeReport.run(
+          config: c, trained: trainer.net.encoder, comm: comm, console: console, epochs: probeEpochs,
+          pretrainSeconds: s.seconds)
+      }
+    }
+  }
+}

@@ -1,0 +1,145 @@
+import Foundation
+import Yams
+
+/// Everything a pretraining run depends on. Loaded from a YAML preset (`configs/*.yaml`),
+/// then overridden by command-line flags; the resolved configuration is written next to
+/// the logs (`config.yaml`) and into every checkpoint's `state.json`.
+public struct PretrainConfig: Codable, Equatable, Sendable {
+  public var method = "simclr"
+  public var model = "conv4"
+  public var data = "fashion-mnist"
+  /// Directory of the IDX files (Debian's `dataset-fashion-mnist`).
+  public var dataDir = "/usr/share/datasets/fashion-mnist"
+  public var globalBatch = 256
+  public var epochs = 1
+  /// Stop after this many optimizer steps (0: run all epochs).
+  public var maxSteps = 0
+  public var optimizer = "lars"
+  /// Base learning rate before scaling by the global batch.
+  public var baseLR: Float = 0.3
+  /// `none`, `linear` (base·B/256) or `sqrt` (base·√B).
+  public var lrScaling = "linear"
+  public var momentum: Float = 0.9
+  public var weightDecay: Float = 1e-6
+  public var larsEta: Float = 0.001
+  public var warmupSteps = 10
+  public var temperature: Float = 0.2
+  /// Augmentation strength in [0, 1] (0 disables augmentation).
+  public var augmentStrength: Float = 1
+  /// BatchNorm statistics over the global batch (DESIGN.md invariant 4).
+  public var syncBN = true
+  public var projectionDim = 128
+  public var seed: UInt64 = 0
+  /// Output directory for logs and checkpoints.
+  public var runDir = "runs/simclr"
+  /// Write a checkpoint every N steps (0: only at the end).
+  public var checkpointEvery = 0
+  /// Checkpoints to keep.
+  public var keep = 2
+  /// Print/log every N steps.
+  public var logEvery = 1
+
+  public init() {}
+
+  public static let methods = ["simclr"]
+  public static let models = ["conv4", "resnet18"]
+  public static let datasets = ["fashion-mnist"]
+  public static let optimizers = ["lars", "sgd"]
+  public static let scalings = ["none", "linear", "sqrt"]
+
+  /// Checks names and ranges; the message names the offending key.
+  public func validate(worldSize: Int = 1) throws {
+    func bad(_ s: String) -> ConfigError { ConfigError(message: s) }
+    guard Self.methods.contains(method) else {
+      throw bad("unknown method '\(method)' (known: \(Self.methods.joined(separator: ", ")))")
+    }
+    guard Self.models.contains(model) else {
+      throw bad("unknown model '\(model)' (known: \(Self.models.joined(separator: ", ")))")
+    }
+    guard Self.datasets.contains(data) else {
+      throw bad("unknown data '\(data)' (known: \(Self.datasets.joined(separator: ", ")))")
+    }
+    guard Self.optimizers.contains(optimizer) else {
+      throw bad("unknown optimizer '\(optimizer)' (known: \(Self.optimizers.joined(separator: ", ")))")
+    }
+    guard Self.scalings.contains(lrScaling) else {
+      throw bad("unknown lr-scaling '\(lrScaling)' (known: \(Self.scalings.joined(separator: ", ")))")
+    }
+    guard globalBatch > 0 else { throw bad("global-batch must be positive (got \(globalBatch))") }
+    guard globalBatch % worldSize == 0 else {
+      throw bad("global-batch \(globalBatch) is not divisible by the \(worldSize) ranks")
+    }
+    guard epochs > 0 || maxSteps > 0 else { throw bad("epochs or max-steps must be positive") }
+    guard maxSteps >= 0 else { throw bad("max-steps must be ≥ 0 (got \(maxSteps))") }
+    guard temperature > 0 else { throw bad("temperature must be positive (got \(temperature))") }
+    guard baseLR > 0, baseLR.isFinite else { throw bad("base-lr must be positive (got \(baseLR))") }
+    guard (0...1).contains(augmentStrength) else {
+      throw bad("augment-strength must be in [0, 1] (got \(augmentStrength))")
+    }
+    guard keep >= 1 else { throw bad("keep must be ≥ 1 (got \(keep))") }
+    guard logEvery >= 1 else { throw bad("log-every must be ≥ 1 (got \(logEvery))") }
+    guard checkpointEvery >= 0 else { throw bad("checkpoint-every must be ≥ 0") }
+  }
+
+  /// Reads a YAML preset. Keys absent from the file keep their defaults; unknown keys are an
+  /// error naming the file and the key (a typo must not silently fall back to a default).
+  public static func load(yamlPath: String) throws -> PretrainConfig {
+    let text: String
+    do { text = try String(contentsOfFile: yamlPath, encoding: .utf8) } catch {
+      throw ConfigError(message: "\(yamlPath): cannot read config file")
+    }
+    return try parse(yaml: text, source: yamlPath)
+  }
+
+  public static func parse(yaml text: String, source: String) throws -> PretrainConfig {
+    let node: Any?
+    do { node = try Yams.load(yaml: text) } catch {
+      throw ConfigError(message: "\(source): not valid YAML: \(error)")
+    }
+    guard node == nil || node is [String: Any] else {
+      throw ConfigError(message: "\(source): expected a mapping of keys to values")
+    }
+    let known = Set(CodingKeys.allKeys)
+    for key in (node as? [String: Any] ?? [:]).keys where !known.contains(key) {
+      throw ConfigError(message: "\(source): unknown key '\(key)'")
+    }
+    do {
+      return try YAMLDecoder().decode(PretrainConfig.self, from: text.isEmpty ? "{}" : text)
+    } catch {
+      throw ConfigError(message: "\(source): \(error)")
+    }
+  }
+
+  public func yaml() -> String { (try? YAMLEncoder().encode(self)) ?? "" }
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case method, model, data, dataDir, globalBatch, epochs, maxSteps, optimizer, baseLR
+    case lrScaling, momentum, weightDecay, larsEta, warmupSteps, temperature, augmentStrength
+    case syncBN, projectionDim, seed, runDir, checkpointEvery, keep, logEvery
+    static var allKeys: [String] { allCases.map(\.rawValue) }
+  }
+
+  public init(from decoder: Decoder) throws {
+    self.init()
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    func get<T: Decodable>(_ k: CodingKeys, _ v: inout T) throws {
+      if let x = try c.decodeIfPresent(T.self, forKey: k) { v = x }
+    }
+    try get(.method, &method); try get(.model, &model); try get(.data, &data)
+    try get(.dataDir, &dataDir); try get(.globalBatch, &globalBatch); try get(.epochs, &epochs)
+    try get(.maxSteps, &maxSteps); try get(.optimizer, &optimizer); try get(.baseLR, &baseLR)
+    try get(.lrScaling, &lrScaling); try get(.momentum, &momentum)
+    try get(.weightDecay, &weightDecay); try get(.larsEta, &larsEta)
+    try get(.warmupSteps, &warmupSteps); try get(.temperature, &temperature)
+    try get(.augmentStrength, &augmentStrength); try get(.syncBN, &syncBN)
+    try get(.projectionDim, &projectionDim); try get(.seed, &seed); try get(.runDir, &runDir)
+    try get(.checkpointEvery, &checkpointEvery); try get(.keep, &keep)
+    try get(.logEvery, &logEvery)
+  }
+}
+
+public struct ConfigError: Error, CustomStringConvertible {
+  public var message: String
+  public init(message: String) { self.message = message }
+  public var description: String { message }
+}

@@ -1,0 +1,211 @@
+import Data
+import Dist
+import Foundation
+import Model
+
+public struct TrainError: Error, CustomStringConvertible {
+  public var message: String
+  public init(_ message: String) { self.message = message }
+  public var description: String { message }
+}
+
+/// What a finished (or stopped) pretraining run reports.
+public struct PretrainSummary {
+  public var steps: Int
+  public var finalLoss: Float
+  public var seconds: Double
+  public var samplesPerSecond: Double
+  public var checkpoint: String?
+}
+
+/// SimCLR pretraining: two views → encoder → head → NT-Xent over the global batch →
+/// backward → gradient all-reduce → optimizer step (DESIGN.md invariants 3, 4, 8).
+public final class Pretrainer {
+  public let config: PretrainConfig
+  let comm: Communicator
+  let console: Console
+  public let net: SimCLRNetwork
+  let loss: NTXentLoss
+  let optimizer: LARS
+  let schedule: WarmupCosine
+  let sampler: DistributedSampler
+  let loader: ContrastiveBatchLoader
+  /// [2·B_local, 1, H, W]: view 1 rows then view 2 rows.
+  let input: Storage
+  let inputShape: Shape
+  public private(set) var step = 0
+  var epoch = 0
+  var batchInEpoch = 0
+  public let totalSteps: Int
+  public let peakLR: Float
+
+  public init(config: PretrainConfig, comm: Communicator, console: Console) throws {
+    try config.validate(worldSize: comm.size)
+    self.config = config
+    self.comm = comm
+    self.console = console
+    let train = try FashionMNIST.load(split: .train, directory: config.dataDir)
+    let localBatch = config.globalBatch / comm.size
+    sampler = try DistributedSampler(
+      count: train.count, globalBatch: config.globalBatch, rank: comm.rank,
+      worldSize: comm.size, seed: config.seed)
+    loader = ContrastiveBatchLoader(
+      source: train, sampler: sampler, augment: SimCLRAugment(strength: config.augmentStrength),
+      seed: config.seed)
+    inputShape = Shape(2 * localBatch, 1, train.height, train.width)
+    input = Storage(inputShape.count)
+    net = try SimCLRNetwork(
+      model: config.model, projectionDim: config.projectionDim,
+      collective: config.syncBN ? comm : nil, seed: config.seed)
+    loss = NTXentLoss(temperature: config.temperature, collective: comm)
+    let scaling: LRScaling = config.lrScaling == "sqrt" ? .sqrt : config.lrScaling == "linear" ? .linear : .none
+    peakLR = scaling.scaled(config.baseLR, globalBatch: config.globalBatch)
+    let perEpoch = sampler.batchesPerEpoch
+    totalSteps = config.maxSteps > 0 ? config.maxSteps : config.epochs * perEpoch
+    schedule = WarmupCosine(
+      baseLR: peakLR, warmupSteps: min(config.warmupSteps, max(totalSteps - 1, 0)),
+      totalSteps: totalSteps)
+    optimizer = LARS(
+      parameterCount: net.arena.parameterCount, momentum: config.momentum,
+      weightDecay: config.weightDecay, eta: config.optimizer == "lars" ? config.larsEta : 0)
+    // Every rank starts from rank 0's parameters, whatever its own initialisation did.
+    try comm.broadcast(net.arena.params, count: net.arena.parameterCount, from: 0)
+    try comm.broadcast(net.arena.buffers, count: net.arena.bufferCount, from: 0)
+  }
+
+  /// Restores parameters, BN statistics, optimizer buffers and the position in the data.
+  public func resume(from dir: String) throws {
+    let ck = try Checkpoint.load(dir)
+    let s = ck.state
+    guard s.config.model == config.model, s.config.method == config.method else {
+      throw CheckpointError(
+        path: dir, reason: "was written by \(s.config.method)/\(s.config.model), this run is \(config.method)/\(config.model)")
+    }
+    guard s.config.globalBatch == config.globalBatch, s.config.seed == config.seed else {
+      throw CheckpointError(path: dir, reason: "global batch or seed differs from this run's")
+    }
+    try Checkpoint.restore(net.arena, from: ck.model, path: dir + "/model.safetensors")
+    try restoreOptimizer(ck.optimizer, path: dir + "/optimizer.safetensors")
+    step = s.step
+    epoch = s.epoch
+    batchInEpoch = s.batchInEpoch
+  }
+
+  func optimizerEntries() -> [SafeTensors.Entry] {
+    net.arena.parameterRanges.map { r in
+      SafeTensors.Entry(
+        name: "momentum.\(r.name)", shape: r.shape,
+        values: Array(UnsafeBufferPointer(start: optimizer.velocity + r.offset, count: r.count)))
+    }
+  }
+
+  func restoreOptimizer(_ entries: [String: SafeTensors.Entry], path: String) throws {
+    for r in net.arena.parameterRanges {
+      guard let e = entries["momentum.\(r.name)"], e.values.count == r.count else {
+        throw CheckpointError(path: path, reason: "has no momentum for '\(r.name)'")
+      }
+      e.values.withUnsafeBufferPointer { (optimizer.velocity + r.offset).update(from: $0.baseAddress!, count: r.count) }
+    }
+  }
+
+  func writeCheckpoint() throws -> String? {
+    guard comm.rank == 0 else { return nil }
+    let state = CheckpointState(
+      config: config, step: step, epoch: epoch, batchInEpoch: batchInEpoch, worldSize: comm.size,
+      seed: config.seed)
+    return try Checkpoint.write(
+      runDir: config.runDir, arena: net.arena, optimizerState: optimizerEntries(), state: state,
+      keep: config.keep)
+  }
+
+  /// One optimizer step on the current batch. Returns (loss, compute s, communication s).
+  func trainStep(lr: Float) throws -> (Float, Double, Double) {
+    let t0 = now()
+    let arena = net.arena
+    arena.zeroGrads()
+    try loader.load(epoch: epoch, batch: batchInEpoch, into: input.data)
+    let x = Tensor(input.data, inputShape)
+    let h = try net.encoder.forward(x, training: true)
+    let z = try net.head.forward(h.reshaped(Shape(h.shape.n, h.shape.perSample)), training: true)
+    let value = try loss.forward(z)
+    guard value.isFinite else {
+      throw TrainError("loss is \(value) at step \(step + 1); stopping (nothing written after step \(step))")
+    }
+    let dz = try loss.backward()
+    let dh = try net.head.backward(dz)
+    _ = try net.encoder.backward(dh.reshaped(h.shape))
+    let t1 = now()
+    // The loss is the mean over the *global* batch and each rank's backward yields its
+    // share of that gradient, so the shares are summed (not averaged).
+    try comm.allReduce(arena.grads, count: arena.parameterCount, op: .sum)
+    let t2 = now()
+    optimizer.step(arena, lr: lr)
+    return (value, (t1 - t0) + (now() - t2), t2 - t1)
+  }
+
+  /// One step for benchmarks (advances the position like training does).
+  public func benchStep() throws -> (loss: Float, compute: Double, communication: Double) {
+    if batchInEpoch >= sampler.batchesPerEpoch {
+      epoch += 1
+      batchInEpoch = 0
+    }
+    let r = try trainStep(lr: schedule.lr(at: step))
+    step += 1
+    batchInEpoch += 1
+    return r
+  }
+
+  public func run() throws -> PretrainSummary {
+    let fm = FileManager.default
+    var log: FileHandle?
+    if comm.rank == 0 {
+      try fm.createDirectory(atPath: config.runDir, withIntermediateDirectories: true)
+      try AtomicFile.write(Foundation.Data(config.yaml().utf8), to: config.runDir + "/config.yaml")
+      let logPath = config.runDir + "/log.jsonl"
+      if !fm.fileExists(atPath: logPath) { fm.createFile(atPath: logPath, contents: nil) }
+      log = FileHandle(forWritingAtPath: logPath)
+      log?.seekToEndOfFile()
+    }
+    defer { try? log?.close() }
+    let perEpoch = sampler.batchesPerEpoch
+    let samplesPerStep = Double(config.globalBatch)
+    let start = now()
+    let firstStep = step
+    var last: Float = .nan
+    var lastCheckpoint: String?
+    while step < totalSteps {
+      if batchInEpoch >= perEpoch {
+        epoch += 1
+        batchInEpoch = 0
+      }
+      let lr = schedule.lr(at: step)
+      let stepStart = now()
+      let (value, compute, communicate) = try trainStep(lr: lr)
+      let elapsed = now() - stepStart
+      step += 1
+      batchInEpoch += 1
+      last = value
+      if comm.rank == 0, step % config.logEvery == 0 || step == totalSteps {
+        let line = String(
+          format: "{\"step\":%d,\"epoch\":%d,\"loss\":%.6f,\"lr\":%.6g,\"samples_per_s\":%.1f,\"compute_ms\":%.2f,\"comm_ms\":%.2f}\n",
+          step, epoch, value, lr, samplesPerStep / elapsed, compute * 1000, communicate * 1000)
+        log?.write(Foundation.Data(line.utf8))
+        console.progress(
+          done: step - firstStep, total: totalSteps - firstStep,
+          detail: String(format: "step %d loss %.4f · %.0f samples/s", step, value, samplesPerStep / elapsed),
+          elapsed: now() - start)
+      }
+      if config.checkpointEvery > 0, step % config.checkpointEvery == 0, step < totalSteps {
+        lastCheckpoint = try writeCheckpoint()
+      }
+    }
+    console.endProgress()
+    if step > firstStep || lastCheckpoint == nil { lastCheckpoint = try writeCheckpoint() }
+    try comm.barrier()
+    let seconds = now() - start
+    return PretrainSummary(
+      steps: step - firstStep, finalLoss: last, seconds: seconds,
+      samplesPerSecond: Double(step - firstStep) * samplesPerStep / max(seconds, 1e-9),
+      checkpoint: lastCheckpoint)
+  }
+}

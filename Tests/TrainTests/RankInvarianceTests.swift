@@ -1,0 +1,57 @@
+import Foundation
+import Model
+import XCTest
+
+/// DESIGN.md invariants 3–5: with sync BN and global negatives, a global batch split over
+/// W ranks gives the same update as one rank holding the whole batch.
+final class RankInvarianceTests: XCTestCase {
+  /// Pretrains 3 steps and returns the final checkpoint's tensors.
+  func pretrain(np: Int, globalBatch: Int, name: String, extra: [String] = []) throws -> [String: SafeTensors.Entry] {
+    let dir = Processes.temporaryDirectory(name)
+    let r = try Processes.parallax(
+      np: np,
+      [
+        "pretrain", "--model", "conv4", "--global-batch", "\(globalBatch)", "--max-steps", "3",
+        "--warmup-steps", "1", "--seed", "11", "--threads", "1", "--run-dir", dir,
+        "--augment-strength", "1",
+      ] + extra)
+    XCTAssertEqual(r.status, 0, "np \(np) failed:\n\(r.stdout)\n\(r.stderr)")
+    return try SafeTensors.read(URL(fileURLWithPath: dir + "/latest/model.safetensors")).entries
+  }
+
+  /// max over tensors of ‖a − b‖ / ‖a‖.
+  func relativeDifference(_ a: [String: SafeTensors.Entry], _ b: [String: SafeTensors.Entry]) -> (Double, String) {
+    var worst = (0.0, "")
+    XCTAssertEqual(Set(a.keys), Set(b.keys))
+    for (k, ea) in a {
+      guard let eb = b[k] else { continue }
+      var num = 0.0
+      var den = 0.0
+      for i in 0..<ea.values.count {
+        let d = Double(ea.values[i]) - Double(eb.values[i])
+        num += d * d
+        den += Double(ea.values[i]) * Double(ea.values[i])
+      }
+      let rel = num.squareRoot() / max(den.squareRoot(), 1e-12)
+      if rel > worst.0 { worst = (rel, k) }
+    }
+    return worst
+  }
+
+  func testTwoRanksMatchOneRank() throws {
+    let one = try pretrain(np: 1, globalBatch: 32, name: "w1")
+    let two = try pretrain(np: 2, globalBatch: 32, name: "w2")
+    let (rel, name) = relativeDifference(one, two)
+    XCTAssertLessThanOrEqual(rel, 1e-4, "worst tensor \(name)")
+    // The steps did change the parameters (a test that cannot fail is a defect).
+    let fresh = try pretrain(np: 1, globalBatch: 32, name: "w1-lr", extra: ["--base-lr", "0.6"])
+    XCTAssertGreaterThan(relativeDifference(one, fresh).0, 1e-3)
+  }
+
+  func testThreeRanksOversubscribedMatchOneRank() throws {
+    let one = try pretrain(np: 1, globalBatch: 48, name: "w1-48")
+    let three = try pretrain(np: 3, globalBatch: 48, name: "w3-48")
+    let (rel, name) = relativeDifference(one, three)
+    XCTAssertLessThanOrEqual(rel, 1e-4, "worst tensor \(name)")
+  }
+}
