@@ -4,7 +4,7 @@ import Foundation
 /// SimCLR's NT-Xent (normalised temperature-scaled cross-entropy; Chen et al. 2020) over the
 /// **global** batch, with the gradient that makes W ranks equal one (DESIGN.md invariant 3).
 ///
-/// Each rank holds `z` [2B, D]: rows `0..<B` are view 1 and `B..<2B` view 2 of the same B
+/// Each rank holds `z` [2B, D] (the same B on every rank): rows `0..<B` are view 1 and `B..<2B` view 2 of the same B
 /// samples (row i pairs with row B+i). Rows are L2-normalised (`u = z/max(‖z‖, 1e-12)`) and
 /// all-gathered into `G` [2N, D], N = W·B, rank r's rows at `r·2B`. For each anchor a with
 /// positive p and temperature τ,
