@@ -24,7 +24,8 @@ public func bceWithLogits(
   let inv = 1 / Double(count)
   var total = 0.0
   for i in 0..<count {
-    let x = Double(logits[i]), t = Double(targets[i])
+    let x = Double(logits[i])
+    let t = Double(targets[i])
     total += max(x, 0) - x * t + log1p(exp(-abs(x)))
     if let d = dlogits {
       let sig = x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x))

@@ -93,9 +93,12 @@ public final class BatchNorm: Layer {
   public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
     let s = x.shape
     guard s.c == channels else {
-      throw LayerShapeError(layer: name, reason: "input \(s) has \(s.c) channels, expected \(channels)")
+      throw LayerShapeError(
+        layer: name, reason: "input \(s) has \(s.c) channels, expected \(channels)")
     }
-    let C = channels, S = s.spatial, N = s.n
+    let C = channels
+    let S = s.spatial
+    let N = s.n
     let y = out.tensor(s)
     let xh = xhat.ensure(s.count)
     let gamma = arena.params + weightOffset
@@ -111,7 +114,8 @@ public final class BatchNorm: Layer {
       let sum = moments + 1
       let sumSq = moments + 1 + C
       for c in 0..<C {
-        var a = 0.0, b = 0.0
+        var a = 0.0
+        var b = 0.0
         for n in 0..<N {
           let p = x.data + (n * C + c) * S
           for i in 0..<S {
@@ -127,7 +131,8 @@ public final class BatchNorm: Layer {
       let M = moments[0]
       guard M > 1 else {
         throw LayerShapeError(
-          layer: name, reason: "training needs more than 1 value per channel, got \(Int(M)) (input \(s))")
+          layer: name,
+          reason: "training needs more than 1 value per channel, got \(Int(M)) (input \(s))")
       }
       lastCount = M
       let m = Double(momentum)
@@ -143,7 +148,10 @@ public final class BatchNorm: Layer {
       for n in 0..<N {
         for c in 0..<C {
           let base = (n * C + c) * S
-          let mu = Float(sum[c]), r = rstd[c], g = gamma[c], b = beta[c]
+          let mu = Float(sum[c])
+          let r = rstd[c]
+          let g = gamma[c]
+          let b = beta[c]
           for i in 0..<S {
             let h = (x.data[base + i] - mu) * r
             xh[base + i] = h
@@ -156,7 +164,10 @@ public final class BatchNorm: Layer {
       for n in 0..<N {
         for c in 0..<C {
           let base = (n * C + c) * S
-          let mu = rm[c], r = rstd[c], g = gamma[c], b = beta[c]
+          let mu = rm[c]
+          let r = rstd[c]
+          let g = gamma[c]
+          let b = beta[c]
           for i in 0..<S {
             let h = (x.data[base + i] - mu) * r
             xh[base + i] = h
@@ -178,9 +189,12 @@ public final class BatchNorm: Layer {
   public func backward(_ dy: Tensor) throws -> Tensor {
     let s = lastShape
     guard dy.shape == s else {
-      throw LayerShapeError(layer: name, reason: "backward got dy \(dy.shape), forward produced \(s)")
+      throw LayerShapeError(
+        layer: name, reason: "backward got dy \(dy.shape), forward produced \(s)")
     }
-    let C = channels, S = s.spatial, N = s.n
+    let C = channels
+    let S = s.spatial
+    let N = s.n
     let dx = dInput.tensor(s)
     let xh = xhat.data
     let gamma = arena.params + weightOffset
@@ -189,7 +203,8 @@ public final class BatchNorm: Layer {
     let sumDy = moments
     let sumDyXhat = moments + C
     for c in 0..<C {
-      var a = 0.0, b = 0.0
+      var a = 0.0
+      var b = 0.0
       for n in 0..<N {
         let base = (n * C + c) * S
         for i in 0..<S {

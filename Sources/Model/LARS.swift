@@ -80,7 +80,8 @@ public class LARS: Optimizer {
       let wd: Float = excluded ? 0 : weightDecay
       var trust: Float = 1
       if trustCoefficient != 0 && !excluded {
-        var ww = 0.0, gg = 0.0
+        var ww = 0.0
+        var gg = 0.0
         for i in 0..<r.count {
           let d = Double(g[i] + wd * w[i])
           ww += Double(w[i]) * Double(w[i])

@@ -4,10 +4,10 @@ import Foundation
 /// SimCLR's NT-Xent (normalised temperature-scaled cross-entropy; Chen et al. 2020) over the
 /// **global** batch, with the gradient that makes W ranks equal one (DESIGN.md invariant 3).
 ///
-/// Each rank holds `z` [2B, D] (the same B on every rank): rows `0..<B` are view 1 and `B..<2B` view 2 of the same B
-/// samples (row i pairs with row B+i). Rows are L2-normalised (`u = z/max(‖z‖, 1e-12)`) and
-/// all-gathered into `G` [2N, D], N = W·B, rank r's rows at `r·2B`. For each anchor a with
-/// positive p and temperature τ,
+/// Each rank holds `z` [2B, D], the same B on every rank: rows `0..<B` are view 1 and
+/// `B..<2B` view 2 of the same B samples (row i pairs with row B+i). Rows are L2-normalised
+/// (`u = z/max(‖z‖, 1e-12)`) and all-gathered into `G` [2N, D], N = W·B, rank r's rows at
+/// `r·2B`. For each anchor a with positive p and temperature τ,
 ///
 ///     ℓ_a = −u_a·g_p/τ + log Σ_{k≠a} exp(u_a·g_k/τ),      L = (1/2N) Σ_a ℓ_a
 ///
@@ -65,12 +65,16 @@ public final class NTXentLoss {
     let rows = z.shape.n
     let D = z.shape.perSample
     guard rows >= 2, rows % 2 == 0, D >= 1 else {
-      throw LayerShapeError(layer: "NTXentLoss", reason: "input \(z.shape) must have an even number (≥ 2) of rows, views 1 then views 2")
+      throw LayerShapeError(
+        layer: "NTXentLoss",
+        reason: "input \(z.shape) must have an even number (≥ 2) of rows, views 1 then views 2")
     }
     guard temperature > 0 else {
-      throw LayerShapeError(layer: "NTXentLoss", reason: "temperature \(temperature) must be positive")
+      throw LayerShapeError(
+        layer: "NTXentLoss", reason: "temperature \(temperature) must be positive")
     }
-    let W = collective.size, r = collective.rank
+    let W = collective.size
+    let r = collective.rank
     let B = rows / 2
     let total = rows * W  // 2N
     localRows = rows
@@ -132,11 +136,14 @@ public final class NTXentLoss {
   ///   loss with respect to this rank's rows; owned by the loss, valid until the next call.
   public func backward() throws -> Tensor {
     guard ready else {
-      throw LayerShapeError(layer: "NTXentLoss", reason: "backward needs a forward first (once per forward)")
+      throw LayerShapeError(
+        layer: "NTXentLoss", reason: "backward needs a forward first (once per forward)")
     }
     ready = false  // the probabilities are turned into ∂L/∂S in place
-    let rows = localRows, D = dim
-    let W = collective.size, r = collective.rank
+    let rows = localRows
+    let D = dim
+    let W = collective.size
+    let r = collective.rank
     let B = rows / 2
     let total = rows * W
     let u = normalized.data
@@ -166,11 +173,14 @@ public final class NTXentLoss {
     let du = dG + r * rows * D
     let nrm = norms.data
     for i in 0..<rows {
-      let ui = u + i * D, gi = du + i * D, di = out.data + i * D
+      let ui = u + i * D
+      let gi = du + i * D
+      let di = out.data + i * D
       if nrm[i] > Self.normEps {
         var dot = 0.0
         for j in 0..<D { dot += Double(ui[j]) * Double(gi[j]) }
-        let d = Float(dot), inv = 1 / nrm[i]
+        let d = Float(dot)
+        let inv = 1 / nrm[i]
         for j in 0..<D { di[j] = (gi[j] - ui[j] * d) * inv }
       } else {
         for j in 0..<D { di[j] = gi[j] / Self.normEps }

@@ -39,11 +39,15 @@ public final class SimSiamLoss {
     guard p1.shape == p2.shape, z1.shape == p1.shape, z2.shape == p1.shape, p1.count > 0 else {
       throw LayerShapeError(
         layer: "SimSiamLoss",
-        reason: "p1 \(p1.shape), p2 \(p2.shape), z1 \(z1.shape), z2 \(z2.shape) must have one nonempty shape")
+        reason:
+          "p1 \(p1.shape), p2 \(p2.shape), z1 \(z1.shape), z2 \(z2.shape) must have one nonempty shape"
+      )
     }
     shape = p1.shape
-    let B = shape.n, D = shape.perSample
-    let g1 = dp1.ensure(B * D), g2 = dp2.ensure(B * D)
+    let B = shape.n
+    let D = shape.perSample
+    let g1 = dp1.ensure(B * D)
+    let g2 = dp2.ensure(B * D)
     var sum = 0.0
     for i in 0..<B {
       sum += Self.cosine(p1.data + i * D, z2.data + i * D, D, grad: g1 + i * D)
@@ -76,14 +80,18 @@ public final class SimSiamLoss {
     _ p: UnsafePointer<Float>, _ z: UnsafePointer<Float>, _ D: Int,
     grad: UnsafeMutablePointer<Float>
   ) -> Double {
-    var pp = 0.0, zz = 0.0, pz = 0.0
+    var pp = 0.0
+    var zz = 0.0
+    var pz = 0.0
     for j in 0..<D {
-      let a = Double(p[j]), b = Double(z[j])
+      let a = Double(p[j])
+      let b = Double(z[j])
       pp += a * a
       zz += b * b
       pz += a * b
     }
-    let np = max(pp.squareRoot(), Double(normEps)), nz = max(zz.squareRoot(), Double(normEps))
+    let np = max(pp.squareRoot(), Double(normEps))
+    let nz = max(zz.squareRoot(), Double(normEps))
     let c = pz / (np * nz)
     for j in 0..<D {
       grad[j] = Float((Double(z[j]) / nz - Double(p[j]) / np * c) / np)

@@ -3,7 +3,8 @@ import Foundation
 /// Softmax cross-entropy, mean over rows, with class-index labels (PyTorch
 /// `F.cross_entropy(logits, labels)`):
 ///
-///     L = (1/N) Σ_i [ log Σ_k exp(x_ik) − x_i,y_i ],     ∂L/∂x_ik = (softmax(x_i)_k − [k = y_i]) / N
+///     L = (1/N) Σ_i [ log Σ_k exp(x_ik) − x_i,y_i ]
+///     ∂L/∂x_ik = (softmax(x_i)_k − [k = y_i]) / N
 ///
 /// - Parameters:
 ///   - dlogits: [N, K] written (overwritten, not accumulated) with ∂L/∂logits; `nil` skips it.
@@ -17,10 +18,12 @@ public func softmaxCrossEntropy(
   _ labels: UnsafePointer<Int>, _ n: Int, _ k: Int
 ) throws -> Float {
   guard n > 0, k > 0 else {
-    throw LayerShapeError(layer: "softmaxCrossEntropy", reason: "sizes N=\(n) K=\(k) must be positive")
+    throw LayerShapeError(
+      layer: "softmaxCrossEntropy", reason: "sizes N=\(n) K=\(k) must be positive")
   }
   for i in 0..<n where labels[i] < 0 || labels[i] >= k {
-    throw LayerShapeError(layer: "softmaxCrossEntropy", reason: "label \(labels[i]) of row \(i) is not in 0..<\(k)")
+    throw LayerShapeError(
+      layer: "softmaxCrossEntropy", reason: "label \(labels[i]) of row \(i) is not in 0..<\(k)")
   }
   var total = 0.0
   let invN = 1 / Double(n)
@@ -40,7 +43,8 @@ public func softmaxCrossEntropy(
 /// Softmax cross-entropy against soft targets (probabilities, e.g. label smoothing or
 /// mixup; PyTorch `F.cross_entropy(logits, probs)`), mean over rows:
 ///
-///     L = −(1/N) Σ_i Σ_k t_ik · log softmax(x_i)_k,     ∂L/∂x_ik = (softmax(x_i)_k·Σ_j t_ij − t_ik) / N
+///     L = −(1/N) Σ_i Σ_k t_ik · log softmax(x_i)_k
+///     ∂L/∂x_ik = (softmax(x_i)_k·Σ_j t_ij − t_ik) / N
 ///
 /// - Parameters:
 ///   - dlogits: [N, K] overwritten with ∂L/∂logits; `nil` skips it.
@@ -52,7 +56,8 @@ public func softmaxCrossEntropy(
   targets: UnsafePointer<Float>, _ n: Int, _ k: Int
 ) throws -> Float {
   guard n > 0, k > 0 else {
-    throw LayerShapeError(layer: "softmaxCrossEntropy", reason: "sizes N=\(n) K=\(k) must be positive")
+    throw LayerShapeError(
+      layer: "softmaxCrossEntropy", reason: "sizes N=\(n) K=\(k) must be positive")
   }
   var total = 0.0
   let invN = 1 / Double(n)

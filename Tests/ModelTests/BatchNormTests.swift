@@ -20,17 +20,25 @@ final class BatchNormTests: XCTestCase {
 
   private func checkFixture(_ name: String, shape: Shape) throws {
     let f = try Fixtures.load(name)
-    let (bn, arena) = makeBN(channels: shape.c, weight: f["weight"]!.values, bias: f["bias"]!.values)
+    let (bn, arena) = makeBN(
+      channels: shape.c, weight: f["weight"]!.values, bias: f["bias"]!.values)
     let x = pool.tensor(f["x"]!.values, shape)
     let dy = pool.tensor(f["dy"]!.values, shape)
     let y = try bn.forward(x, training: true)
     NumCheck.assertClose(y.toArray(), f["y"]!.values, "\(name) y")
     let dx = try bn.backward(dy)
     NumCheck.assertClose(dx.toArray(), f["dx"]!.values, rtol: 1e-4, atol: 1e-5, "\(name) dx")
-    NumCheck.assertClose(arena.gradient(of: arena.parameter(named: "bn.weight")!), f["dweight"]!.values, "\(name) dweight")
-    NumCheck.assertClose(arena.gradient(of: arena.parameter(named: "bn.bias")!), f["dbias"]!.values, "\(name) dbias")
-    NumCheck.assertClose(arena.values(of: arena.buffer(named: "bn.running_mean")!), f["running_mean"]!.values, "\(name) running_mean")
-    NumCheck.assertClose(arena.values(of: arena.buffer(named: "bn.running_var")!), f["running_var"]!.values, "\(name) running_var")
+    NumCheck.assertClose(
+      arena.gradient(of: arena.parameter(named: "bn.weight")!), f["dweight"]!.values,
+      "\(name) dweight")
+    NumCheck.assertClose(
+      arena.gradient(of: arena.parameter(named: "bn.bias")!), f["dbias"]!.values, "\(name) dbias")
+    NumCheck.assertClose(
+      arena.values(of: arena.buffer(named: "bn.running_mean")!), f["running_mean"]!.values,
+      "\(name) running_mean")
+    NumCheck.assertClose(
+      arena.values(of: arena.buffer(named: "bn.running_var")!), f["running_var"]!.values,
+      "\(name) running_var")
   }
 
   func testBatchNorm2dMatchesPyTorch() throws {
@@ -72,8 +80,10 @@ final class BatchNormTests: XCTestCase {
     }
     _ = try loss()
     let dx = try bn.backward(dy).toArray()
-    let w = arena.parameter(named: "bn.weight")!, b = arena.parameter(named: "bn.bias")!
-    let dw = arena.gradient(of: w), db = arena.gradient(of: b)
+    let w = arena.parameter(named: "bn.weight")!
+    let b = arena.parameter(named: "bn.bias")!
+    let dw = arena.gradient(of: w)
+    let db = arena.gradient(of: b)
     let fdx = try NumCheck.centralDifferences(x.data, count: shape.count, h: 1e-2, loss)
     let fdw = try NumCheck.centralDifferences(arena.params + w.offset, count: C, h: 1e-2, loss)
     let fdb = try NumCheck.centralDifferences(arena.params + b.offset, count: C, h: 1e-2, loss)
@@ -101,7 +111,12 @@ final class BatchNormTests: XCTestCase {
     // Running statistics are untouched in eval.
     XCTAssertEqual(arena.values(of: arena.buffer(named: "bn.running_mean")!), [1, -2])
     let dx = try bn.backward(pool.tensor([1, 1, 1, 1], Shape(2, 2, 1, 1))).toArray()
-    NumCheck.assertClose(dx, [2 / (4 + eps).squareRoot(), 1 / (0.25 + eps).squareRoot(), 2 / (4 + eps).squareRoot(), 1 / (0.25 + eps).squareRoot()], rtol: 1e-6, atol: 0, "eval dx")
+    NumCheck.assertClose(
+      dx,
+      [
+        2 / (4 + eps).squareRoot(), 1 / (0.25 + eps).squareRoot(), 2 / (4 + eps).squareRoot(),
+        1 / (0.25 + eps).squareRoot(),
+      ], rtol: 1e-6, atol: 0, "eval dx")
   }
 
   func testRejectsWrongChannelsAndSingleValue() {
@@ -118,7 +133,8 @@ final class BatchNormTests: XCTestCase {
   /// parameter-gradient contributions sum to the single-rank gradient.
   func testSyncBatchNormSplitOverRanksEqualsOneRank() throws {
     for shape in [Shape(8, 3, 4, 4), Shape(8, 6, 1, 1)] {
-      let C = shape.c, per = shape.perSample
+      let C = shape.c
+      let per = shape.perSample
       let w = NumCheck.random(C, seed: 5, scale: 0.5, offset: 1)
       let b = NumCheck.random(C, seed: 6, scale: 0.5)
       let xs = NumCheck.random(shape.count, seed: 7, scale: 3, offset: 1)
@@ -151,15 +167,20 @@ final class BatchNormTests: XCTestCase {
       }
       let tol: Float = 1e-5
       XCTAssertLessThanOrEqual(NumCheck.maxRelative(ranks[0].0 + ranks[1].0, y), tol, "y \(shape)")
-      XCTAssertLessThanOrEqual(NumCheck.maxRelative(ranks[0].1 + ranks[1].1, dx), tol, "dx \(shape)")
-      XCTAssertLessThanOrEqual(NumCheck.maxRelative(zip(ranks[0].2, ranks[1].2).map(+), dw), tol, "dweight \(shape)")
-      XCTAssertLessThanOrEqual(NumCheck.maxRelative(zip(ranks[0].3, ranks[1].3).map(+), db), tol, "dbias \(shape)")
+      XCTAssertLessThanOrEqual(
+        NumCheck.maxRelative(ranks[0].1 + ranks[1].1, dx), tol, "dx \(shape)")
+      XCTAssertLessThanOrEqual(
+        NumCheck.maxRelative(zip(ranks[0].2, ranks[1].2).map(+), dw), tol, "dweight \(shape)")
+      XCTAssertLessThanOrEqual(
+        NumCheck.maxRelative(zip(ranks[0].3, ranks[1].3).map(+), db), tol, "dbias \(shape)")
       for r in 0..<2 {
-        XCTAssertLessThanOrEqual(NumCheck.maxRelative(ranks[r].4, rm), tol, "running_mean rank \(r)")
+        XCTAssertLessThanOrEqual(
+          NumCheck.maxRelative(ranks[r].4, rm), tol, "running_mean rank \(r)")
         XCTAssertLessThanOrEqual(NumCheck.maxRelative(ranks[r].5, rv), tol, "running_var rank \(r)")
       }
       // One Double all-reduce per forward and one per backward, same order on both ranks.
-      XCTAssertEqual(world.log[0], ["allReduceSum(Double, \(1 + 2 * C))", "allReduceSum(Double, \(2 * C))"])
+      XCTAssertEqual(
+        world.log[0], ["allReduceSum(Double, \(1 + 2 * C))", "allReduceSum(Double, \(2 * C))"])
       XCTAssertEqual(world.log[0], world.log[1])
     }
   }
@@ -167,12 +188,15 @@ final class BatchNormTests: XCTestCase {
   /// Without sync, the split ranks normalise with local statistics and differ: the sync
   /// test above is not vacuous.
   func testUnsyncedSplitDiffers() throws {
-    let shape = Shape(8, 2, 2, 2), per = shape.perSample
+    let shape = Shape(8, 2, 2, 2)
+    let per = shape.perSample
     let xs = NumCheck.random(shape.count, seed: 3, scale: 3, offset: 1)
     let (bn, _) = makeBN(channels: 2)
     let y = try bn.forward(pool.tensor(xs, shape), training: true).toArray()
     let (local, _) = makeBN(channels: 2)
-    let y0 = try local.forward(pool.tensor(Array(xs[0..<3 * per]), Shape(3, 2, 2, 2)), training: true).toArray()
+    let y0 = try local.forward(
+      pool.tensor(Array(xs[0..<3 * per]), Shape(3, 2, 2, 2)), training: true
+    ).toArray()
     XCTAssertGreaterThan(NumCheck.maxRelative(y0, Array(y[0..<3 * per])), 1e-2)
   }
 }

@@ -6,7 +6,8 @@ import XCTest
 final class LossTests: XCTestCase {
   func testCrossEntropyMatchesPyTorch() throws {
     let f = try Fixtures.load("cross_entropy")
-    let N = f["logits"]!.shape[0], K = f["logits"]!.shape[1]
+    let N = f["logits"]!.shape[0]
+    let K = f["logits"]!.shape[1]
     let logits = f["logits"]!.values
     let labels = f["labels"]!.values.map { Int($0) }
     var d = [Float](repeating: .nan, count: N * K)
@@ -40,7 +41,8 @@ final class LossTests: XCTestCase {
   /// Central differences in Double-accumulated losses, h = 1e-3; tolerance 1e-3 of the
   /// largest gradient plus 1e-2 relative.
   func testCrossEntropyGradientCheck() throws {
-    let N = 4, K = 5
+    let N = 4
+    let K = 5
     var logits = NumCheck.random(N * K, seed: 1, scale: 3)
     let labels = [0, 4, 2, 2]
     var targets = NumCheck.random(N * K, seed: 2, scale: 0.5, offset: 0.5)
@@ -60,14 +62,17 @@ final class LossTests: XCTestCase {
       let fds = try NumCheck.centralDifferences(x, count: N * K, h: 1e-3) {
         Double(try softmaxCrossEntropy(nil, x, targets: targets, N, K))
       }
-      NumCheck.assertClose(d, fd, rtol: 1e-2, atol: 1e-3, "hard-label dlogits vs finite differences")
-      NumCheck.assertClose(ds, fds, rtol: 1e-2, atol: 1e-3, "soft-label dlogits vs finite differences")
+      NumCheck.assertClose(
+        d, fd, rtol: 1e-2, atol: 1e-3, "hard-label dlogits vs finite differences")
+      NumCheck.assertClose(
+        ds, fds, rtol: 1e-2, atol: 1e-3, "soft-label dlogits vs finite differences")
     }
   }
 
   func testBCEWithLogitsMatchesPyTorch() throws {
     let f = try Fixtures.load("bce_with_logits")
-    let N = f["logits"]!.shape[0], K = f["logits"]!.shape[1]
+    let N = f["logits"]!.shape[0]
+    let K = f["logits"]!.shape[1]
     var d = [Float](repeating: .nan, count: N * K)
     let loss = try bceWithLogits(&d, f["logits"]!.values, f["target"]!.values, N, K)
     XCTAssertEqual(loss, f["loss"]!.values[0], accuracy: 1e-5 * abs(f["loss"]!.values[0]))
@@ -75,7 +80,8 @@ final class LossTests: XCTestCase {
   }
 
   func testBCEWithLogitsGradientCheckAndStability() throws {
-    let N = 3, K = 4
+    let N = 3
+    let K = 4
     var logits = NumCheck.random(N * K, seed: 3, scale: 4)
     let targets = NumCheck.random(N * K, seed: 4, scale: 0.5, offset: 0.5)
     var d = [Float](repeating: 0, count: N * K)

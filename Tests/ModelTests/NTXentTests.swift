@@ -8,26 +8,35 @@ final class NTXentTests: XCTestCase {
 
   private func checkFixture(_ name: String, temperature: Float) throws {
     let f = try Fixtures.load(name)
-    let z1 = f["z1"]!.values, z2 = f["z2"]!.values
-    let B = f["z1"]!.shape[0], D = f["z1"]!.shape[1]
+    let z1 = f["z1"]!.values
+    let z2 = f["z2"]!.values
+    let B = f["z1"]!.shape[0]
+    let D = f["z1"]!.shape[1]
     let loss = NTXentLoss(temperature: temperature, collective: LocalCollective())
     let z = pool.tensor(z1 + z2, Shape(2 * B, D, 1, 1))
     let value = try loss.forward(z)
     XCTAssertEqual(value, f["loss"]!.values[0], accuracy: 1e-5 * abs(f["loss"]!.values[0]), name)
     let dz = try loss.backward().toArray()
-    NumCheck.assertClose(Array(dz[0..<B * D]), f["dz1"]!.values, rtol: 1e-4, atol: 1e-5, "\(name) dz1")
-    NumCheck.assertClose(Array(dz[B * D..<2 * B * D]), f["dz2"]!.values, rtol: 1e-4, atol: 1e-5, "\(name) dz2")
+    NumCheck.assertClose(
+      Array(dz[0..<B * D]), f["dz1"]!.values, rtol: 1e-4, atol: 1e-5, "\(name) dz1")
+    NumCheck.assertClose(
+      Array(dz[B * D..<2 * B * D]), f["dz2"]!.values, rtol: 1e-4, atol: 1e-5, "\(name) dz2")
   }
 
-  func testTemperature05MatchesPyTorch() throws { try checkFixture("ntxent_t0.5", temperature: 0.5) }
+  func testTemperature05MatchesPyTorch() throws {
+    try checkFixture("ntxent_t0.5", temperature: 0.5)
+  }
 
-  func testTemperature01MatchesPyTorch() throws { try checkFixture("ntxent_t0.1", temperature: 0.1) }
+  func testTemperature01MatchesPyTorch() throws {
+    try checkFixture("ntxent_t0.1", temperature: 0.1)
+  }
 
   /// Central differences (h = 1e-3, loss returned in Float) against backward; tolerance 2e-3
   /// of the largest gradient plus 2e-2 relative.
   func testGradientCheck() throws {
     for t: Float in [0.5, 0.2] {
-      let B = 4, D = 6
+      let B = 4
+      let D = 6
       let z = pool.tensor(NumCheck.random(2 * B * D, seed: 77, scale: 1.5), Shape(2 * B, D, 1, 1))
       let loss = NTXentLoss(temperature: t, collective: LocalCollective())
       _ = try loss.forward(z)
@@ -42,7 +51,8 @@ final class NTXentTests: XCTestCase {
   /// Scaling rows does not change the loss (cosine similarity), and the gradient is
   /// orthogonal to each row.
   func testScaleInvariance() throws {
-    let B = 3, D = 5
+    let B = 3
+    let D = 5
     let values = NumCheck.random(2 * B * D, seed: 9)
     let loss = NTXentLoss(temperature: 0.3, collective: LocalCollective())
     let a = try loss.forward(pool.tensor(values, Shape(2 * B, D)))
@@ -67,7 +77,8 @@ final class NTXentTests: XCTestCase {
   private func splitRun(
     world: SimulatedWorld, z1: [Float], z2: [Float], B: Int, D: Int, t: Float
   ) throws -> [(Float, [Float])] {
-    let W = world.size, b = B / W
+    let W = world.size
+    let b = B / W
     return try world.run { comm in
       let r = comm.rank
       let local = Array(z1[r * b * D..<(r + 1) * b * D]) + Array(z2[r * b * D..<(r + 1) * b * D])
@@ -79,8 +90,10 @@ final class NTXentTests: XCTestCase {
 
   /// Maps per-rank dz back to the single-rank layout [dz1; dz2].
   private func assemble(_ ranks: [[Float]], B: Int, D: Int) -> [Float] {
-    let W = ranks.count, b = B / W
-    var d1: [Float] = [], d2: [Float] = []
+    let W = ranks.count
+    let b = B / W
+    var d1: [Float] = []
+    var d2: [Float] = []
     for r in 0..<W {
       d1 += ranks[r][0..<b * D]
       d2 += ranks[r][b * D..<2 * b * D]
@@ -92,18 +105,27 @@ final class NTXentTests: XCTestCase {
   /// gives the single-rank loss on every rank and the single-rank gradients.
   func testSplitOverRanksEqualsOneRank() throws {
     let f = try Fixtures.load("ntxent_t0.1")
-    let z1 = f["z1"]!.values, z2 = f["z2"]!.values
-    let B = 8, D = 16
+    let z1 = f["z1"]!.values
+    let z2 = f["z2"]!.values
+    let B = 8
+    let D = 16
     let single = NTXentLoss(temperature: 0.1, collective: LocalCollective())
     let l = try single.forward(pool.tensor(z1 + z2, Shape(2 * B, D)))
     let dz = try single.backward().toArray()
     for W in [2, 4] {
       let world = SimulatedWorld(size: W)
       let ranks = try splitRun(world: world, z1: z1, z2: z2, B: B, D: D, t: 0.1)
-      for r in 0..<W { XCTAssertEqual(ranks[r].0, l, accuracy: 1e-5 * abs(l), "loss on rank \(r) of \(W)") }
+      for r in 0..<W {
+        XCTAssertEqual(ranks[r].0, l, accuracy: 1e-5 * abs(l), "loss on rank \(r) of \(W)")
+      }
       let split = assemble(ranks.map(\.1), B: B, D: D)
       XCTAssertLessThanOrEqual(NumCheck.maxRelative(split, dz), 1e-5, "dz, \(W) ranks")
-      XCTAssertEqual(world.log[0], ["allGather(\(2 * B / W * D))", "allReduceSum(Double, 1)", "allReduceSum(Float, \(2 * B * D))"])
+      XCTAssertEqual(
+        world.log[0],
+        [
+          "allGather(\(2 * B / W * D))", "allReduceSum(Double, 1)",
+          "allReduceSum(Float, \(2 * B * D))",
+        ])
       for r in 1..<W { XCTAssertEqual(world.log[r], world.log[0]) }
     }
   }
@@ -113,12 +135,15 @@ final class NTXentTests: XCTestCase {
   /// fail.
   func testMissingGradientSumIsDetected() throws {
     let f = try Fixtures.load("ntxent_t0.5")
-    let z1 = f["z1"]!.values, z2 = f["z2"]!.values
-    let B = 8, D = 16
+    let z1 = f["z1"]!.values
+    let z2 = f["z2"]!.values
+    let B = 8
+    let D = 16
     let single = NTXentLoss(temperature: 0.5, collective: LocalCollective())
     _ = try single.forward(pool.tensor(z1 + z2, Shape(2 * B, D)))
     let dz = try single.backward().toArray()
-    let ranks = try splitRun(world: SimulatedWorld(size: 2, skipFloatAllReduce: true), z1: z1, z2: z2, B: B, D: D, t: 0.5)
+    let ranks = try splitRun(
+      world: SimulatedWorld(size: 2, skipFloatAllReduce: true), z1: z1, z2: z2, B: B, D: D, t: 0.5)
     XCTAssertGreaterThan(NumCheck.maxRelative(assemble(ranks.map(\.1), B: B, D: D), dz), 1e-2)
   }
 }

@@ -16,9 +16,14 @@ final class OptimizerTests: XCTestCase {
   }
 
   private func setGrads(_ arena: ParameterArena, w: [Float], b: [Float]) {
-    let rw = arena.parameter(named: "w")!, rb = arena.parameter(named: "b")!
-    w.withUnsafeBufferPointer { (arena.grads + rw.offset).update(from: $0.baseAddress!, count: w.count) }
-    b.withUnsafeBufferPointer { (arena.grads + rb.offset).update(from: $0.baseAddress!, count: b.count) }
+    let rw = arena.parameter(named: "w")!
+    let rb = arena.parameter(named: "b")!
+    w.withUnsafeBufferPointer {
+      (arena.grads + rw.offset).update(from: $0.baseAddress!, count: w.count)
+    }
+    b.withUnsafeBufferPointer {
+      (arena.grads + rb.offset).update(from: $0.baseAddress!, count: b.count)
+    }
   }
 
   func testSGDMatchesPyTorch() throws {
@@ -27,24 +32,38 @@ final class OptimizerTests: XCTestCase {
     let opt = SGD(parameterCount: arena.parameterCount, momentum: 0.9, weightDecay: 1e-4)
     setGrads(arena, w: f["g1"]!.values, b: f["gbias1"]!.values)
     try opt.step(arena, lr: 0.1)
-    NumCheck.assertClose(arena.values(of: arena.parameter(named: "w")!), f["sgd_w1"]!.values, rtol: 1e-6, atol: 1e-7, "sgd w1")
+    NumCheck.assertClose(
+      arena.values(of: arena.parameter(named: "w")!), f["sgd_w1"]!.values, rtol: 1e-6, atol: 1e-7,
+      "sgd w1")
     setGrads(arena, w: f["g2"]!.values, b: f["gbias2"]!.values)
     try opt.step(arena, lr: 0.1)
-    NumCheck.assertClose(arena.values(of: arena.parameter(named: "w")!), f["sgd_w2"]!.values, rtol: 1e-6, atol: 1e-7, "sgd w2")
+    NumCheck.assertClose(
+      arena.values(of: arena.parameter(named: "w")!), f["sgd_w2"]!.values, rtol: 1e-6, atol: 1e-7,
+      "sgd w2")
   }
 
   func testLARSMatchesReference() throws {
     let f = try Fixtures.load("optimizers")
     let arena = fixtureArena(f)
-    let opt = LARS(parameterCount: arena.parameterCount, momentum: 0.9, weightDecay: 1e-4, trustCoefficient: 0.001)
+    let opt = LARS(
+      parameterCount: arena.parameterCount, momentum: 0.9, weightDecay: 1e-4,
+      trustCoefficient: 0.001)
     setGrads(arena, w: f["g1"]!.values, b: f["gbias1"]!.values)
     try opt.step(arena, lr: 0.1)
-    NumCheck.assertClose(arena.values(of: arena.parameter(named: "w")!), f["lars_w1"]!.values, rtol: 1e-6, atol: 1e-7, "lars w1")
-    NumCheck.assertClose(arena.values(of: arena.parameter(named: "b")!), f["lars_bias1"]!.values, rtol: 1e-6, atol: 1e-7, "lars bias1")
+    NumCheck.assertClose(
+      arena.values(of: arena.parameter(named: "w")!), f["lars_w1"]!.values, rtol: 1e-6, atol: 1e-7,
+      "lars w1")
+    NumCheck.assertClose(
+      arena.values(of: arena.parameter(named: "b")!), f["lars_bias1"]!.values, rtol: 1e-6,
+      atol: 1e-7, "lars bias1")
     setGrads(arena, w: f["g2"]!.values, b: f["gbias2"]!.values)
     try opt.step(arena, lr: 0.1)
-    NumCheck.assertClose(arena.values(of: arena.parameter(named: "w")!), f["lars_w2"]!.values, rtol: 1e-6, atol: 1e-7, "lars w2")
-    NumCheck.assertClose(arena.values(of: arena.parameter(named: "b")!), f["lars_bias2"]!.values, rtol: 1e-6, atol: 1e-7, "lars bias2")
+    NumCheck.assertClose(
+      arena.values(of: arena.parameter(named: "w")!), f["lars_w2"]!.values, rtol: 1e-6, atol: 1e-7,
+      "lars w2")
+    NumCheck.assertClose(
+      arena.values(of: arena.parameter(named: "b")!), f["lars_bias2"]!.values, rtol: 1e-6,
+      atol: 1e-7, "lars bias2")
   }
 
   private func smallArena() -> ParameterArena {

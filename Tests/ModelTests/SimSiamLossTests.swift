@@ -8,7 +8,8 @@ final class SimSiamLossTests: XCTestCase {
 
   func testMatchesPyTorch() throws {
     let f = try Fixtures.load("simsiam_loss")
-    let B = f["p1"]!.shape[0], D = f["p1"]!.shape[1]
+    let B = f["p1"]!.shape[0]
+    let D = f["p1"]!.shape[1]
     let s = Shape(B, D)
     let loss = SimSiamLoss(collective: LocalCollective())
     let l = try loss.forward(
@@ -26,7 +27,9 @@ final class SimSiamLossTests: XCTestCase {
   /// Central differences (h = 1e-3) on p1 and p2; tolerance 1e-3 of the largest gradient
   /// plus 1e-2 relative.
   func testGradientCheck() throws {
-    let B = 3, D = 5, s = Shape(B, D)
+    let B = 3
+    let D = 5
+    let s = Shape(B, D)
     let p1 = pool.tensor(NumCheck.random(B * D, seed: 1), s)
     let p2 = pool.tensor(NumCheck.random(B * D, seed: 2), s)
     let z1 = pool.tensor(NumCheck.random(B * D, seed: 3), s)
@@ -34,7 +37,8 @@ final class SimSiamLossTests: XCTestCase {
     let loss = SimSiamLoss(collective: LocalCollective())
     _ = try loss.forward(p1: p1, p2: p2, z1: z1, z2: z2)
     let (g1, g2) = try loss.backward()
-    let a1 = g1.toArray(), a2 = g2.toArray()
+    let a1 = g1.toArray()
+    let a2 = g2.toArray()
     let f = { Double(try loss.forward(p1: p1, p2: p2, z1: z1, z2: z2)) }
     let fd1 = try NumCheck.centralDifferences(p1.data, count: B * D, h: 1e-3, f)
     let fd2 = try NumCheck.centralDifferences(p2.data, count: B * D, h: 1e-3, f)
@@ -44,7 +48,8 @@ final class SimSiamLossTests: XCTestCase {
 
   /// A batch of 8 split 3 + 5 over 2 simulated ranks: same loss, same gradient rows.
   func testSplitOverRanksEqualsOneRank() throws {
-    let B = 8, D = 6
+    let B = 8
+    let D = 6
     let v = (1...4).map { NumCheck.random(B * D, seed: UInt64(10 + $0)) }
     let single = SimSiamLoss(collective: LocalCollective())
     let s = Shape(B, D)
@@ -52,7 +57,8 @@ final class SimSiamLossTests: XCTestCase {
       p1: pool.tensor(v[0], s), p2: pool.tensor(v[1], s), z1: pool.tensor(v[2], s),
       z2: pool.tensor(v[3], s))
     let (d1, d2) = try single.backward()
-    let dp1 = d1.toArray(), dp2 = d2.toArray()
+    let dp1 = d1.toArray()
+    let dp2 = d2.toArray()
     let splits = [0..<3, 3..<8]
     let ranks = try SimulatedWorld(size: 2).run { comm -> (Float, [Float], [Float]) in
       let rows = splits[comm.rank]

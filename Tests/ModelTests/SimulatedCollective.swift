@@ -116,7 +116,9 @@ final class SimulatedCollective: Collective {
     world.barrier()
     for r in 0..<world.size {
       guard world.floatSlots[r].count == count else {
-        throw LayerShapeError(layer: "SimulatedCollective", reason: "rank \(r) gathers \(world.floatSlots[r].count), rank \(rank) \(count)")
+        throw LayerShapeError(
+          layer: "SimulatedCollective",
+          reason: "rank \(r) gathers \(world.floatSlots[r].count), rank \(rank) \(count)")
       }
       world.floatSlots[r].withUnsafeBufferPointer {
         (recv + r * count).update(from: $0.baseAddress!, count: count)
