@@ -65,9 +65,14 @@ public final class Pretrainer {
     schedule = WarmupCosine(
       baseLR: peakLR, warmupSteps: min(config.warmupSteps, max(totalSteps - 1, 0)),
       totalSteps: totalSteps)
-    optimizer = LARS(
-      parameterCount: net.arena.parameterCount, momentum: config.momentum,
-      weightDecay: config.weightDecay, eta: config.optimizer == "lars" ? config.larsEta : 0)
+    optimizer =
+      config.optimizer == "sgd"
+      ? SGD(
+        parameterCount: net.arena.parameterCount, momentum: config.momentum,
+        weightDecay: config.weightDecay)
+      : LARS(
+        parameterCount: net.arena.parameterCount, momentum: config.momentum,
+        weightDecay: config.weightDecay, trustCoefficient: config.larsEta)
     // Every rank starts from rank 0's parameters, whatever its own initialisation did.
     try comm.broadcast(net.arena.params, count: net.arena.parameterCount, from: 0)
     try comm.broadcast(net.arena.buffers, count: net.arena.bufferCount, from: 0)
@@ -95,7 +100,7 @@ public final class Pretrainer {
     net.arena.parameterRanges.map { r in
       SafeTensors.Entry(
         name: "momentum.\(r.name)", shape: r.shape,
-        values: Array(UnsafeBufferPointer(start: optimizer.velocity + r.offset, count: r.count)))
+        values: Array(UnsafeBufferPointer(start: optimizer.momentumBuffer + r.offset, count: r.count)))
     }
   }
 
@@ -104,7 +109,7 @@ public final class Pretrainer {
       guard let e = entries["momentum.\(r.name)"], e.values.count == r.count else {
         throw CheckpointError(path: path, reason: "has no momentum for '\(r.name)'")
       }
-      e.values.withUnsafeBufferPointer { (optimizer.velocity + r.offset).update(from: $0.baseAddress!, count: r.count) }
+      e.values.withUnsafeBufferPointer { (optimizer.momentumBuffer + r.offset).update(from: $0.baseAddress!, count: r.count) }
     }
   }
 
@@ -139,7 +144,7 @@ public final class Pretrainer {
     // share of that gradient, so the shares are summed (not averaged).
     try comm.allReduce(arena.grads, count: arena.parameterCount, op: .sum)
     let t2 = now()
-    optimizer.step(arena, lr: lr)
+    try optimizer.step(arena, lr: lr)
     return (value, (t1 - t0) + (now() - t2), t2 - t1)
   }
 

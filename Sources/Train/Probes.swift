@@ -49,7 +49,7 @@ public enum Probes {
     let arena = ParameterArena()
     let fc = Linear(arena: arena, name: "fc", inFeatures: d, outFeatures: classes)
     arena.allocate(seed: seed)
-    let opt = LARS(parameterCount: arena.parameterCount, momentum: 0.9, weightDecay: weightDecay, eta: 0)
+    let opt = SGD(parameterCount: arena.parameterCount, momentum: 0.9, weightDecay: weightDecay)
     let steps = epochs * max(1, train.count / batch)
     let schedule = WarmupCosine(baseLR: lr, warmupSteps: 0, totalSteps: steps)
     let x = Storage(batch * d)
@@ -69,9 +69,11 @@ public enum Probes {
         }
         arena.zeroGrads()
         let logits = try fc.forward(Tensor(x.data, Shape(batch, d)), training: true)
-        _ = softmaxCrossEntropy(dlogits.data, logits.data, labels, rows: batch, classes: classes)
+        _ = try labels.withUnsafeBufferPointer {
+          try softmaxCrossEntropy(dlogits.data, logits.data, $0.baseAddress!, batch, classes)
+        }
         _ = try fc.backward(Tensor(dlogits.data, Shape(batch, classes)))
-        opt.step(arena, lr: schedule.lr(at: step))
+        try opt.step(arena, lr: schedule.lr(at: step))
         step += 1
         b += batch
       }
