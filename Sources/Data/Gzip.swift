@@ -25,7 +25,8 @@ public enum Gzip {
       let n = input.count
       let isize = Int(input[n - 4]) | Int(input[n - 3]) << 8 | Int(input[n - 2]) << 16
         | Int(input[n - 1]) << 24
-      if isize > 0 { capacity = max(capacity, isize) }
+      // A little slack so inflate can reach the end of the stream without growing the buffer.
+      if isize > 0 { capacity = isize + 1024 }
     }
     var output = [UInt8](repeating: 0, count: capacity)
     var produced = 0
@@ -38,7 +39,9 @@ public enum Gzip {
     try input.withUnsafeMutableBufferPointer { inBuf in
       var consumed = 0
       while true {
-        if produced == output.count { output.append(contentsOf: repeatElement(0, count: output.count)) }
+        if produced == output.count {
+          output.append(contentsOf: repeatElement(0, count: max(1 << 16, output.count / 2)))
+        }
         let availIn = min(inBuf.count - consumed, Int(UInt32.max))
         let availOut = min(output.count - produced, Int(UInt32.max))
         let result: Int32 = output.withUnsafeMutableBufferPointer { outBuf in

@@ -56,3 +56,22 @@ final class BatchLoaderTests: XCTestCase {
     }
   }
 }
+
+final class PrefetchingBatchLoaderTests: XCTestCase {
+  func testMatchesPlainLoader() throws {
+    let source = try TestSupport.testSplit.subset(0..<40)
+    func makeLoader() throws -> ContrastiveBatchLoader {
+      let sampler = try DistributedSampler(count: 40, globalBatch: 16, rank: 1, worldSize: 2, seed: 4)
+      return try ContrastiveBatchLoader(source: source, sampler: sampler, augment: SimCLRAugment(), seed: 8)
+    }
+    let plain = try makeLoader()
+    let prefetching = PrefetchingBatchLoader(loader: try makeLoader())
+    var a = [Float](repeating: 0, count: plain.floatsPerBatch), b = a
+    // Two batches per epoch: crosses an epoch boundary, then jumps (as a resume would).
+    for (epoch, batch) in [(0, 0), (0, 1), (1, 0), (1, 1), (5, 1), (6, 0), (6, 0)] {
+      try plain.load(epoch: epoch, batch: batch, into: &a)
+      try prefetching.load(epoch: epoch, batch: batch, into: &b)
+      XCTAssertEqual(a, b, "epoch \(epoch) batch \(batch)")
+    }
+  }
+}
