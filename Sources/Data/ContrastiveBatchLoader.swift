@@ -1,0 +1,63 @@
+/// Fills the two-view input batch of contrastive methods (SimCLR and kin) for one rank.
+///
+/// For global batch `batch` of `epoch`, the rank's `B = sampler.localBatch` samples are read
+/// once each and augmented twice: rows `0..<B` of the output hold view 1
+/// (`KeyedRandom(seed, epoch, sample, .view1)`), rows `B..<2B` view 2 (`.view2`), where `sample`
+/// is the GLOBAL sample index. A sample's views are therefore the same whatever the rank count
+/// (DESIGN invariants 5 and 8).
+///
+/// Not thread-safe (it owns the augmenter's scratch and a pixel buffer); use one per thread.
+public final class ContrastiveBatchLoader {
+  public let source: ImageSource
+  public let sampler: DistributedSampler
+  public let augment: SimCLRAugment
+  /// Seed of the augmentation streams.
+  public let seed: UInt64
+  /// [H, W] bytes of the sample being augmented.
+  private let pixels: UnsafeMutablePointer<UInt8>
+
+  /// - Throws: `DataError.invalidArgument` if the source is not single-channel or is smaller
+  ///   than the sampler's data set.
+  public init(source: ImageSource, sampler: DistributedSampler, augment: SimCLRAugment, seed: UInt64) throws {
+    guard source.channels == 1 else {
+      throw DataError.invalidArgument(
+        "ContrastiveBatchLoader: SimCLRAugment needs 1-channel images, the source has \(source.channels)")
+    }
+    guard sampler.count <= source.count else {
+      throw DataError.invalidArgument(
+        "ContrastiveBatchLoader: sampler covers \(sampler.count) samples, the source holds \(source.count)")
+    }
+    self.source = source
+    self.sampler = sampler
+    self.augment = augment
+    self.seed = seed
+    pixels = .allocate(capacity: source.pixelsPerImage)
+  }
+
+  deinit { pixels.deallocate() }
+
+  /// Rows of the output batch: `2·B_local`.
+  public var rows: Int { 2 * sampler.localBatch }
+  /// Floats `load` writes: `2·B_local·H·W`.
+  public var floatsPerBatch: Int { rows * source.height * source.width }
+
+  /// Writes both views of this rank's part of a global batch into `x`, shaped
+  /// [2·B_local, 1, H, W].
+  public func load(epoch: Int, batch: Int, into x: UnsafeMutablePointer<Float>) throws {
+    let indices = try sampler.localIndices(epoch: epoch, batch: batch)
+    let h = source.height, w = source.width, n = h * w
+    let b = indices.count
+    for (row, sample) in indices.enumerated() {
+      try source.pixels(sample, into: pixels)
+      var rng1 = KeyedRandom(seed: seed, epoch: epoch, sample: sample, purpose: .view1)
+      augment.apply(pixels, height: h, width: w, into: x + row * n, rng: &rng1)
+      var rng2 = KeyedRandom(seed: seed, epoch: epoch, sample: sample, purpose: .view2)
+      augment.apply(pixels, height: h, width: w, into: x + (b + row) * n, rng: &rng2)
+    }
+  }
+
+  /// The labels of this rank's samples of a global batch (for monitoring; SSL ignores them).
+  public func labels(epoch: Int, batch: Int) throws -> [Int] {
+    try sampler.localIndices(epoch: epoch, batch: batch).map { source.label($0) }
+  }
+}

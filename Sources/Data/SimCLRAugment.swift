@@ -1,0 +1,337 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// SimCLR's augmentation pipeline (Chen et al. 2020, appendix A) for single-channel `1×H×W`
+/// images, as torchvision composes it, without the colour steps grayscale images do not have:
+///
+/// 1. random resized crop (scale `[0.2, 1]`, aspect ratio `[3/4, 4/3]`, bilinear back to H×W),
+/// 2. horizontal flip with p = 0.5,
+/// 3. brightness and contrast jitter of 0.4 in random order, applied with p = 0.8,
+/// 4. Gaussian blur with p = 0.5 (kernel 3 or 5, σ in [0.1, 2], reflect padding),
+/// 5. additive Gaussian noise with p = 0.5 (σ = 0.05 on the [0, 1] scale, not clamped),
+///
+/// then normalisation `(x/255 − mean) / std`. Every draw comes from the `KeyedRandom` passed in,
+/// so a view is a pure function of (image, key).
+///
+/// Holds scratch buffers, so one instance must not be used by two threads at once; `copy()`
+/// makes another with the same configuration.
+public final class SimCLRAugment {
+  /// The pipeline's parameters. `init(strength:)` scales the crop range, jitter and noise.
+  public struct Config: Equatable, Sendable {
+    /// Fraction of the image area a crop keeps, `[lower, upper]`.
+    public var cropScale: (lower: Float, upper: Float)
+    /// Crop aspect ratio (width / height) range, sampled log-uniformly.
+    public var cropRatio: (lower: Float, upper: Float)
+    public var flipProbability: Float
+    public var jitterProbability: Float
+    /// Brightness factor is drawn from `[max(0, 1 − b), 1 + b]`.
+    public var brightness: Float
+    /// Contrast factor is drawn from `[max(0, 1 − c), 1 + c]`.
+    public var contrast: Float
+    public var blurProbability: Float
+    public var blurSigma: (lower: Float, upper: Float)
+    /// Blur kernel sizes to choose from (odd, at most `maxKernel`).
+    public var blurKernelSizes: [Int]
+    public var noiseProbability: Float
+    /// Noise standard deviation on the [0, 1] pixel scale.
+    public var noiseStd: Float
+    /// Normalisation constants (Fashion-MNIST's by default).
+    public var mean: Float
+    public var std: Float
+
+    /// SimCLR's settings with magnitudes scaled by `strength` (1 = the paper's): crop scale
+    /// lower bound `1 − 0.8·s` (clamped to ≥ 0.05), ratio range `(4/3)^±s`, jitter `0.4·s`,
+    /// noise σ `0.05·s`. Flip and blur probabilities do not depend on `s`.
+    public init(strength: Float = 1) {
+      let s = max(0, strength)
+      cropScale = (max(0.05, 1 - 0.8 * s), 1)
+      let logRatio = Float(log(4.0 / 3.0)) * s
+      cropRatio = (expf(-logRatio), expf(logRatio))
+      flipProbability = 0.5
+      jitterProbability = 0.8
+      brightness = 0.4 * s
+      contrast = 0.4 * s
+      blurProbability = 0.5
+      blurSigma = (0.1, 2.0)
+      blurKernelSizes = [3, 5]
+      noiseProbability = 0.5
+      noiseStd = 0.05 * s
+      mean = FashionMNIST.mean
+      std = FashionMNIST.std
+    }
+
+    /// No augmentation at all: `apply` then equals `normalize`.
+    public static var identity: Config {
+      var c = Config(strength: 0)
+      c.flipProbability = 0
+      c.jitterProbability = 0
+      c.blurProbability = 0
+      c.noiseProbability = 0
+      return c
+    }
+
+    public static func == (a: Config, b: Config) -> Bool {
+      a.cropScale == b.cropScale && a.cropRatio == b.cropRatio
+        && a.flipProbability == b.flipProbability && a.jitterProbability == b.jitterProbability
+        && a.brightness == b.brightness && a.contrast == b.contrast
+        && a.blurProbability == b.blurProbability && a.blurSigma == b.blurSigma
+        && a.blurKernelSizes == b.blurKernelSizes && a.noiseProbability == b.noiseProbability
+        && a.noiseStd == b.noiseStd && a.mean == b.mean && a.std == b.std
+    }
+  }
+
+  /// Largest blur kernel supported.
+  public static let maxKernel = 15
+
+  public let config: Config
+
+  // Scratch, grown on first use for a given size and then reused.
+  private var capacity = 0
+  /// [H, W] working image on the [0, 1] scale.
+  private var image: UnsafeMutablePointer<Float>
+  /// [H, W] second buffer for the separable blur.
+  private var temp: UnsafeMutablePointer<Float>
+  /// Per output column: source columns and weight of the right one.
+  private var col0: UnsafeMutablePointer<Int>
+  private var col1: UnsafeMutablePointer<Int>
+  private var colWeight: UnsafeMutablePointer<Float>
+  /// [maxKernel] blur weights.
+  private let kernel: UnsafeMutablePointer<Float>
+
+  /// SimCLR's pipeline at `strength` (see `Config.init(strength:)`).
+  public convenience init(strength: Float = 1.0) { self.init(config: Config(strength: strength)) }
+
+  public init(config: Config) {
+    self.config = config
+    image = .allocate(capacity: 1)
+    temp = .allocate(capacity: 1)
+    col0 = .allocate(capacity: 1)
+    col1 = .allocate(capacity: 1)
+    colWeight = .allocate(capacity: 1)
+    kernel = .allocate(capacity: Self.maxKernel)
+  }
+
+  deinit {
+    image.deallocate()
+    temp.deallocate()
+    col0.deallocate()
+    col1.deallocate()
+    colWeight.deallocate()
+    kernel.deallocate()
+  }
+
+  /// Another augmenter with the same configuration and its own scratch (for another thread).
+  public func copy() -> SimCLRAugment { SimCLRAugment(config: config) }
+
+  private func reserve(height: Int, width: Int) {
+    let n = height * width
+    let need = max(n, width, height)
+    if need <= capacity { return }
+    image.deallocate(); temp.deallocate(); col0.deallocate(); col1.deallocate()
+    colWeight.deallocate()
+    image = .allocate(capacity: need)
+    temp = .allocate(capacity: need)
+    col0 = .allocate(capacity: need)
+    col1 = .allocate(capacity: need)
+    colWeight = .allocate(capacity: need)
+    capacity = need
+  }
+
+  // MARK: Normalisation
+
+  /// `(x/255 − mean)/std` for `count` bytes (computed as `(x·(1/255) − mean)·(1/std)`).
+  public static func normalize(
+    _ src: UnsafePointer<UInt8>, count: Int, into dst: UnsafeMutablePointer<Float>,
+    mean: Float = FashionMNIST.mean, std: Float = FashionMNIST.std
+  ) {
+    let inv255: Float = 1 / 255, invStd = 1 / std
+    for i in 0..<count { dst[i] = (Float(src[i]) * inv255 - mean) * invStd }
+  }
+
+  /// Normalises an `H×W` image with this augmenter's mean and std, without augmenting it.
+  public func normalize(
+    _ src: UnsafePointer<UInt8>, height: Int, width: Int, into dst: UnsafeMutablePointer<Float>
+  ) {
+    Self.normalize(src, count: height * width, into: dst, mean: config.mean, std: config.std)
+  }
+
+  // MARK: Augmentation
+
+  /// Writes one augmented, normalised view of `src` into `dst`.
+  /// - Parameters:
+  ///   - src: [H, W] pixel bytes.
+  ///   - dst: [H, W] floats.
+  ///   - rng: the view's stream, e.g. `KeyedRandom(seed, epoch, sample, .view1)`.
+  public func apply(
+    _ src: UnsafePointer<UInt8>, height: Int, width: Int, into dst: UnsafeMutablePointer<Float>,
+    rng: inout KeyedRandom
+  ) {
+    reserve(height: height, width: width)
+    let c = config
+    let n = height * width
+    let (top, left, cropH, cropW) = cropBox(height: height, width: width, rng: &rng)
+    let flip = c.flipProbability > 0 && rng.bernoulli(c.flipProbability)
+    resize(
+      src, height: height, width: width, top: top, left: left, cropH: cropH, cropW: cropW,
+      flip: flip)
+
+    if c.jitterProbability > 0 && rng.bernoulli(c.jitterProbability) {
+      let brightnessFirst = rng.bernoulli(0.5)
+      let b = rng.uniform(max(0, 1 - c.brightness), 1 + c.brightness)
+      let k = rng.uniform(max(0, 1 - c.contrast), 1 + c.contrast)
+      if brightnessFirst {
+        scaleBrightness(n, b)
+        adjustContrast(n, k)
+      } else {
+        adjustContrast(n, k)
+        scaleBrightness(n, b)
+      }
+    }
+
+    if c.blurProbability > 0 && rng.bernoulli(c.blurProbability) && !c.blurKernelSizes.isEmpty {
+      let sigma = rng.uniform(c.blurSigma.lower, c.blurSigma.upper)
+      let size = c.blurKernelSizes[rng.nextInt(below: c.blurKernelSizes.count)]
+      blur(height: height, width: width, kernelSize: min(size, Self.maxKernel), sigma: sigma)
+    }
+
+    if c.noiseProbability > 0 && rng.bernoulli(c.noiseProbability) && c.noiseStd > 0 {
+      // Box–Muller pairs: both deviates used.
+      var i = 0
+      while i < n {
+        let u1 = 1 - rng.nextDouble(), u2 = rng.nextDouble()
+        let r = (-2 * log(u1)).squareRoot() * Double(c.noiseStd)
+        let t = 2 * Double.pi * u2
+        image[i] += Float(r * cos(t))
+        if i + 1 < n { image[i + 1] += Float(r * sin(t)) }
+        i += 2
+      }
+    }
+
+    let invStd = 1 / c.std
+    for i in 0..<n { dst[i] = (image[i] - c.mean) * invStd }
+  }
+
+  /// torchvision's `RandomResizedCrop.get_params`: ten tries at a box of random area and
+  /// log-uniform aspect ratio, then a centre crop with the ratio clamped.
+  func cropBox(height: Int, width: Int, rng: inout KeyedRandom) -> (Int, Int, Int, Int) {
+    let c = config
+    if c.cropScale.lower >= 1 && c.cropRatio.lower == 1 && c.cropRatio.upper == 1 {
+      return (0, 0, height, width)
+    }
+    let area = Float(height * width)
+    let logLo = logf(c.cropRatio.lower), logHi = logf(c.cropRatio.upper)
+    for _ in 0..<10 {
+      let target = area * rng.uniform(c.cropScale.lower, c.cropScale.upper)
+      let ratio = expf(rng.uniform(logLo, logHi))
+      let w = Int((target * ratio).squareRoot().rounded())
+      let h = Int((target / ratio).squareRoot().rounded())
+      if w > 0 && w <= width && h > 0 && h <= height {
+        let top = rng.nextInt(below: height - h + 1)
+        let left = rng.nextInt(below: width - w + 1)
+        return (top, left, h, w)
+      }
+    }
+    let inRatio = Float(width) / Float(height)
+    var w = width, h = height
+    if inRatio < c.cropRatio.lower {
+      h = Int((Float(w) / c.cropRatio.lower).rounded())
+    } else if inRatio > c.cropRatio.upper {
+      w = Int((Float(h) * c.cropRatio.upper).rounded())
+    }
+    h = max(1, min(h, height))
+    w = max(1, min(w, width))
+    return ((height - h) / 2, (width - w) / 2, h, w)
+  }
+
+  /// Bilinear resize (half-pixel centres, as PyTorch with `align_corners=False`) of the crop
+  /// into `image` on the [0, 1] scale, mirrored horizontally if `flip`.
+  private func resize(
+    _ src: UnsafePointer<UInt8>, height: Int, width: Int, top: Int, left: Int, cropH: Int,
+    cropW: Int, flip: Bool
+  ) {
+    let sx = Float(cropW) / Float(width), sy = Float(cropH) / Float(height)
+    for x in 0..<width {
+      let f = max(0, (Float(x) + 0.5) * sx - 0.5)
+      let x0 = min(Int(f), cropW - 1)
+      let out = flip ? width - 1 - x : x
+      col0[out] = left + x0
+      col1[out] = left + min(x0 + 1, cropW - 1)
+      colWeight[out] = f - Float(x0)
+    }
+    let inv255: Float = 1 / 255
+    for y in 0..<height {
+      let f = max(0, (Float(y) + 0.5) * sy - 0.5)
+      let y0 = min(Int(f), cropH - 1)
+      let wy = f - Float(y0)
+      let row0 = src + (top + y0) * width
+      let row1 = src + (top + min(y0 + 1, cropH - 1)) * width
+      let out = image + y * width
+      for x in 0..<width {
+        let a = Float(row0[col0[x]]), b = Float(row0[col1[x]])
+        let c = Float(row1[col0[x]]), d = Float(row1[col1[x]])
+        let wx = colWeight[x]
+        let upper = a + (b - a) * wx
+        let lower = c + (d - c) * wx
+        out[x] = (upper + (lower - upper) * wy) * inv255
+      }
+    }
+  }
+
+  private func scaleBrightness(_ n: Int, _ factor: Float) {
+    for i in 0..<n { image[i] = min(1, max(0, image[i] * factor)) }
+  }
+
+  /// Blend with the image mean, as torchvision's `adjust_contrast` on a grayscale image.
+  private func adjustContrast(_ n: Int, _ factor: Float) {
+    var sum: Float = 0
+    for i in 0..<n { sum += image[i] }
+    let m = (1 - factor) * sum / Float(n)
+    for i in 0..<n { image[i] = min(1, max(0, factor * image[i] + m)) }
+  }
+
+  /// Separable Gaussian blur of `image` with reflect padding (torchvision's `gaussian_blur`).
+  private func blur(height: Int, width: Int, kernelSize: Int, sigma: Float) {
+    let r = kernelSize / 2
+    var total: Float = 0
+    for k in 0..<kernelSize {
+      let x = Float(k - r)
+      kernel[k] = expf(-0.5 * x * x / (sigma * sigma))
+      total += kernel[k]
+    }
+    for k in 0..<kernelSize { kernel[k] /= total }
+    // Rows: image → temp.
+    for y in 0..<height {
+      let row = image + y * width, out = temp + y * width
+      for x in 0..<width {
+        var acc: Float = 0
+        for k in 0..<kernelSize { acc += kernel[k] * row[Self.reflect(x + k - r, width)] }
+        out[x] = acc
+      }
+    }
+    // Columns: temp → image.
+    for y in 0..<height {
+      let out = image + y * width
+      for x in 0..<width { out[x] = 0 }
+      for k in 0..<kernelSize {
+        let row = temp + Self.reflect(y + k - r, height) * width
+        let w = kernel[k]
+        for x in 0..<width { out[x] += w * row[x] }
+      }
+    }
+  }
+
+  /// Reflects an index into 0..<n without repeating the edge (PyTorch's `reflect` padding).
+  @inline(__always)
+  static func reflect(_ i: Int, _ n: Int) -> Int {
+    if n == 1 { return 0 }
+    var j = i
+    while j < 0 || j >= n {
+      if j < 0 { j = -j }
+      if j >= n { j = 2 * (n - 1) - j }
+    }
+    return j
+  }
+}
