@@ -49,9 +49,10 @@ public final class Pretrainer {
     sampler = try DistributedSampler(
       count: train.count, globalBatch: config.globalBatch, rank: comm.rank,
       worldSize: comm.size, seed: config.seed)
-    loader = ContrastiveBatchLoader(
-      source: train, sampler: sampler, augment: SimCLRAugment(strength: config.augmentStrength),
-      seed: config.seed)
+    let augment =
+      config.augmentStrength > 0
+      ? SimCLRAugment(strength: config.augmentStrength) : SimCLRAugment(config: .identity)
+    loader = try ContrastiveBatchLoader(source: train, sampler: sampler, augment: augment, seed: config.seed)
     inputShape = Shape(2 * localBatch, 1, train.height, train.width)
     input = Storage(inputShape.count)
     net = try SimCLRNetwork(
