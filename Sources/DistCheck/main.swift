@@ -21,6 +21,19 @@ do {
 }
 let r = world.rank
 let n = world.size
+
+// `DistCheck abort-rank R`: rank R calls `abort(code: 7)` while the others wait in a
+// barrier; mpirun must end every rank and exit non-zero instead of hanging.
+let arguments = CommandLine.arguments.dropFirst()
+if arguments.first == "abort-rank", let victim = arguments.dropFirst().first.flatMap({ Int($0) }) {
+  if r == victim {
+    print("rank \(r)/\(n) aborting")
+    world.abort(code: 7)
+  }
+  try? world.barrier()
+  print("rank \(r)/\(n) passed a barrier that rank \(victim) never entered")
+  exit(0)
+}
 var failures: [String] = []
 
 /// Runs one check; `body` returns nil when it passed, or what went wrong.

@@ -17,6 +17,19 @@ final class CommunicatorTests: XCTestCase {
     XCTAssertTrue(try Communicator.world() === world, "the world is created once and cached")
   }
 
+  func testThreadLevelAboveProvidedThrows() throws {
+    let world = try Communicator.world()
+    if world.providedThreadLevel >= 3 {  // MPI_THREAD_MULTIPLE
+      XCTAssertTrue(try Communicator.world(threadLevel: .multiple) === world)
+    } else {
+      XCTAssertThrowsError(try Communicator.world(threadLevel: .multiple)) { error in
+        XCTAssertEqual(
+          error as? DistError,
+          .threadLevelUnavailable(requested: .multiple, provided: world.providedThreadLevel))
+      }
+    }
+  }
+
   func testSingletonCollectivesAreIdentity() throws {
     let world = try Communicator.world()
     for op in [ReduceOp.sum, .average, .max, .min] {

@@ -29,7 +29,20 @@ final class MPIRunTests: XCTestCase {
     assertAllPassed(result.stdout, ranks: 1)
   }
 
-  func testFailingCheckIsReportedNonZero() throws {
+  /// One rank's `abort(code:)` ends the whole job: no rank is left waiting in a collective.
+  func testAbortOnOneRankEndsAllRanks() throws {
+    let start = Date()
+    let result = try run(
+      executable: try mpirunURL(),
+      arguments: ["-np", "3", "--oversubscribe", try distCheckURL().path, "abort-rank", "1"],
+      timeout: 60)
+    XCTAssertEqual(result.status, 7, result.log)
+    XCTAssertTrue(result.stdout.contains("rank 1/3 aborting"), result.log)
+    XCTAssertFalse(result.stdout.contains("passed a barrier"), result.log)
+    print("mpirun -np 3 DistCheck abort-rank 1: \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+  }
+
+  func testMpirunReportsFailingRank() throws {
     // mpirun must report a failing rank as a non-zero exit: a rank that exits 3 here.
     let mpirun = try mpirunURL()
     let result = try run(
