@@ -24,7 +24,9 @@ let maxChunk = Int(Int32.max)
 /// `count` as an MPI count, or `DistError.countTooLarge`.
 @inline(__always)
 func mpiCount(_ count: Int, _ call: String) throws -> Int32 {
-  guard count >= 0 && count <= maxChunk else { throw DistError.countTooLarge(call: call, count: count) }
+  guard count >= 0 && count <= maxChunk else {
+    throw DistError.countTooLarge(call: call, count: count)
+  }
   return Int32(count)
 }
 
@@ -112,7 +114,8 @@ extension Communicator {
     try ensureLive()
     let n = try mpiCount(count, "MPI_Allgather")
     let inPlace = send == UnsafePointer(recv + rank * count)
-    let source: UnsafeRawPointer? = inPlace ? UnsafeRawPointer(cmpi_in_place()) : UnsafeRawPointer(send)
+    let source: UnsafeRawPointer? =
+      inPlace ? UnsafeRawPointer(cmpi_in_place()) : UnsafeRawPointer(send)
     try mpiCheck(
       "MPI_Allgather", MPI_Allgather(source, n, cmpi_float(), recv, n, cmpi_float(), comm))
   }

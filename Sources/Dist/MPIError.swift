@@ -23,7 +23,8 @@ public struct MPIError: Error, CustomStringConvertible, Sendable {
     var buffer = [CChar](repeating: 0, count: Int(cmpi_max_error_string()) + 1)
     var length: Int32 = 0
     if MPI_Error_string(code, &buffer, &length) == cmpi_success() {
-      self.message = String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) },
+      self.message = String(
+        decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) },
         as: UTF8.self)
     } else {
       self.message = "unknown MPI error"
@@ -58,7 +59,8 @@ public enum DistError: Error, CustomStringConvertible, Equatable, Sendable {
   public var description: String {
     switch self {
     case .threadLevelUnavailable(let requested, let provided):
-      return "MPI thread level \(requested) requested but the MPI library provides level \(provided)"
+      return
+        "MPI thread level \(requested) requested but the MPI library provides level \(provided)"
     case .finalized:
       return "MPI has been finalized in this process"
     case .countTooLarge(let call, let count):

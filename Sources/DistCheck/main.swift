@@ -85,8 +85,12 @@ check("node-count") {
   var distinct = Int64(names.map { Set($0).count } ?? 0)
   distinct = try world.allReduce(distinct, op: .max)
   if world.processorName.isEmpty { return "empty processor name" }
-  if Int(distinct) != world.nodeCount { return "nodeCount \(world.nodeCount), \(distinct) host names" }
-  if world.nodeCount == 1 && world.localSize != n { return "one node but localSize \(world.localSize)" }
+  if Int(distinct) != world.nodeCount {
+    return "nodeCount \(world.nodeCount), \(distinct) host names"
+  }
+  if world.nodeCount == 1 && world.localSize != n {
+    return "one node but localSize \(world.localSize)"
+  }
   return nil
 }
 
@@ -182,7 +186,8 @@ check("broadcast-bytes") {
   if r == otherRoot { x = (0..<300).map { UInt8($0 % 251) } }
   try world.broadcast(&x, count: x.count, from: otherRoot)
   let empty = try world.broadcast(bytes: [], from: otherRoot)
-  return mismatch(x) { UInt8($0 % 251) } ?? (empty.isEmpty ? nil : "empty broadcast gave \(empty.count) bytes")
+  return mismatch(x) { UInt8($0 % 251) }
+    ?? (empty.isEmpty ? nil : "empty broadcast gave \(empty.count) bytes")
 }
 
 check("broadcast-string") {

@@ -39,7 +39,7 @@ final class MPIRunTests: XCTestCase {
     XCTAssertEqual(result.status, 7, result.log)
     XCTAssertTrue(result.stdout.contains("rank 1/3 aborting"), result.log)
     XCTAssertFalse(result.stdout.contains("passed a barrier"), result.log)
-    print("mpirun -np 3 DistCheck abort-rank 1: \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+    print("mpirun -np 3 DistCheck abort-rank 1: \(seconds(since: start)) s")
   }
 
   func testMpirunReportsFailingRank() throws {
@@ -53,6 +53,10 @@ final class MPIRunTests: XCTestCase {
 
   // MARK: Helpers
 
+  private func seconds(since start: Date) -> String {
+    String(format: "%.2f", Date().timeIntervalSince(start))
+  }
+
   private func runDistCheck(ranks: Int, file: StaticString = #filePath, line: UInt = #line) throws {
     let start = Date()
     let result = try run(
@@ -60,7 +64,7 @@ final class MPIRunTests: XCTestCase {
       // --oversubscribe: more ranks than this machine's cores (2 here, maybe 1 elsewhere).
       arguments: ["-np", "\(ranks)", "--oversubscribe", try distCheckURL().path],
       timeout: 60)
-    print("mpirun -np \(ranks) DistCheck: \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+    print("mpirun -np \(ranks) \(try distCheckURL().path): \(seconds(since: start)) s")
     XCTAssertEqual(result.status, 0, result.log, file: file, line: line)
     assertAllPassed(result.stdout, ranks: ranks, file: file, line: line)
   }
@@ -122,7 +126,8 @@ final class MPIRunTests: XCTestCase {
       try? out.close()
       try? err.close()
       let partial = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
-      XCTFail("\(executable.lastPathComponent) \(arguments) timed out after \(timeout) s:\n\(partial)")
+      XCTFail(
+        "\(executable.lastPathComponent) \(arguments) timed out after \(timeout) s:\n\(partial)")
       return Result(status: -1, stdout: partial, stderr: "")
     }
     try out.close()
@@ -170,7 +175,8 @@ final class MPIRunTests: XCTestCase {
           dir = dir.deletingLastPathComponent()
         }
       }
-      candidates.append(bundle.bundleURL.deletingLastPathComponent().appendingPathComponent("DistCheck"))
+      candidates.append(
+        bundle.bundleURL.deletingLastPathComponent().appendingPathComponent("DistCheck"))
     }
     let packageRoot = URL(fileURLWithPath: #filePath)
       .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
