@@ -1,2 +1,0 @@
-import XCTest
-final class DistTestsPlaceholder: XCTestCase { func testBuilds() { XCTAssertEqual(1 + 1, 2) } }
