@@ -22,8 +22,12 @@ enum Processes {
   }
 
   /// Environment for Open MPI as root; OpenBLAS variables are inherited untouched.
+  /// Variables that Open MPI's singleton init (DistTests, in this same process) writes into
+  /// the environment are stripped: a child `mpirun` that inherits them fails silently.
   static var environment: [String: String] {
-    var env = ProcessInfo.processInfo.environment
+    var env = ProcessInfo.processInfo.environment.filter { key, _ in
+      !["OMPI_", "PMIX_", "PMI_", "ORTE_", "OPAL_", "SLURM_"].contains { key.hasPrefix($0) }
+    }
     env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
     env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
     env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
