@@ -16,8 +16,8 @@ public final class Conv2d: Layer {
   public let padding: Int
   public let name: String
 
-  /// Floats of the unrolled-patch buffer per chunk (8 MiB).
-  public static let columnBudget = 1 << 21
+  /// Floats of the unrolled-patch buffer per chunk (8 MiB); at least one sample per chunk.
+  public var columnBudget = 1 << 21
 
   private let arena: ParameterArena
   /// Offset of weight [outChannels, inChannels, k, k].
@@ -71,7 +71,7 @@ public final class Conv2d: Layer {
   }
 
   private func chunkSamples(_ n: Int, _ patchRows: Int, _ spatialOut: Int) -> Int {
-    max(1, min(n, Self.columnBudget / max(1, patchRows * spatialOut)))
+    max(1, min(n, columnBudget / max(1, patchRows * spatialOut)))
   }
 
   public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
