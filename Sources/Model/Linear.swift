@@ -18,8 +18,9 @@ public final class Linear: Layer {
 
   /// [N, outFeatures, 1, 1]
   private let out = Storage()
-  /// The input's shape, [N, inFeatures] after flattening.
+  /// dx in the input's shape (`perSample` = inFeatures).
   private let dInput = Storage()
+  /// The forward input, read again by backward (owned by the previous layer).
   private var input: Tensor?
 
   /// - Parameters:
