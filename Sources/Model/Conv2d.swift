@@ -1,0 +1,249 @@
+import CBLAS
+
+/// 2-d convolution (square kernel, equal stride and zero padding on both axes), as PyTorch's
+/// `nn.Conv2d`: `y[n, o] = bias[o] + Σ_c weight[o, c] ⋆ x[n, c]`.
+///
+/// Computed as im2col + one SGEMM per chunk of samples: the chunk's patches are unrolled into
+/// `col` [C·k·k, S·Ho·Wo] and `Y = W · col`. Chunks hold as many samples as fit in
+/// `columnBudget` floats, so deep layers with small maps still get one large GEMM while early
+/// layers do not unroll the whole batch. Backward recomputes `col` (memory over time), then
+/// `dW += dY · colᵀ`, `dCol = Wᵀ · dY` and col2im. `Conv2dReference` is the naive oracle.
+public final class Conv2d: Layer {
+  public let inChannels: Int
+  public let outChannels: Int
+  public let kernel: Int
+  public let stride: Int
+  public let padding: Int
+  public let name: String
+
+  /// Floats of the unrolled-patch buffer per chunk (8 MiB); at least one sample per chunk.
+  public var columnBudget = 1 << 21
+
+  private let arena: ParameterArena
+  /// Offset of weight [outChannels, inChannels, k, k].
+  public let weightOffset: Int
+  /// Offset of bias [outChannels], if any.
+  public let biasOffset: Int?
+
+  /// [N, O, Ho, Wo]
+  private let out = Storage()
+  /// [N, C, H, W]
+  private let dInput = Storage()
+  /// [C·k·k, S·Ho·Wo]: patches of one chunk; backward reuses it for dCol.
+  private let col = Storage()
+  /// [O, S·Ho·Wo]: the chunk's output (forward) or output gradient (backward), channel-major.
+  private let chunkOut = Storage()
+  /// The forward input, read again by backward (owned by the previous layer).
+  private var input: Tensor?
+
+  /// - Parameters:
+  ///   - name: the state-dict prefix; registers `"\(name).weight"` and, with `bias`,
+  ///     `"\(name).bias"`, both with PyTorch's default U(±1/√(C·k·k)) initialisation.
+  public init(
+    arena: ParameterArena, name: String, inChannels: Int, outChannels: Int, kernel: Int,
+    stride: Int = 1, padding: Int = 0, bias: Bool
+  ) {
+    precondition(inChannels > 0 && outChannels > 0 && kernel > 0 && stride > 0 && padding >= 0)
+    self.arena = arena
+    self.name = name
+    self.inChannels = inChannels
+    self.outChannels = outChannels
+    self.kernel = kernel
+    self.stride = stride
+    self.padding = padding
+    let fanIn = inChannels * kernel * kernel
+    weightOffset = arena.register(
+      "\(name).weight", shape: [outChannels, inChannels, kernel, kernel], kind: .weight,
+      initializer: .uniformFanIn(fanIn))
+    biasOffset =
+      bias
+      ? arena.register(
+        "\(name).bias", shape: [outChannels], kind: .biasOrNorm, initializer: .uniformFanIn(fanIn))
+      : nil
+  }
+
+  /// The output shape for an input shape.
+  public func outputShape(_ s: Shape) -> Shape {
+    Shape(
+      s.n, outChannels,
+      Conv2dReference.outputSize(s.h, kernel: kernel, stride: stride, padding: padding),
+      Conv2dReference.outputSize(s.w, kernel: kernel, stride: stride, padding: padding))
+  }
+
+  private func chunkSamples(_ n: Int, _ patchRows: Int, _ spatialOut: Int) -> Int {
+    max(1, min(n, columnBudget / max(1, patchRows * spatialOut)))
+  }
+
+  public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
+    precondition(x.shape.c == inChannels, "\(name): input \(x.shape), expected C = \(inChannels)")
+    let ys = outputShape(x.shape)
+    precondition(ys.h > 0 && ys.w > 0, "\(name): input \(x.shape) too small for kernel \(kernel)")
+    input = x
+    let y = out.tensor(ys)
+    let n = x.shape.n
+    let rows = inChannels * kernel * kernel
+    let hw = ys.spatial
+    let o = outChannels
+    let chunk = chunkSamples(n, rows, hw)
+    let colp = col.ensure(rows * chunk * hw)
+    let tmp = chunk > 1 ? chunkOut.ensure(o * chunk * hw) : chunkOut.data
+    let w = arena.params + weightOffset
+    let b: UnsafeMutablePointer<Float>? = biasOffset.map { arena.params + $0 }
+    var s0 = 0
+    while s0 < n {
+      let sc = min(chunk, n - s0)
+      let cols = sc * hw
+      im2col(colp, x.data + s0 * x.shape.perSample, samples: sc, x.shape, ys)
+      // A single sample's [O, Ho·Wo] block is already NCHW: write it in place.
+      let dst = sc == 1 ? y.data + s0 * o * hw : tmp
+      cblas_sgemm(
+        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(o), Int32(cols), Int32(rows),
+        1, w, Int32(rows), colp, Int32(cols), 0, dst, Int32(cols))
+      for s in 0..<sc {
+        for oc in 0..<o {
+          let yo = y.data + ((s0 + s) * o + oc) * hw
+          let bv = b?[oc] ?? 0
+          if sc == 1 {
+            if b != nil { for p in 0..<hw { yo[p] += bv } }
+          } else {
+            let src = tmp + oc * cols + s * hw
+            for p in 0..<hw { yo[p] = src[p] + bv }
+          }
+        }
+      }
+      s0 += sc
+    }
+    return y
+  }
+
+  public func backward(_ dy: Tensor) throws -> Tensor {
+    guard let x = input else { preconditionFailure("\(name): backward before forward") }
+    let ys = outputShape(x.shape)
+    precondition(dy.shape == ys, "\(name): dy \(dy.shape), expected \(ys)")
+    let dx = dInput.tensor(x.shape)
+    dx.data.update(repeating: 0, count: x.count)
+    let n = x.shape.n
+    let rows = inChannels * kernel * kernel
+    let hw = ys.spatial
+    let o = outChannels
+    let chunk = chunkSamples(n, rows, hw)
+    let colp = col.ensure(rows * chunk * hw)
+    let tmp = chunk > 1 ? chunkOut.ensure(o * chunk * hw) : chunkOut.data
+    let w = arena.params + weightOffset
+    let dw = arena.grads + weightOffset
+    let db: UnsafeMutablePointer<Float>? = biasOffset.map { arena.grads + $0 }
+    var s0 = 0
+    while s0 < n {
+      let sc = min(chunk, n - s0)
+      let cols = sc * hw
+      // dY of the chunk as [O, S·Ho·Wo].
+      let g: UnsafeMutablePointer<Float>
+      if sc == 1 {
+        g = dy.data + s0 * o * hw
+      } else {
+        g = tmp
+        for s in 0..<sc {
+          for oc in 0..<o {
+            (tmp + oc * cols + s * hw).update(from: dy.data + ((s0 + s) * o + oc) * hw, count: hw)
+          }
+        }
+      }
+      if let db {
+        for oc in 0..<o {
+          let r = g + oc * cols
+          var acc: Float = 0
+          for p in 0..<cols { acc += r[p] }
+          db[oc] += acc
+        }
+      }
+      im2col(colp, x.data + s0 * x.shape.perSample, samples: sc, x.shape, ys)
+      // dW [O, C·k·k] += dY [O, cols] · colᵀ [cols, C·k·k]
+      cblas_sgemm(
+        CblasRowMajor, CblasNoTrans, CblasTrans, Int32(o), Int32(rows), Int32(cols),
+        1, g, Int32(cols), colp, Int32(cols), 1, dw, Int32(rows))
+      // dCol [C·k·k, cols] = Wᵀ · dY, into the patch buffer (no longer needed).
+      cblas_sgemm(
+        CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows), Int32(cols), Int32(o),
+        1, w, Int32(rows), g, Int32(cols), 0, colp, Int32(cols))
+      col2im(dx.data + s0 * x.shape.perSample, colp, samples: sc, x.shape, ys)
+      s0 += sc
+    }
+    return dx
+  }
+
+  /// The output columns `jLo..<jHi` whose input column `j·stride − padding + kj` lies in
+  /// `0..<w` (the rest read zero padding).
+  private func validColumns(_ kj: Int, w: Int, wo: Int) -> (Int, Int) {
+    let lo = padding - kj  // j·stride ≥ lo
+    let hi = w - 1 + padding - kj  // j·stride ≤ hi
+    if hi < 0 { return (0, 0) }
+    let jLo = lo <= 0 ? 0 : (lo + stride - 1) / stride
+    return (min(jLo, wo), min(wo, hi / stride + 1))
+  }
+
+  /// Unrolls `samples` consecutive samples of `src` [S, C, H, W] into `dst`
+  /// [C·k·k, S·Ho·Wo]: row `(c·k + ki)·k + kj`, column `s·Ho·Wo + i·Wo + j`.
+  private func im2col(
+    _ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, samples: Int,
+    _ xs: Shape, _ ys: Shape
+  ) {
+    let (h, w, ho, wo, k, st, pad) = (xs.h, xs.w, ys.h, ys.w, kernel, stride, padding)
+    let cols = samples * ho * wo
+    for c in 0..<inChannels {
+      for ki in 0..<k {
+        for kj in 0..<k {
+          let row = dst + ((c * k + ki) * k + kj) * cols
+          let (jLo, jHi) = validColumns(kj, w: w, wo: wo)
+          for s in 0..<samples {
+            let plane = src + (s * inChannels + c) * h * w
+            for i in 0..<ho {
+              let r = row + (s * ho + i) * wo
+              let y = i * st - pad + ki
+              if y < 0 || y >= h || jLo >= jHi {
+                r.update(repeating: 0, count: wo)
+                continue
+              }
+              for j in 0..<jLo { r[j] = 0 }
+              let line = plane + y * w - pad + kj
+              if st == 1 {
+                (r + jLo).update(from: line + jLo, count: jHi - jLo)
+              } else {
+                for j in jLo..<jHi { r[j] = line[j * st] }
+              }
+              for j in jHi..<wo { r[j] = 0 }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// Adds the columns of `src` [C·k·k, S·Ho·Wo] back into `dst` [S, C, H, W] (the adjoint of
+  /// `im2col`).
+  private func col2im(
+    _ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, samples: Int,
+    _ xs: Shape, _ ys: Shape
+  ) {
+    let (h, w, ho, wo, k, st, pad) = (xs.h, xs.w, ys.h, ys.w, kernel, stride, padding)
+    let cols = samples * ho * wo
+    for c in 0..<inChannels {
+      for ki in 0..<k {
+        for kj in 0..<k {
+          let row = src + ((c * k + ki) * k + kj) * cols
+          let (jLo, jHi) = validColumns(kj, w: w, wo: wo)
+          if jLo >= jHi { continue }
+          for s in 0..<samples {
+            let plane = dst + (s * inChannels + c) * h * w
+            for i in 0..<ho {
+              let y = i * st - pad + ki
+              if y < 0 || y >= h { continue }
+              let r = row + (s * ho + i) * wo
+              let line = plane + y * w - pad + kj
+              for j in jLo..<jHi { line[j * st] += r[j] }
+            }
+          }
+        }
+      }
+    }
+  }
+}

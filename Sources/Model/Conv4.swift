@@ -1,0 +1,69 @@
+/// The `conv4` encoder (DESIGN.md): 4 × [Conv3×3 pad 1 (bias) → norm → ReLU → MaxPool 2],
+/// then flatten. Channels `inChannels → width → width → width → width`; on 28×28 the maps are
+/// 14, 7, 3, 1, so the output is `[N, width, 1, 1]` and the pre-pool map (after block 4's
+/// ReLU) is `width × 3 × 3` = 576 for width 64.
+///
+/// Names follow PyTorch's `nn.Sequential` indices under `prefix`: block `i`'s convolution is
+/// `"\(prefix).\(4i)"`, its norm `"\(prefix).\(4i + 1)"` (ReLU and pool hold no parameters).
+public final class Conv4: Encoder {
+  public let featureDim: Int
+  public let prePoolDim: Int
+  public private(set) var prePoolFeatures: Tensor?
+
+  private let convs: [Conv2d]
+  private let norms: [Layer]
+  private let relus: [ReLU]
+  private let pools: [MaxPool2d]
+  private let flatten = Flatten()
+
+  /// - Parameters:
+  ///   - inputSize: the height and width of the inputs, which fix `featureDim`/`prePoolDim`.
+  public init(
+    arena: ParameterArena, prefix: String, inChannels: Int = 1, width: Int = 64,
+    inputSize: Int = 28, makeNorm: NormFactory
+  ) rethrows {
+    var convs: [Conv2d] = []
+    var norms: [Layer] = []
+    var size = inputSize
+    var prePool = 0
+    for i in 0..<4 {
+      convs.append(
+        Conv2d(
+          arena: arena, name: "\(prefix).\(4 * i)", inChannels: i == 0 ? inChannels : width,
+          outChannels: width, kernel: 3, stride: 1, padding: 1, bias: true))
+      norms.append(try makeNorm("\(prefix).\(4 * i + 1)", width))
+      if i == 3 { prePool = width * size * size }
+      size /= 2
+    }
+    precondition(size >= 1, "conv4 needs inputs of at least 16×16, got \(inputSize)")
+    self.convs = convs
+    self.norms = norms
+    relus = (0..<4).map { _ in ReLU() }
+    pools = (0..<4).map { _ in MaxPool2d(kernel: 2, stride: 2) }
+    featureDim = width * size * size
+    prePoolDim = prePool
+  }
+
+  public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
+    var h = x
+    for i in 0..<4 {
+      h = try convs[i].forward(h, training: training)
+      h = try norms[i].forward(h, training: training)
+      h = try relus[i].forward(h, training: training)
+      if i == 3 { prePoolFeatures = h }
+      h = try pools[i].forward(h, training: training)
+    }
+    return try flatten.forward(h, training: training)
+  }
+
+  public func backward(_ dy: Tensor) throws -> Tensor {
+    var g = try flatten.backward(dy)
+    for i in (0..<4).reversed() {
+      g = try pools[i].backward(g)
+      g = try relus[i].backward(g)
+      g = try norms[i].backward(g)
+      g = try convs[i].backward(g)
+    }
+    return g
+  }
+}

@@ -1,0 +1,64 @@
+/// The `resnet18` encoder with the CIFAR stem (DESIGN.md): Conv3×3 64 stride 1 (no bias) →
+/// norm → ReLU; stages (64, s1), (128, s2), (256, s2), (512, s2) of two `BasicBlock`s each,
+/// projection shortcuts where the shape changes; global average pool → `[N, 512, 1, 1]`.
+///
+/// torchvision names under `prefix`: `conv1`, `bn1`, `layer{1…4}.{0,1}.conv1`, `….bn1`,
+/// `….conv2`, `….bn2`, `layer{2,3,4}.0.downsample.{0,1}`.
+public final class ResNet18: Encoder {
+  public let featureDim = 512
+  public let prePoolDim: Int
+  public private(set) var prePoolFeatures: Tensor?
+
+  private let conv1: Conv2d
+  private let bn1: Layer
+  private let relu = ReLU()
+  /// [layer1.0, layer1.1, layer2.0, …, layer4.1]
+  public let blocks: [BasicBlock]
+  private let pool = GlobalAvgPool()
+
+  /// - Parameters:
+  ///   - inputSize: the height and width of the inputs, which fix `prePoolDim`
+  ///     (512 × 4 × 4 on 28×28).
+  public init(
+    arena: ParameterArena, prefix: String, inChannels: Int = 1, inputSize: Int = 28,
+    makeNorm: NormFactory
+  ) rethrows {
+    conv1 = Conv2d(
+      arena: arena, name: "\(prefix).conv1", inChannels: inChannels, outChannels: 64, kernel: 3,
+      stride: 1, padding: 1, bias: false)
+    bn1 = try makeNorm("\(prefix).bn1", 64)
+    var blocks: [BasicBlock] = []
+    var channels = 64
+    var size = inputSize
+    for (stage, (width, stride)) in [(64, 1), (128, 2), (256, 2), (512, 2)].enumerated() {
+      for b in 0..<2 {
+        let s = b == 0 ? stride : 1
+        blocks.append(
+          try BasicBlock(
+            arena: arena, prefix: "\(prefix).layer\(stage + 1).\(b)", inChannels: channels,
+            outChannels: width, stride: s, makeNorm: makeNorm))
+        channels = width
+        size = Conv2dReference.outputSize(size, kernel: 3, stride: s, padding: 1)
+      }
+    }
+    self.blocks = blocks
+    prePoolDim = 512 * size * size
+  }
+
+  public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
+    var h = try conv1.forward(x, training: training)
+    h = try bn1.forward(h, training: training)
+    h = try relu.forward(h, training: training)
+    for b in blocks { h = try b.forward(h, training: training) }
+    prePoolFeatures = h
+    return try pool.forward(h, training: training)
+  }
+
+  public func backward(_ dy: Tensor) throws -> Tensor {
+    var g = try pool.backward(dy)
+    for b in blocks.reversed() { g = try b.backward(g) }
+    g = try relu.backward(g)
+    g = try bn1.backward(g)
+    return try conv1.backward(g)
+  }
+}
