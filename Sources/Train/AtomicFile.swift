@@ -25,7 +25,7 @@ public enum AtomicFile {
     try bytes.withUnsafeBytes { raw in
       var done = 0
       while done < raw.count {
-        let n = write(fd, raw.baseAddress! + done, raw.count - done)
+        let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
         if n < 0 {
           if Glibc.errno == EINTR { continue }
           throw errno(path, "write failed after \(done) of \(raw.count) bytes")

@@ -168,7 +168,7 @@ public final class Pretrainer {
       try fm.createDirectory(atPath: config.runDir, withIntermediateDirectories: true)
       try AtomicFile.write(Foundation.Data(config.yaml().utf8), to: config.runDir + "/config.yaml")
       let logPath = config.runDir + "/log.jsonl"
-      if !fm.fileExists(atPath: logPath) { fm.createFile(atPath: logPath, contents: nil) }
+      if !fm.fileExists(atPath: logPath) { _ = fm.createFile(atPath: logPath, contents: nil) }
       log = FileHandle(forWritingAtPath: logPath)
       log?.seekToEndOfFile()
     }

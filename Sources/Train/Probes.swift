@@ -25,15 +25,16 @@ public enum Probes {
       shift[j] = Float(m)
       scale[j] = Float(1 / (v.squareRoot() + 1e-6))
     }
-    for set in [0, 1] {
-      var s = set == 0 ? train : test
+    func apply(_ s: inout FeatureSet) {
+      let rows = s.count
       s.values.withUnsafeMutableBufferPointer { p in
-        for i in 0..<s.count {
+        for i in 0..<rows {
           for j in 0..<d { p[i * d + j] = (p[i * d + j] - shift[j]) * scale[j] }
         }
       }
-      if set == 0 { train = s } else { test = s }
     }
+    apply(&train)
+    apply(&test)
   }
 
   /// Multinomial logistic regression (a linear layer and softmax cross-entropy) trained by

@@ -9,10 +9,14 @@ import Foundation
 public enum Runtime {
   /// Cores this process may run on (its CPU affinity mask, else the online count).
   public static func availableCores() -> Int {
-    var set = cpu_set_t()
-    if sched_getaffinity(0, MemoryLayout<cpu_set_t>.size, &set) == 0 {
-      let n = withUnsafeBytes(of: &set) { raw in raw.reduce(0) { $0 + $1.nonzeroBitCount } }
-      if n > 0 { return n }
+    // sched_getaffinity needs _GNU_SOURCE, which Swift's Glibc module does not define; the
+    // kernel reports the same mask as hex words in /proc/self/status.
+    if let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) {
+      for line in s.split(separator: "\n") where line.hasPrefix("Cpus_allowed:") {
+        let hex = line.dropFirst("Cpus_allowed:".count).filter { $0.isHexDigit }
+        let n = hex.reduce(0) { $0 + (Int(String($1), radix: 16) ?? 0).nonzeroBitCount }
+        if n > 0 { return n }
+      }
     }
     return max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
   }
