@@ -33,7 +33,7 @@ public final class Pretrainer {
   /// [2·B_local, 1, H, W]: view 1 rows then view 2 rows.
   let input: Storage
   let inputShape: Shape
-  public private(set) var step = 0
+  public internal(set) var step = 0
   var epoch = 0
   var batchInEpoch = 0
   public let totalSteps: Int
@@ -77,88 +77,6 @@ public final class Pretrainer {
     // Every rank starts from rank 0's parameters, whatever its own initialisation did.
     try comm.broadcast(net.arena.params, count: net.arena.parameterCount, from: 0)
     try comm.broadcast(net.arena.buffers, count: net.arena.bufferCount, from: 0)
-  }
-
-  /// Restores parameters, BN statistics, optimizer buffers and the position in the data.
-  public func resume(from dir: String) throws {
-    let ck = try Checkpoint.load(dir)
-    let s = ck.state
-    guard s.config.model == config.model, s.config.method == config.method else {
-      throw CheckpointError(
-        path: dir, reason: "was written by \(s.config.method)/\(s.config.model), this run is \(config.method)/\(config.model)")
-    }
-    guard s.config.globalBatch == config.globalBatch, s.config.seed == config.seed else {
-      throw CheckpointError(path: dir, reason: "global batch or seed differs from this run's")
-    }
-    try Checkpoint.restore(net.arena, from: ck.model, path: dir + "/model.safetensors")
-    try restoreOptimizer(ck.optimizer, path: dir + "/optimizer.safetensors")
-    step = s.step
-    epoch = s.epoch
-    batchInEpoch = s.batchInEpoch
-  }
-
-  func optimizerEntries() -> [SafeTensors.Entry] {
-    net.arena.parameterRanges.map { r in
-      SafeTensors.Entry(
-        name: "momentum.\(r.name)", shape: r.shape,
-        values: Array(UnsafeBufferPointer(start: optimizer.momentumBuffer + r.offset, count: r.count)))
-    }
-  }
-
-  func restoreOptimizer(_ entries: [String: SafeTensors.Entry], path: String) throws {
-    for r in net.arena.parameterRanges {
-      guard let e = entries["momentum.\(r.name)"], e.values.count == r.count else {
-        throw CheckpointError(path: path, reason: "has no momentum for '\(r.name)'")
-      }
-      e.values.withUnsafeBufferPointer { (optimizer.momentumBuffer + r.offset).update(from: $0.baseAddress!, count: r.count) }
-    }
-  }
-
-  func writeCheckpoint() throws -> String? {
-    guard comm.rank == 0 else { return nil }
-    let state = CheckpointState(
-      config: config, step: step, epoch: epoch, batchInEpoch: batchInEpoch, worldSize: comm.size,
-      seed: config.seed)
-    return try Checkpoint.write(
-      runDir: config.runDir, arena: net.arena, optimizerState: optimizerEntries(), state: state,
-      keep: config.keep)
-  }
-
-  /// One optimizer step on the current batch. Returns (loss, compute s, communication s).
-  func trainStep(lr: Float) throws -> (Float, Double, Double) {
-    let t0 = now()
-    let arena = net.arena
-    arena.zeroGrads()
-    try loader.load(epoch: epoch, batch: batchInEpoch, into: input.data)
-    let x = Tensor(input.data, inputShape)
-    let h = try net.encoder.forward(x, training: true)
-    let z = try net.head.forward(h.reshaped(Shape(h.shape.n, h.shape.perSample)), training: true)
-    let value = try loss.forward(z)
-    guard value.isFinite else {
-      throw TrainError("loss is \(value) at step \(step + 1); stopping (nothing written after step \(step))")
-    }
-    let dz = try loss.backward()
-    let dh = try net.head.backward(dz)
-    _ = try net.encoder.backward(dh.reshaped(h.shape))
-    let t1 = now()
-    // The loss is the mean over the *global* batch and each rank's backward yields its
-    // share of that gradient, so the shares are summed (not averaged).
-    try comm.allReduce(arena.grads, count: arena.parameterCount, op: .sum)
-    let t2 = now()
-    try optimizer.step(arena, lr: lr)
-    return (value, (t1 - t0) + (now() - t2), t2 - t1)
-  }
-
-  /// One step for benchmarks (advances the position like training does).
-  public func benchStep() throws -> (loss: Float, compute: Double, communication: Double) {
-    if batchInEpoch >= sampler.batchesPerEpoch {
-      epoch += 1
-      batchInEpoch = 0
-    }
-    let r = try trainStep(lr: schedule.lr(at: step))
-    step += 1
-    batchInEpoch += 1
-    return r
   }
 
   public func run() throws -> PretrainSummary {
