@@ -3,12 +3,12 @@ import Model
 import XCTest
 
 /// Encoders and heads: output shapes, state-dict names, and PyTorch agreement of a
-/// BasicBlock and of the conv4 + projection head forward pass (with the test-only BN).
+/// BasicBlock and of the conv4 + projection head forward pass (with the real BatchNorm).
 final class EncoderTests: XCTestCase {
   private let identity: NormFactory = { _, _ in IdentityNorm() }
 
   private func bn(_ arena: ParameterArena) -> NormFactory {
-    { name, channels in TestBatchNorm(arena: arena, name: name, channels: channels) }
+    { name, channels in BatchNorm(arena: arena, name: name, channels: channels) }
   }
 
   func testConv4Shapes() throws {
