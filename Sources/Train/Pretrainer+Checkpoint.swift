@@ -182,7 +182,7 @@ extension Pretrainer {
 
   /// Writes a checkpoint of the current step: the ranks check that they agree, rank 0
   /// writes, and every rank learns whether it worked (all throw the same error if not).
-  /// Returns the directory on rank 0.
+  /// Returns the directory written.
   func writeCheckpoint() throws -> String? {
     try verifyReplicasAgree()
     var written: String?
@@ -202,8 +202,9 @@ extension Pretrainer {
       RankLog.note("error: \(failure)")
       throw TrainError(comm.rank == 0 ? failure : "rank 0 could not write the checkpoint of step \(step): \(failure)")
     }
-    RankLog.note("checkpoint of step \(step) written by rank 0")
-    return written
+    let dir = written ?? (config.runDir as NSString).appendingPathComponent(Checkpoint.directoryName(step: step))
+    RankLog.note("checkpoint of step \(step) written by rank 0: \(dir)")
+    return dir
   }
 }
 

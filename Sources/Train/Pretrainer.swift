@@ -151,7 +151,7 @@ public final class Pretrainer {
     // this run resumed from.
     if checkpointStep != step && (step > firstStep || resumedFrom == nil) {
       lastCheckpoint = try writeCheckpoint()
-    } else if lastCheckpoint == nil, comm.rank == 0 {
+    } else if lastCheckpoint == nil {
       lastCheckpoint = resumedFrom
     }
     if let r = stopReason { RankLog.note("stopped after step \(step) (\(r))") }
