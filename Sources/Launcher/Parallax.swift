@@ -12,7 +12,7 @@ struct Parallax: ParsableCommand {
       Run any subcommand alone (one rank) or under `mpirun -np N parallax …` / `srun parallax …`.
       Example: mpirun -np 2 parallax pretrain --config configs/simclr-fmnist.yaml --probe
       """,
-    subcommands: [Pretrain.self, Eval.self, Bench.self])
+    subcommands: [Pretrain.self, Eval.self, Launch.self, Export.self, Bench.self])
 }
 
 /// Runs `body` with the MPI world; any error is printed as one line and the job ends with a
@@ -32,6 +32,7 @@ func withWorld(_ body: (Communicator, Console) throws -> Void) throws {
   } catch {
     let prefix = comm.size > 1 ? "[rank \(comm.rank)] " : ""
     FileHandle.standardError.write("\(prefix)error: \(error)\n".data(using: .utf8)!)
+    RankLog.note("error: \(error)")
     if comm.size > 1 { comm.abort(code: 1) }
     throw ExitCode(1)
   }

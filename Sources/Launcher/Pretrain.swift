@@ -33,7 +33,8 @@ struct Pretrain: ParsableCommand {
   @Option(help: "Checkpoints to keep.") var keep: Int?
   @Option(help: "Log every N steps.") var logEvery: Int?
   @Option(help: "OpenBLAS threads per rank (default: node cores / ranks on the node).") var threads: Int = 0
-  @Option(help: "Resume from a checkpoint directory, or 'latest' in the run directory.") var resume: String?
+  @Option(help: "Resume from a checkpoint directory, or 'latest' in the run directory (falls back to the previous good checkpoint if the newest is damaged).") var resume: String?
+  @Option(help: "Stop cleanly with a checkpoint after this many steps, as a pre-empted job would (the schedule still spans the whole run; continue with --resume).") var stopAfter: Int?
   @Flag(help: "After pretraining, run linear probes: trained encoder, random encoder, raw pixels.") var probe = false
   @Option(help: "Linear-probe epochs (with --probe).") var probeEpochs: Int = 30
 
@@ -68,21 +69,38 @@ struct Pretrain: ParsableCommand {
       throw ValidationError(e.message)
     }
     if threads < 0 { throw ValidationError("--threads must be ≥ 0") }
+    if let s = stopAfter, s < 1 { throw ValidationError("--stop-after must be ≥ 1") }
   }
 
   func run() throws {
     let c = try resolved()
     try withWorld { comm, console in
+      try RankLog.open(runDir: c.runDir, rank: comm.rank)
       let threads = Runtime.configureThreads(requested: threads, localSize: comm.localSize)
+      RankLog.note(
+        "rank \(comm.rank) of \(comm.size) · local rank \(comm.localRank) of \(comm.localSize) · \(comm.nodeCount) node(s) · host \(comm.processorName) · pid \(getpid()) · \(threads) thread(s) · rank seed \(Runtime.rankSeed(c.seed, rank: comm.rank))")
+      // The checkpoint is found and checked before anything is built or written.
+      let source = try resume.map { try ResumeSource.find($0, config: c, comm: comm) }
+      for note in source?.notes ?? [] {
+        console.say("resume: \(note)")
+        RankLog.note("resume: \(note)")
+      }
       let trainer = try Pretrainer(config: c, comm: comm, console: console)
-      if let r = resume {
-        let dir = Checkpoint.resolve(r, runDir: c.runDir)
-        try trainer.resume(from: dir)
-        console.say("resumed from \(dir) at step \(trainer.step)")
+      trainer.stopAfterStep = stopAfter
+      if let source {
+        try trainer.resume(source)
+        console.say("resumed from \(source.dir) at step \(trainer.step)")
+        RankLog.note("resumed from \(source.dir) at step \(trainer.step)")
       }
       console.say(
         "pretrain \(c.method) · \(c.model) · \(c.data) · \(comm.size) rank(s) on \(comm.nodeCount) node(s) × \(threads) thread(s) · global batch \(c.globalBatch) · \(trainer.totalSteps) steps · peak lr \(trainer.peakLR) · \(trainer.net.arena.parameterCount) parameters")
       let s = try trainer.run()
+      if let reason = s.stopReason {
+        let message = "stopped by \(reason) after step \(trainer.step) of \(trainer.totalSteps): checkpoint \(s.checkpoint ?? "-"); continue with --resume latest"
+        console.say(message)
+        RankLog.note(message)
+        return
+      }
       console.say(
         String(
           format: "done: %d steps in %.1f s (%.1f samples/s), final loss %.4f; checkpoint %@",

@@ -1,49 +1,230 @@
+import Dist
 import Foundation
 import Model
 
-extension Pretrainer {
-  /// Restores parameters, BN statistics, optimizer buffers and the position in the data.
-  public func resume(from dir: String) throws {
-    let ck = try Checkpoint.load(dir)
-    let s = ck.state
-    guard s.config.model == config.model, s.config.method == config.method else {
+/// A checkpoint chosen for `--resume`: rank 0 loads and verifies it; every rank knows its
+/// directory and state, only rank 0 holds its tensors (the others receive them by broadcast).
+public struct ResumeSource {
+  public var dir: String
+  public var state: CheckpointState
+  /// What the user should know: refused checkpoints, fallbacks, changed settings.
+  public var notes: [String]
+  var model: [String: SafeTensors.Entry] = [:]
+  var optimizer: [String: SafeTensors.Entry] = [:]
+
+  /// Settings that must equal the checkpoint's: they decide the tensors' names and shapes,
+  /// the data order or what the optimizer buffers mean.
+  static let mustMatch: [PretrainConfig.CodingKeys] = [
+    .method, .model, .data, .projectionDim, .optimizer, .globalBatch, .seed,
+  ]
+  /// Settings that may differ without a remark.
+  static let silent: Set<PretrainConfig.CodingKeys> = [.runDir, .dataDir, .logEvery, .checkpointEvery, .keep]
+
+  /// Rank 0 finds, verifies and checks the checkpoint against `config`; every rank returns
+  /// the same result or throws the same error (so no rank is left waiting).
+  public static func find(_ spec: String, config: PretrainConfig, comm: Communicator) throws -> ResumeSource {
+    struct Verdict: Codable {
+      var error: String?
+      var dir = ""
+      var state: CheckpointState?
+      var notes: [String] = []
+    }
+    var source: ResumeSource?
+    var verdict = Verdict()
+    if comm.rank == 0 {
+      do {
+        let (dir, loaded, notes) = try Checkpoint.loadForResume(spec, runDir: config.runDir)
+        let remarks = try compatibility(of: loaded.state, with: config, dir: dir, worldSize: comm.size)
+        source = ResumeSource(
+          dir: dir, state: loaded.state, notes: notes + remarks, model: loaded.model, optimizer: loaded.optimizer)
+        verdict = Verdict(dir: dir, state: loaded.state, notes: notes + remarks)
+      } catch {
+        verdict.error = "\(error)"
+      }
+    }
+    if comm.size > 1 {
+      let json = comm.rank == 0 ? String(decoding: try JSONEncoder().encode(verdict), as: UTF8.self) : ""
+      verdict = try JSONDecoder().decode(Verdict.self, from: Foundation.Data(try comm.broadcast(string: json, from: 0).utf8))
+    }
+    if let e = verdict.error { throw TrainError("cannot resume: \(e)") }
+    return source ?? ResumeSource(dir: verdict.dir, state: verdict.state!, notes: verdict.notes)
+  }
+
+  /// Throws unless the checkpoint can continue this run; returns remarks on what changed.
+  static func compatibility(
+    of state: CheckpointState, with config: PretrainConfig, dir: String, worldSize: Int
+  ) throws -> [String] {
+    let saved = try settings(state.config)
+    let now = try settings(config)
+    var conflicts: [String] = []
+    var changes: [String] = []
+    for key in PretrainConfig.CodingKeys.allCases where !silent.contains(key) {
+      let a = saved[key.rawValue] ?? "-"
+      let b = now[key.rawValue] ?? "-"
+      guard a != b else { continue }
+      if mustMatch.contains(key) { conflicts.append("\(key.rawValue) \(a) (checkpoint) vs \(b) (this run)") } else {
+        changes.append("\(key.rawValue) \(a) → \(b)")
+      }
+    }
+    guard conflicts.isEmpty else {
       throw CheckpointError(
-        path: dir, reason: "was written by \(s.config.method)/\(s.config.model), this run is \(config.method)/\(config.model)")
+        path: dir, reason: "incompatible with this run: " + conflicts.joined(separator: ", ")
+          + "; nothing was written (use another --run-dir for a different configuration)")
     }
-    guard s.config.globalBatch == config.globalBatch, s.config.seed == config.seed else {
-      throw CheckpointError(path: dir, reason: "global batch or seed differs from this run's")
+    var remarks: [String] = []
+    if !changes.isEmpty { remarks.append("settings changed since the checkpoint: " + changes.joined(separator: ", ")) }
+    if state.worldSize != worldSize {
+      remarks.append(
+        "checkpoint written by \(state.worldSize) rank(s), resuming on \(worldSize) (same global batch \(config.globalBatch))")
     }
-    try Checkpoint.restore(net.arena, from: ck.model, path: dir + "/model.safetensors")
-    try restoreOptimizer(ck.optimizer, path: dir + "/optimizer.safetensors")
+    return remarks
+  }
+
+  /// A configuration as `key: value` strings.
+  static func settings(_ c: PretrainConfig) throws -> [String: String] {
+    let object = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(c)) as? [String: Any] ?? [:]
+    return object.mapValues { "\($0)" }
+  }
+}
+
+extension Pretrainer {
+  /// Restores parameters, BN statistics, optimizer buffers and the position in the data
+  /// (step, epoch, batch in epoch). Rank 0 holds the tensors and broadcasts them.
+  public func resume(_ source: ResumeSource) throws {
+    let s = source.state
+    guard s.batchInEpoch >= 0, s.batchInEpoch <= sampler.batchesPerEpoch, s.step >= 0 else {
+      throw TrainError("cannot resume: \(source.dir)/state.json has an impossible position (step \(s.step), batch \(s.batchInEpoch) of \(sampler.batchesPerEpoch))")
+    }
+    var failure = ""
+    if comm.rank == 0 {
+      do {
+        try Checkpoint.restore(net.arena, from: source.model, path: source.dir + "/model.safetensors")
+        try restoreOptimizer(source.optimizer, path: source.dir + "/optimizer.safetensors")
+      } catch { failure = "\(error)" }
+    }
+    if comm.size > 1 { failure = try comm.broadcast(string: failure, from: 0) }
+    guard failure.isEmpty else { throw TrainError("cannot resume: \(failure)") }
+    try comm.broadcast(net.arena.params, count: net.arena.parameterCount, from: 0)
+    try comm.broadcast(net.arena.buffers, count: net.arena.bufferCount, from: 0)
+    for name in optimizer.stateNames {
+      try comm.broadcast(optimizer.stateBuffer(named: name)!, count: net.arena.parameterCount, from: 0)
+    }
     step = s.step
     epoch = s.epoch
     batchInEpoch = s.batchInEpoch
+    resumedFrom = source.dir
   }
 
+  /// Optimizer buffers sliced like the parameters: `momentum.encoder.0.weight`, …
   func optimizerEntries() -> [SafeTensors.Entry] {
-    net.arena.parameterRanges.map { r in
-      SafeTensors.Entry(
-        name: "momentum.\(r.name)", shape: r.shape,
-        values: Array(UnsafeBufferPointer(start: optimizer.momentumBuffer + r.offset, count: r.count)))
+    optimizer.stateNames.flatMap { state in
+      let buffer = optimizer.stateBuffer(named: state)!
+      return net.arena.parameterRanges.map { r in
+        SafeTensors.Entry(
+          name: "\(state).\(r.name)", shape: r.shape,
+          values: Array(UnsafeBufferPointer(start: buffer + r.offset, count: r.count)))
+      }
     }
   }
 
   func restoreOptimizer(_ entries: [String: SafeTensors.Entry], path: String) throws {
-    for r in net.arena.parameterRanges {
-      guard let e = entries["momentum.\(r.name)"], e.values.count == r.count else {
-        throw CheckpointError(path: path, reason: "has no momentum for '\(r.name)'")
+    for state in optimizer.stateNames {
+      let buffer = optimizer.stateBuffer(named: state)!
+      for r in net.arena.parameterRanges {
+        guard let e = entries["\(state).\(r.name)"], e.values.count == r.count else {
+          throw CheckpointError(path: path, reason: "has no \(state) for '\(r.name)'")
+        }
+        e.values.withUnsafeBufferPointer { (buffer + r.offset).update(from: $0.baseAddress!, count: r.count) }
       }
-      e.values.withUnsafeBufferPointer { (optimizer.momentumBuffer + r.offset).update(from: $0.baseAddress!, count: r.count) }
     }
   }
 
+  /// The ranges every rank must hold bit for bit before a checkpoint: parameters, optimizer
+  /// buffers, BN statistics (when synchronised; otherwise each rank has its own and rank 0's
+  /// are saved) and the position in the data.
+  func replicatedRanges() -> [(name: String, values: UnsafeBufferPointer<Float>)] {
+    let arena = net.arena
+    var out = arena.parameterRanges.map { r in
+      (r.name, UnsafeBufferPointer(start: arena.params + r.offset, count: r.count))
+    }
+    for state in optimizer.stateNames {
+      let buffer = optimizer.stateBuffer(named: state)!
+      out += arena.parameterRanges.map { r in
+        ("\(state).\(r.name)", UnsafeBufferPointer(start: buffer + r.offset, count: r.count))
+      }
+    }
+    if config.syncBN {
+      out += arena.bufferRanges.map { r in
+        (r.name, UnsafeBufferPointer(start: arena.buffers + r.offset, count: r.count))
+      }
+    }
+    return out
+  }
+
+  /// Checks with one MAX and one MIN all-reduce of per-range checksums that every rank
+  /// holds the same replicated state; throws (on every rank) naming the first range that
+  /// differs.
+  func verifyReplicasAgree() throws {
+    guard comm.size > 1 else { return }
+    let ranges = replicatedRanges()
+    var sums = ranges.map { ReplicaChecksum.of($0.values) }
+    sums.append(ReplicaChecksum.of(position: [step, epoch, batchInEpoch]))
+    var high = sums
+    var low = sums
+    try high.withUnsafeMutableBufferPointer { try comm.allReduce($0.baseAddress!, count: $0.count, op: .max) }
+    try low.withUnsafeMutableBufferPointer { try comm.allReduce($0.baseAddress!, count: $0.count, op: .min) }
+    if let i = ReplicaChecksum.firstDisagreement(high: high, low: low) {
+      let what = i < ranges.count ? "'\(ranges[i].name)'" : "the position in the data (step, epoch, batch)"
+      throw TrainError(
+        "ranks disagree on \(what) before the checkpoint of step \(step) (this rank's checksum \(sums[i]), range over ranks \(low[i])…\(high[i])); nothing written")
+    }
+  }
+
+  /// Writes a checkpoint of the current step: the ranks check that they agree, rank 0
+  /// writes, and every rank learns whether it worked (all throw the same error if not).
+  /// Returns the directory written.
   func writeCheckpoint() throws -> String? {
-    guard comm.rank == 0 else { return nil }
-    let state = CheckpointState(
-      config: config, step: step, epoch: epoch, batchInEpoch: batchInEpoch, worldSize: comm.size,
-      seed: config.seed)
-    return try Checkpoint.write(
-      runDir: config.runDir, arena: net.arena, optimizerState: optimizerEntries(), state: state,
-      keep: config.keep)
+    try verifyReplicasAgree()
+    var written: String?
+    var failure = ""
+    if comm.rank == 0 {
+      let state = CheckpointState(
+        config: config, step: step, epoch: epoch, batchInEpoch: batchInEpoch, worldSize: comm.size,
+        seed: config.seed)
+      do {
+        written = try Checkpoint.write(
+          runDir: config.runDir, arena: net.arena, optimizerState: optimizerEntries(), state: state,
+          keep: config.keep)
+      } catch { failure = "\(error)" }
+    }
+    if comm.size > 1 { failure = try comm.broadcast(string: failure, from: 0) }
+    guard failure.isEmpty else {
+      RankLog.note("error: \(failure)")
+      throw TrainError(comm.rank == 0 ? failure : "rank 0 could not write the checkpoint of step \(step): \(failure)")
+    }
+    let dir = written ?? (config.runDir as NSString).appendingPathComponent(Checkpoint.directoryName(step: step))
+    RankLog.note("checkpoint of step \(step) written by rank 0: \(dir)")
+    return dir
+  }
+}
+
+/// Order-sensitive checksums of float ranges (FNV-1a over the bit patterns), compared across
+/// ranks with MAX/MIN all-reduces: equal extremes mean every rank has the same bits.
+enum ReplicaChecksum {
+  static func of(_ values: UnsafeBufferPointer<Float>) -> Int64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for v in values { h = (h ^ UInt64(v.bitPattern)) &* 0x0000_0100_0000_01b3 }
+    return Int64(bitPattern: h)
+  }
+
+  static func of(position: [Int]) -> Int64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for v in position { h = (h ^ UInt64(bitPattern: Int64(v))) &* 0x0000_0100_0000_01b3 }
+    return Int64(bitPattern: h)
+  }
+
+  /// The first index whose extremes differ.
+  static func firstDisagreement(high: [Int64], low: [Int64]) -> Int? {
+    high.indices.first { high[$0] != low[$0] }
   }
 }

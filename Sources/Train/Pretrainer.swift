@@ -16,6 +16,8 @@ public struct PretrainSummary {
   public var seconds: Double
   public var samplesPerSecond: Double
   public var checkpoint: String?
+  /// Set when the run stopped early and cleanly: the signal's name or `--stop-after`.
+  public var stopReason: String?
 }
 
 /// SimCLR pretraining: two views → encoder → head → NT-Xent over the global batch →
@@ -38,6 +40,11 @@ public final class Pretrainer {
   var batchInEpoch = 0
   public let totalSteps: Int
   public let peakLR: Float
+  /// Stop cleanly (with a checkpoint) once this many steps are done, as a pre-empted job
+  /// would; `--resume` continues the same schedule.
+  public var stopAfterStep: Int?
+  /// The checkpoint this run resumed from.
+  public internal(set) var resumedFrom: String?
 
   public init(config: PretrainConfig, comm: Communicator, console: Console) throws {
     try config.validate(worldSize: comm.size)
@@ -79,24 +86,27 @@ public final class Pretrainer {
     try comm.broadcast(net.arena.buffers, count: net.arena.bufferCount, from: 0)
   }
 
+  /// Trains until `totalSteps`, writing a checkpoint every `checkpointEvery` steps and at the
+  /// end. A stop request (SIGTERM, SIGINT, SIGUSR1 on any rank, or `stopAfterStep`) ends the
+  /// run at the next step boundary with a checkpoint; the ranks agree on it with one MAX
+  /// all-reduce per step, so all stop after the same step.
   public func run() throws -> PretrainSummary {
-    let fm = FileManager.default
-    var log: FileHandle?
+    StopSignal.install()
+    var log: AppendFile?
     if comm.rank == 0 {
-      try fm.createDirectory(atPath: config.runDir, withIntermediateDirectories: true)
+      try FileManager.default.createDirectory(atPath: config.runDir, withIntermediateDirectories: true)
       try AtomicFile.write(Foundation.Data(config.yaml().utf8), to: config.runDir + "/config.yaml")
-      let logPath = config.runDir + "/log.jsonl"
-      if !fm.fileExists(atPath: logPath) { _ = fm.createFile(atPath: logPath, contents: nil) }
-      log = FileHandle(forWritingAtPath: logPath)
-      log?.seekToEndOfFile()
+      log = try AppendFile(path: config.runDir + "/log.jsonl")
     }
-    defer { try? log?.close() }
     let perEpoch = sampler.batchesPerEpoch
     let samplesPerStep = Double(config.globalBatch)
     let start = now()
     let firstStep = step
     var last: Float = .nan
     var lastCheckpoint: String?
+    var checkpointStep = -1
+    var stopReason: String?
+    RankLog.note("training from step \(step) to \(totalSteps) (epoch \(epoch), batch \(batchInEpoch) of \(perEpoch))")
     while step < totalSteps {
       if batchInEpoch >= perEpoch {
         epoch += 1
@@ -109,27 +119,56 @@ public final class Pretrainer {
       step += 1
       batchInEpoch += 1
       last = value
+      if step % config.logEvery == 0 || step == totalSteps {
+        RankLog.note(String(format: "step %d epoch %d loss %.6f lr %.6g (%.0f ms)", step, epoch, value, lr, elapsed * 1000))
+      }
       if comm.rank == 0, step % config.logEvery == 0 || step == totalSteps {
         let line = String(
           format: "{\"step\":%d,\"epoch\":%d,\"loss\":%.6f,\"lr\":%.6g,\"samples_per_s\":%.1f,\"compute_ms\":%.2f,\"comm_ms\":%.2f}\n",
           step, epoch, value, lr, samplesPerStep / elapsed, compute * 1000, communicate * 1000)
-        log?.write(Foundation.Data(line.utf8))
+        do { try log?.write(line) } catch {
+          // Metrics are not worth the run: say so once and continue.
+          console.say("warning: \(error); metrics stop here, training continues")
+          RankLog.note("warning: \(error)")
+          log = nil
+        }
         console.progress(
           done: step - firstStep, total: totalSteps - firstStep,
           detail: String(format: "step %d loss %.4f · %.0f samples/s", step, value, samplesPerStep / elapsed),
           elapsed: now() - start)
       }
+      if let reason = try stopRequested() {
+        stopReason = reason
+        break
+      }
       if config.checkpointEvery > 0, step % config.checkpointEvery == 0, step < totalSteps {
         lastCheckpoint = try writeCheckpoint()
+        checkpointStep = step
       }
     }
     console.endProgress()
-    if step > firstStep || lastCheckpoint == nil { lastCheckpoint = try writeCheckpoint() }
+    // The end (or the stop) always has a checkpoint, unless nothing happened since the one
+    // this run resumed from.
+    if checkpointStep != step && (step > firstStep || resumedFrom == nil) {
+      lastCheckpoint = try writeCheckpoint()
+    } else if lastCheckpoint == nil {
+      lastCheckpoint = resumedFrom
+    }
+    if let r = stopReason { RankLog.note("stopped after step \(step) (\(r))") }
     try comm.barrier()
     let seconds = now() - start
     return PretrainSummary(
       steps: step - firstStep, finalLoss: last, seconds: seconds,
       samplesPerSecond: Double(step - firstStep) * samplesPerStep / max(seconds, 1e-9),
-      checkpoint: lastCheckpoint)
+      checkpoint: lastCheckpoint, stopReason: stopReason)
+  }
+
+  /// Whether to stop after this step: a signal on any rank (MAX all-reduce of the signal
+  /// number, so every rank stops at the same step) or `stopAfterStep`.
+  func stopRequested() throws -> String? {
+    let signal = comm.size > 1 ? try comm.allReduce(Int64(StopSignal.pending), op: .max) : Int64(StopSignal.pending)
+    if signal != 0 { return StopSignal.name(Int32(signal)) }
+    if let s = stopAfterStep, step >= s, step < totalSteps { return "--stop-after \(s)" }
+    return nil
   }
 }
