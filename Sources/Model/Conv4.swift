@@ -67,3 +67,16 @@ public final class Conv4: Encoder {
     return g
   }
 }
+
+extension Conv4: FLOPCounting {
+  public func forwardFLOPs(_ input: Shape) -> (flops: Int, output: Shape) {
+    var s = input
+    var total = 0
+    for i in 0..<4 {
+      let (f, y) = convs[i].forwardFLOPs(s)
+      total += f
+      s = pools[i].outputShape(y)
+    }
+    return (total, Shape(s.n, s.perSample))
+  }
+}

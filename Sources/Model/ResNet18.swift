@@ -62,3 +62,15 @@ public final class ResNet18: Encoder {
     return try conv1.backward(g)
   }
 }
+
+extension ResNet18: FLOPCounting {
+  public func forwardFLOPs(_ input: Shape) -> (flops: Int, output: Shape) {
+    var (total, s) = conv1.forwardFLOPs(input)
+    for b in blocks {
+      let (f, y) = b.forwardFLOPs(s)
+      total += f
+      s = y
+    }
+    return (total, Shape(s.n, s.c))
+  }
+}
