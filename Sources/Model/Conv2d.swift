@@ -18,6 +18,9 @@ public final class Conv2d: Layer {
 
   /// Floats of the unrolled-patch buffer per chunk (8 MiB); at least one sample per chunk.
   public var columnBudget = 1 << 21
+  /// `false` skips dX (`Wᵀ·dY` and col2im) for a first layer whose input needs no gradient;
+  /// `backward` then returns zeros.
+  public var computesInputGradient = true
 
   private let arena: ParameterArena
   /// Offset of weight [outChannels, inChannels, k, k].
@@ -163,6 +166,10 @@ public final class Conv2d: Layer {
         transA: false, transB: true, m: o, n: rows, k: cols, alpha: 1,
         a: g, lda: cols, b: colp, ldb: cols, beta: 1,
         c: dw, ldc: rows)
+      guard computesInputGradient else {
+        s0 += sc
+        continue
+      }
       // dCol [C·k·k, cols] = Wᵀ · dY, into the patch buffer (no longer needed).
       Gemm.sgemm(
         transA: true, transB: false, m: rows, n: cols, k: o, alpha: 1,

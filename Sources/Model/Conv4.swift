@@ -44,6 +44,13 @@ public final class Conv4: Encoder {
     prePoolDim = prePool
   }
 
+  /// `false`: backward skips the input gradient of the first convolution (returns zeros);
+  /// training needs none, as the input is data.
+  public var computesInputGradient: Bool {
+    get { convs[0].computesInputGradient }
+    set { convs[0].computesInputGradient = newValue }
+  }
+
   public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
     var h = x
     for i in 0..<4 {

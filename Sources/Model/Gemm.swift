@@ -1,5 +1,6 @@
 import CBLAS
 import Dispatch
+import Foundation
 
 /// Single-precision GEMM for every layer and loss, row-major as `cblas_sgemm`:
 /// `C[M×N] = α·op(A)[M×K]·op(B)[K×N] + β·C` (β = 0: C is not read).
@@ -9,7 +10,7 @@ import Dispatch
 /// falls back to its SSE3 ("Prescott") kernels on CPUs it does not know (e.g. Emerald Rapids),
 /// ~5× slower than AVX-512. `GemmReference` is the naive oracle.
 ///
-/// Not reentrant: one GEMM at a time per process (the pack buffers are shared).
+/// Thread-safe: concurrent calls use separate pack buffers.
 public enum Gemm {
   /// Whether the built-in AVX-512 kernel can run here.
   public static let builtinAvailable = px_sgemm_available() != 0
@@ -19,22 +20,39 @@ public enum Gemm {
   /// OpenBLAS's count).
   nonisolated(unsafe) public static var threads = 1
 
-  /// Per-thread pack buffers [MC·KC] and [KC·NC], allocated on first use and kept.
-  nonisolated(unsafe) private static var packs: [(UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)] = []
+  typealias Packs = (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)
+  /// Pack buffers [MC·KC] and [KC·NC] not in use; a call takes one pair per thread and gives
+  /// them back, so concurrent callers (simulated ranks in tests) never share one. Allocated on
+  /// first use and kept: the steady state allocates nothing.
+  nonisolated(unsafe) private static var pool: [Packs] = []
+  nonisolated(unsafe) private static var allocated = 0
+  private static let lock = NSLock()
 
-  /// Floats held by the pack buffers (for memory estimates).
+  /// Bytes held by the pack buffers (for memory estimates).
   public static var workspaceFloats: Int {
-    packs.count * (Int(PX_MC) * Int(PX_KC) + Int(PX_KC) * Int(PX_NC))
+    lock.lock()
+    defer { lock.unlock() }
+    return allocated * (Int(PX_MC) * Int(PX_KC) + Int(PX_KC) * Int(PX_NC))
   }
 
-  private static func ensurePacks(_ t: Int) {
-    while packs.count < t {
-      let a = UnsafeMutableRawPointer.allocate(
-        byteCount: Int(PX_MC) * Int(PX_KC) * 4, alignment: 64)
-      let b = UnsafeMutableRawPointer.allocate(
-        byteCount: Int(PX_KC) * Int(PX_NC) * 4, alignment: 64)
-      packs.append((a.bindMemory(to: Float.self, capacity: 1), b.bindMemory(to: Float.self, capacity: 1)))
+  private static func take(_ t: Int) -> [Packs] {
+    lock.lock()
+    defer { lock.unlock() }
+    while pool.count < t {
+      let a = UnsafeMutableRawPointer.allocate(byteCount: Int(PX_MC) * Int(PX_KC) * 4, alignment: 64)
+      let b = UnsafeMutableRawPointer.allocate(byteCount: Int(PX_KC) * Int(PX_NC) * 4, alignment: 64)
+      pool.append((a.bindMemory(to: Float.self, capacity: 1), b.bindMemory(to: Float.self, capacity: 1)))
+      allocated += 1
     }
+    let got = Array(pool.suffix(t))
+    pool.removeLast(t)
+    return got
+  }
+
+  private static func give(_ p: [Packs]) {
+    lock.lock()
+    pool += p
+    lock.unlock()
   }
 
   public static func sgemm(
@@ -52,15 +70,15 @@ public enum Gemm {
     let nr = Int(PX_NR)
     // Column slices of whole micro-tiles, at least 4 tiles each, so small N stays serial.
     let parts = max(1, min(threads, (n + 4 * nr - 1) / (4 * nr)))
-    ensurePacks(parts)
+    let ps = take(parts)
+    defer { give(ps) }
     let ta: Int32 = transA ? 1 : 0
     let tb: Int32 = transB ? 1 : 0
     if parts == 1 {
-      px_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, packs[0].0, packs[0].1)
+      px_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ps[0].0, ps[0].1)
       return
     }
     let tiles = (n + nr - 1) / nr
-    let ps = packs
     DispatchQueue.concurrentPerform(iterations: parts) { p in
       let j0 = tiles * p / parts * nr
       let j1 = min(n, tiles * (p + 1) / parts * nr)

@@ -45,6 +45,13 @@ public final class ResNet18: Encoder {
     prePoolDim = 512 * size * size
   }
 
+  /// `false`: backward skips the input gradient of the stem convolution (returns zeros);
+  /// training needs none, as the input is data.
+  public var computesInputGradient: Bool {
+    get { conv1.computesInputGradient }
+    set { conv1.computesInputGradient = newValue }
+  }
+
   public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
     var h = try conv1.forward(x, training: training)
     h = try bn1.forward(h, training: training)
