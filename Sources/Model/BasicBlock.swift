@@ -90,3 +90,11 @@ public final class BasicBlock: Layer {
     return dx
   }
 }
+
+extension BasicBlock: FLOPCounting {
+  public func forwardFLOPs(_ input: Shape) -> (flops: Int, output: Shape) {
+    let (f1, y1) = conv1.forwardFLOPs(input)
+    let (f2, y2) = conv2.forwardFLOPs(y1)
+    return (f1 + f2 + (projection?.conv.forwardFLOPs(input).flops ?? 0), y2)
+  }
+}

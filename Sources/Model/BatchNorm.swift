@@ -1,3 +1,4 @@
+import CBLAS
 import Foundation
 
 /// Batch normalisation over `[N, C, H, W]` (BN2d) or `[N, C, 1, 1]` (BN1d): statistics per
@@ -22,6 +23,10 @@ public final class BatchNorm: Layer {
   public let momentum: Float
   public let eps: Float
   public let collective: Collective?
+  /// Per-plane AVX-512 kernels (Float lanes, Double across planes) when the CPU has them and
+  /// planes hold ≥ 16 values; `false` runs the portable loops (Double per element), which
+  /// tests compare against.
+  public var usesFastKernels = Gemm.builtinAvailable
 
   let arena: ParameterArena
   /// Offsets into `arena.params`/`arena.grads`: weight γ [C], bias β [C].
@@ -113,10 +118,12 @@ public final class BatchNorm: Layer {
       moments[0] = Double(N * S)
       let sum = moments + 1
       let sumSq = moments + 1 + C
+      let fast = usesFastKernels && S >= 16
       for c in 0..<C {
         var a = 0.0
         var b = 0.0
-        for n in 0..<N {
+        for n in 0..<N where fast { px_sum_sumsq(x.data + (n * C + c) * S, S, &a, &b) }
+        for n in 0..<N where !fast {
           let p = x.data + (n * C + c) * S
           for i in 0..<S {
             let v = Double(p[i])
@@ -152,6 +159,10 @@ public final class BatchNorm: Layer {
           let r = rstd[c]
           let g = gamma[c]
           let b = beta[c]
+          if fast {
+            px_bn_forward(y.data + base, xh + base, x.data + base, S, mu, r, g, b)
+            continue
+          }
           for i in 0..<S {
             let h = (x.data[base + i] - mu) * r
             xh[base + i] = h
@@ -202,10 +213,15 @@ public final class BatchNorm: Layer {
     let dBeta = arena.grads + biasOffset
     let sumDy = moments
     let sumDyXhat = moments + C
+    let fast = usesFastKernels && S >= 16
     for c in 0..<C {
       var a = 0.0
       var b = 0.0
-      for n in 0..<N {
+      for n in 0..<N where fast {
+        let base = (n * C + c) * S
+        px_sum_dot(dy.data + base, xh + base, S, &a, &b)
+      }
+      for n in 0..<N where !fast {
         let base = (n * C + c) * S
         for i in 0..<S {
           let g = Double(dy.data[base + i])
@@ -227,6 +243,10 @@ public final class BatchNorm: Layer {
           let k = gamma[c] * rstd[c]
           let meanDy = Float(sumDy[c] * invM)
           let meanDyXhat = Float(sumDyXhat[c] * invM)
+          if fast {
+            px_bn_backward(dx.data + base, dy.data + base, xh + base, S, k, meanDy, meanDyXhat)
+            continue
+          }
           for i in 0..<S {
             dx.data[base + i] = k * (dy.data[base + i] - meanDy - xh[base + i] * meanDyXhat)
           }

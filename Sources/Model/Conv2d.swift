@@ -18,6 +18,9 @@ public final class Conv2d: Layer {
 
   /// Floats of the unrolled-patch buffer per chunk (8 MiB); at least one sample per chunk.
   public var columnBudget = 1 << 21
+  /// `false` skips dX (`Wᵀ·dY` and col2im) for a first layer whose input needs no gradient;
+  /// `backward` then returns zeros.
+  public var computesInputGradient = true
 
   private let arena: ParameterArena
   /// Offset of weight [outChannels, inChannels, k, k].
@@ -96,9 +99,10 @@ public final class Conv2d: Layer {
       im2col(colp, x.data + s0 * x.shape.perSample, samples: sc, x.shape, ys)
       // A single sample's [O, Ho·Wo] block is already NCHW: write it in place.
       let dst = sc == 1 ? y.data + s0 * o * hw : tmp
-      cblas_sgemm(
-        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(o), Int32(cols), Int32(rows),
-        1, w, Int32(rows), colp, Int32(cols), 0, dst, Int32(cols))
+      Gemm.sgemm(
+        transA: false, transB: false, m: o, n: cols, k: rows, alpha: 1,
+        a: w, lda: rows, b: colp, ldb: cols, beta: 0,
+        c: dst, ldc: cols)
       for s in 0..<sc {
         for oc in 0..<o {
           let yo = y.data + ((s0 + s) * o + oc) * hw
@@ -158,13 +162,19 @@ public final class Conv2d: Layer {
       }
       im2col(colp, x.data + s0 * x.shape.perSample, samples: sc, x.shape, ys)
       // dW [O, C·k·k] += dY [O, cols] · colᵀ [cols, C·k·k]
-      cblas_sgemm(
-        CblasRowMajor, CblasNoTrans, CblasTrans, Int32(o), Int32(rows), Int32(cols),
-        1, g, Int32(cols), colp, Int32(cols), 1, dw, Int32(rows))
+      Gemm.sgemm(
+        transA: false, transB: true, m: o, n: rows, k: cols, alpha: 1,
+        a: g, lda: cols, b: colp, ldb: cols, beta: 1,
+        c: dw, ldc: rows)
+      guard computesInputGradient else {
+        s0 += sc
+        continue
+      }
       // dCol [C·k·k, cols] = Wᵀ · dY, into the patch buffer (no longer needed).
-      cblas_sgemm(
-        CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows), Int32(cols), Int32(o),
-        1, w, Int32(rows), g, Int32(cols), 0, colp, Int32(cols))
+      Gemm.sgemm(
+        transA: true, transB: false, m: rows, n: cols, k: o, alpha: 1,
+        a: w, lda: rows, b: g, ldb: cols, beta: 0,
+        c: colp, ldc: cols)
       col2im(dx.data + s0 * x.shape.perSample, colp, samples: sc, x.shape, ys)
       s0 += sc
     }

@@ -44,6 +44,13 @@ public final class Conv4: Encoder {
     prePoolDim = prePool
   }
 
+  /// `false`: backward skips the input gradient of the first convolution (returns zeros);
+  /// training needs none, as the input is data.
+  public var computesInputGradient: Bool {
+    get { convs[0].computesInputGradient }
+    set { convs[0].computesInputGradient = newValue }
+  }
+
   public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
     var h = x
     for i in 0..<4 {
@@ -65,5 +72,18 @@ public final class Conv4: Encoder {
       g = try convs[i].backward(g)
     }
     return g
+  }
+}
+
+extension Conv4: FLOPCounting {
+  public func forwardFLOPs(_ input: Shape) -> (flops: Int, output: Shape) {
+    var s = input
+    var total = 0
+    for i in 0..<4 {
+      let (f, y) = convs[i].forwardFLOPs(s)
+      total += f
+      s = pools[i].outputShape(y)
+    }
+    return (total, Shape(s.n, s.perSample))
   }
 }

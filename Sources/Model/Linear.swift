@@ -52,10 +52,10 @@ public final class Linear: Layer {
     let n = x.shape.n
     let y = out.tensor(Shape(n, outFeatures))
     // y [N, out] = x [N, in] · Wᵀ
-    cblas_sgemm(
-      CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(outFeatures), Int32(inFeatures),
-      1, x.data, Int32(inFeatures), arena.params + weightOffset, Int32(inFeatures),
-      0, y.data, Int32(outFeatures))
+    Gemm.sgemm(
+      transA: false, transB: true, m: n, n: outFeatures, k: inFeatures, alpha: 1,
+      a: x.data, lda: inFeatures, b: arena.params + weightOffset, ldb: inFeatures, beta: 0,
+      c: y.data, ldc: outFeatures)
     if let bo = biasOffset {
       let b = arena.params + bo
       for i in 0..<n {
@@ -71,10 +71,10 @@ public final class Linear: Layer {
     let n = x.shape.n
     precondition(dy.shape.n == n && dy.shape.perSample == outFeatures, "\(name): dy \(dy.shape)")
     // dW [out, in] += dyᵀ [out, N] · x [N, in]
-    cblas_sgemm(
-      CblasRowMajor, CblasTrans, CblasNoTrans, Int32(outFeatures), Int32(inFeatures), Int32(n),
-      1, dy.data, Int32(outFeatures), x.data, Int32(inFeatures),
-      1, arena.grads + weightOffset, Int32(inFeatures))
+    Gemm.sgemm(
+      transA: true, transB: false, m: outFeatures, n: inFeatures, k: n, alpha: 1,
+      a: dy.data, lda: outFeatures, b: x.data, ldb: inFeatures, beta: 1,
+      c: arena.grads + weightOffset, ldc: inFeatures)
     if let bo = biasOffset {
       let db = arena.grads + bo
       for i in 0..<n {
@@ -84,10 +84,10 @@ public final class Linear: Layer {
     }
     // dx [N, in] = dy [N, out] · W [out, in]
     let dx = dInput.tensor(x.shape)
-    cblas_sgemm(
-      CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(inFeatures), Int32(outFeatures),
-      1, dy.data, Int32(outFeatures), arena.params + weightOffset, Int32(inFeatures),
-      0, dx.data, Int32(inFeatures))
+    Gemm.sgemm(
+      transA: false, transB: false, m: n, n: inFeatures, k: outFeatures, alpha: 1,
+      a: dy.data, lda: outFeatures, b: arena.params + weightOffset, ldb: inFeatures, beta: 0,
+      c: dx.data, ldc: inFeatures)
     return dx
   }
 }

@@ -20,7 +20,10 @@ public final class MaxPool2d: Layer {
     self.stride = stride ?? kernel
   }
 
-  deinit { argmax.deallocate() }
+  deinit {
+    Storage.track(bytes: -argmaxCapacity * 4)
+    argmax.deallocate()
+  }
 
   public func outputShape(_ s: Shape) -> Shape {
     Shape(s.n, s.c, (s.h - kernel) / stride + 1, (s.w - kernel) / stride + 1)
@@ -32,6 +35,7 @@ public final class MaxPool2d: Layer {
     let y = out.tensor(ys)
     if ys.count > argmaxCapacity {
       argmax.deallocate()
+      Storage.track(bytes: (ys.count - argmaxCapacity) * 4)
       argmax = .allocate(capacity: ys.count)
       argmaxCapacity = ys.count
     }

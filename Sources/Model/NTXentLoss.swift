@@ -100,9 +100,10 @@ public final class NTXentLoss {
     // S = U·Gᵀ [2B, 2N], scaled by 1/τ.
     let P = probs.ensure(rows * total)
     let invT = 1 / temperature
-    cblas_sgemm(
-      CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(total), Int32(D), invT,
-      u, Int32(D), G, Int32(D), 0, P, Int32(total))
+    Gemm.sgemm(
+      transA: false, transB: true, m: rows, n: total, k: D, alpha: invT,
+      a: u, lda: D, b: G, ldb: D, beta: 0,
+      c: P, ldc: total)
 
     // Row-wise softmax over k ≠ a; P becomes probabilities (0 on the diagonal).
     var localLoss = 0.0
@@ -159,13 +160,15 @@ public final class NTXentLoss {
     }
     let dG = dGathered.ensure(total * D)
     // Keys: dG = Aᵀ·U [2N, D].
-    cblas_sgemm(
-      CblasRowMajor, CblasTrans, CblasNoTrans, Int32(total), Int32(D), Int32(rows), 1,
-      A, Int32(total), u, Int32(D), 0, dG, Int32(D))
+    Gemm.sgemm(
+      transA: true, transB: false, m: total, n: D, k: rows, alpha: 1,
+      a: A, lda: total, b: u, ldb: D, beta: 0,
+      c: dG, ldc: D)
     // Anchors: dG[local slice] += A·G [2B, D].
-    cblas_sgemm(
-      CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(D), Int32(total), 1,
-      A, Int32(total), G, Int32(D), 1, dG + r * rows * D, Int32(D))
+    Gemm.sgemm(
+      transA: false, transB: false, m: rows, n: D, k: total, alpha: 1,
+      a: A, lda: total, b: G, ldb: D, beta: 1,
+      c: dG + r * rows * D, ldc: D)
     try collective.allReduceSum(dG, count: total * D)
 
     // Back through u = z/‖z‖: dz = (du − u·(u·du))/‖z‖.

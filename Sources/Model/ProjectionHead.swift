@@ -29,3 +29,16 @@ public final class ProjectionHead: Layer {
 
   public func backward(_ dy: Tensor) throws -> Tensor { try layers.backward(dy) }
 }
+
+extension ProjectionHead: FLOPCounting {
+  public func forwardFLOPs(_ input: Shape) -> (flops: Int, output: Shape) {
+    var total = 0
+    var s = input
+    for case let l as Linear in layers.layers {
+      let (f, y) = l.forwardFLOPs(s)
+      total += f
+      s = y
+    }
+    return (total, s)
+  }
+}

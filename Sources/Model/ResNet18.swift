@@ -45,6 +45,13 @@ public final class ResNet18: Encoder {
     prePoolDim = 512 * size * size
   }
 
+  /// `false`: backward skips the input gradient of the stem convolution (returns zeros);
+  /// training needs none, as the input is data.
+  public var computesInputGradient: Bool {
+    get { conv1.computesInputGradient }
+    set { conv1.computesInputGradient = newValue }
+  }
+
   public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
     var h = try conv1.forward(x, training: training)
     h = try bn1.forward(h, training: training)
@@ -60,5 +67,17 @@ public final class ResNet18: Encoder {
     g = try relu.backward(g)
     g = try bn1.backward(g)
     return try conv1.backward(g)
+  }
+}
+
+extension ResNet18: FLOPCounting {
+  public func forwardFLOPs(_ input: Shape) -> (flops: Int, output: Shape) {
+    var (total, s) = conv1.forwardFLOPs(input)
+    for b in blocks {
+      let (f, y) = b.forwardFLOPs(s)
+      total += f
+      s = y
+    }
+    return (total, Shape(s.n, s.c))
   }
 }

@@ -53,6 +53,13 @@ public struct Tensor {
 /// and input gradients. `ensure` reallocates only when a larger batch arrives, so the steady
 /// state of training allocates nothing.
 public final class Storage {
+  /// Bytes held by all live `Storage`s (and buffers reported with `track`), for memory
+  /// estimates. Not synchronised: layers allocate from one thread.
+  nonisolated(unsafe) public private(set) static var trackedBytes = 0
+
+  /// Adds (or, negative, removes) bytes a layer holds outside a `Storage`.
+  public static func track(bytes: Int) { trackedBytes += bytes }
+
   public private(set) var data: UnsafeMutablePointer<Float>
   public private(set) var capacity: Int
 
@@ -62,9 +69,13 @@ public final class Storage {
       byteCount: self.capacity * MemoryLayout<Float>.stride, alignment: 64)
     data = raw.bindMemory(to: Float.self, capacity: self.capacity)
     data.initialize(repeating: 0, count: self.capacity)
+    Self.trackedBytes += self.capacity * 4
   }
 
-  deinit { UnsafeMutableRawPointer(data).deallocate() }
+  deinit {
+    Self.trackedBytes -= capacity * 4
+    UnsafeMutableRawPointer(data).deallocate()
+  }
 
   /// Makes room for `count` floats (contents are not preserved on growth) and returns the
   /// pointer.
@@ -72,6 +83,7 @@ public final class Storage {
   public func ensure(_ count: Int) -> UnsafeMutablePointer<Float> {
     if count > capacity {
       UnsafeMutableRawPointer(data).deallocate()
+      Self.trackedBytes += (count - capacity) * 4
       capacity = count
       let raw = UnsafeMutableRawPointer.allocate(
         byteCount: capacity * MemoryLayout<Float>.stride, alignment: 64)

@@ -65,6 +65,9 @@ public final class Pretrainer {
     net = try SimCLRNetwork(
       model: config.model, projectionDim: config.projectionDim,
       collective: config.syncBN ? comm : nil, seed: config.seed)
+    // The input is data: its gradient is never used.
+    (net.encoder as? Conv4)?.computesInputGradient = false
+    (net.encoder as? ResNet18)?.computesInputGradient = false
     loss = NTXentLoss(temperature: config.temperature, collective: comm)
     let scaling: LRScaling = config.lrScaling == "sqrt" ? .sqrt : config.lrScaling == "linear" ? .linear : .none
     peakLR = scaling.scaled(config.baseLR, globalBatch: config.globalBatch)

@@ -1,5 +1,6 @@
 import CBLAS
 import Foundation
+import Model
 
 #if canImport(Glibc)
   import Glibc
@@ -26,11 +27,15 @@ public enum Runtime {
   /// environment). Returns the thread count in use.
   @discardableResult
   public static func configureThreads(requested: Int, localSize: Int) -> Int {
+    let n = threadCount(requested: requested, localSize: localSize)
+    openblas_set_num_threads(Int32(n))
+    Gemm.threads = n
+    return n
+  }
+
+  private static func threadCount(requested: Int, localSize: Int) -> Int {
     let env = ProcessInfo.processInfo.environment
-    if requested > 0 {
-      openblas_set_num_threads(Int32(requested))
-      return requested
-    }
+    if requested > 0 { return requested }
     if let s = env["OPENBLAS_NUM_THREADS"] ?? env["OMP_NUM_THREADS"], let n = Int(s), n > 0 {
       return n
     }
@@ -38,9 +43,7 @@ public enum Runtime {
     // binding it is the whole node, which the ranks on the node split between them.
     let cores = availableCores()
     let onlineCores = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-    let perRank = cores < onlineCores ? cores : max(1, onlineCores / max(1, localSize))
-    openblas_set_num_threads(Int32(perRank))
-    return perRank
+    return cores < onlineCores ? cores : max(1, onlineCores / max(1, localSize))
   }
 
   /// A seed for rank-specific draws (none of the data pipeline's: those are keyed by sample).
