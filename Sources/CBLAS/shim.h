@@ -1,6 +1,23 @@
 #ifndef PARALLAX_CBLAS_SHIM_H
 #define PARALLAX_CBLAS_SHIM_H
 #include <cblas.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include "parallax_sgemm.h"
 #include "parallax_kernels.h"
+#else
+/* Other architectures: the built-in AVX-512 kernels do not exist; px_sgemm_available() is 0,
+ * so Model uses cblas_sgemm and its portable Swift loops and never calls these. */
+enum { PX_MR = 8, PX_NR = 32, PX_KC = 192, PX_MC = 128, PX_NC = 4096 };
+static inline int px_sgemm_available(void) { return 0; }
+static inline void px_sgemm(int transA, int transB, long M, long N, long K, float alpha,
+                            const float *A, long lda, const float *B, long ldb, float beta,
+                            float *C, long ldc, float *packA, float *packB) {}
+static inline void px_sum_sumsq(const float *x, long n, double *sum, double *sumsq) {}
+static inline void px_sum_dot(const float *dy, const float *xh, long n, double *sum, double *dot) {}
+static inline void px_bn_forward(float *y, float *xh, const float *x, long n, float mu, float r,
+                                 float g, float b) {}
+static inline void px_bn_backward(float *dx, const float *dy, const float *xh, long n, float k,
+                                  float mdy, float mdx) {}
+#endif
 #endif
