@@ -63,6 +63,7 @@ public final class GradientSync {
   private var threadError: Error?
   private var stopping = false
   private var thread: Thread?
+  private let exited = DispatchSemaphore(value: 0)
 
   /// - Parameters:
   ///   - communicator: the world; its communicator is duplicated (collective call).
@@ -115,13 +116,16 @@ public final class GradientSync {
     for s in staging { s.deallocate() }
   }
 
-  /// Stops the communication thread. Call only between steps.
+  /// Stops the communication thread and waits for it to exit. Call only between steps,
+  /// before `MPI_Finalize`. Idempotent.
   public func close() {
     condition.lock()
     stopping = true
     condition.broadcast()
-    condition.unlock()
+    let t = thread
     thread = nil
+    condition.unlock()
+    if t != nil { exited.wait() }
   }
 
   /// Start and completion times of the last step's buckets.
@@ -244,6 +248,7 @@ public final class GradientSync {
       while !stopping && started == released && done == started { condition.wait() }
       if stopping {
         condition.unlock()
+        exited.signal()
         return
       }
       let target = released

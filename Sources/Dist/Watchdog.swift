@@ -42,6 +42,8 @@ public final class Watchdog {
   private var phase = Phase.load
   private var bucket = -1
   private var stopping = false
+  private let exited = DispatchSemaphore(value: 0)
+  private var running = true
   /// Where the report goes (stderr by default; tests may capture).
   public var report: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
 
@@ -74,11 +76,15 @@ public final class Watchdog {
 
   deinit { stop() }
 
-  /// Stops the thread (it exits within `interval`).
+  /// Stops the thread and waits for it to exit (within `interval`); call before
+  /// `MPI_Finalize`. Idempotent.
   public func stop() {
     lock.lock()
     stopping = true
+    let wasRunning = running
+    running = false
     lock.unlock()
+    if wasRunning { exited.wait() }
   }
 
   /// The training thread enters `phase` of `step` (micro-batch `micro`); the clock restarts.
@@ -113,7 +119,10 @@ public final class Watchdog {
       let mine = state()
       let waited = now() - since
       lock.unlock()
-      if stop { return }
+      if stop {
+        exited.signal()
+        return
+      }
       serveQueries()
       if fire { fireAndAbort(mine, waited: waited) }
     }

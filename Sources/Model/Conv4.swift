@@ -5,7 +5,7 @@
 ///
 /// Names follow PyTorch's `nn.Sequential` indices under `prefix`: block `i`'s convolution is
 /// `"\(prefix).\(4i)"`, its norm `"\(prefix).\(4i + 1)"` (ReLU and pool hold no parameters).
-public final class Conv4: Encoder, ProgressReporting {
+public final class Conv4: Encoder, ProgressHooks {
   public let featureDim: Int
   public let prePoolDim: Int
   public private(set) var prePoolFeatures: Tensor?

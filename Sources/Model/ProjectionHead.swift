@@ -1,7 +1,7 @@
 /// The SimCLR projection head (DESIGN.md): Linear(d, hidden) → norm (BN1d) → ReLU →
 /// Linear(hidden, out), output `[N, outFeatures, 1, 1]`. Names follow `nn.Sequential`
 /// indices under `prefix`: `"\(prefix).0"`, `"\(prefix).1"` (norm), `"\(prefix).3"`.
-public final class ProjectionHead: Layer, ProgressReporting {
+public final class ProjectionHead: Layer, ProgressHooks {
   public let inFeatures: Int
   public let hidden: Int
   public let outFeatures: Int

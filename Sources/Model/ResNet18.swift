@@ -4,7 +4,7 @@
 ///
 /// torchvision names under `prefix`: `conv1`, `bn1`, `layer{1…4}.{0,1}.conv1`, `….bn1`,
 /// `….conv2`, `….bn2`, `layer{2,3,4}.0.downsample.{0,1}`.
-public final class ResNet18: Encoder, ProgressReporting {
+public final class ResNet18: Encoder, ProgressHooks {
   public let featureDim = 512
   public let prePoolDim: Int
   public private(set) var prePoolFeatures: Tensor?

@@ -38,6 +38,8 @@ public final class Pretrainer {
   var batchInEpoch = 0
   public let totalSteps: Int
   public let peakLR: Float
+  /// Gradient sync, watchdog, timeline and drift check (Pretrainer+Step.swift).
+  lazy var machinery = StepMachinery()
 
   public init(config: PretrainConfig, comm: Communicator, console: Console) throws {
     try config.validate(worldSize: comm.size)

@@ -6,7 +6,7 @@
 /// Parameters are registered in forward order, so backward finishes arena ranges from high
 /// offsets to low: after a layer or block is done, every gradient at or above its first
 /// offset is final (until the next step's `zeroGrads`).
-public protocol ProgressReporting: AnyObject {
+public protocol ProgressHooks: AnyObject {
   /// Called after each layer or block finishes backward with the lowest arena offset whose
   /// gradients are now final (this unit's and every later unit's).
   var onBackward: ((_ lowestFinishedOffset: Int) -> Void)? { get set }
