@@ -37,6 +37,8 @@ public final class GradientSync {
   /// Sleep between `MPI_Test` rounds of the communication thread.
   public let pollInterval: Double
   public let size: Int
+  /// One bucket started by `finish()` after backward (cap 0): nothing overlaps.
+  public let fused: Bool
 
   /// [parameterCount] the arena's gradients; reduced in place.
   private let grads: UnsafeMutablePointer<Float>
@@ -83,6 +85,7 @@ public final class GradientSync {
         requested: .multiple, provided: communicator.providedThreadLevel)
     }
     buckets = GradientBuckets.plan(ranges: ranges, capBytes: capBytes)
+    fused = capBytes <= 0
     for b in buckets { _ = try mpiCount(b.count, "MPI_Iallreduce") }
     self.grads = grads
     self.wire = wire
@@ -151,6 +154,7 @@ public final class GradientSync {
   /// Starts (or, with `.thread`, releases to the communication thread) every bucket that
   /// lies entirely in that part, in index order, and polls the ones in flight.
   public func gradientsReady(from lowestFinishedOffset: Int) throws {
+    if fused { return }
     var ready = progress == .thread ? released : started
     while ready < buckets.count && buckets[ready].offset >= lowestFinishedOffset { ready += 1 }
     switch progress {

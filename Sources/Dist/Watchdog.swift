@@ -182,6 +182,13 @@ public final class Watchdog {
       format: "[rank %d] stall watchdog: waited %.1f s (timeout %.0f s) in %@.", rank, waited,
       timeout, describe(mine))
     if behind.isEmpty && silent.isEmpty {
+      // The others are ahead, waiting for this rank: let one of them report (it names this
+      // rank and the collective it waits in); abort here only if none does.
+      let grace = now() + max(5, timeout)
+      while now() < grace {
+        serveQueries()
+        sleepSeconds(0.05)
+      }
       text += " No other rank is behind: this rank is the one holding the job up."
     } else {
       let list = behind.map { "rank \($0.key) (at \(describe($0.value)))" }

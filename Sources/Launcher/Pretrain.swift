@@ -34,7 +34,7 @@ struct Pretrain: ParsableCommand {
   @Option(help: "Log every N steps.") var logEvery: Int?
   @Option(help: "Gradient bucket cap in MiB (0: one fused all-reduce after backward).") var bucketMB: Double?
   @Option(help: "Micro-batches per optimizer step (gradients sync on the last only).") var accumulate: Int?
-  @Option(help: "Gradient element type on the wire: fp32, bf16 or fp16.") var gradDType: String?
+  @Option(name: .customLong("grad-dtype"), help: "Gradient element type on the wire: fp32, bf16 or fp16.") var gradDType: String?
   @Option(help: "MPI progress during backward: poll (MPI_Test from backward hooks) or thread.") var syncProgress: String?
   @Option(help: "Write a Chrome trace-event timeline (JSON, all ranks) to this file.") var timeline: String?
   @Option(help: "Abort the job when a rank waits longer than this in one phase of a step (s; 0: off).") var stallTimeout: Double?
