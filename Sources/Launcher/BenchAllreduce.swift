@@ -32,17 +32,18 @@ struct BenchAllreduce: ParsableCommand {
       let buffer = UnsafeMutablePointer<Float>.allocate(capacity: maxCount)
       defer { buffer.deallocate() }
       buffer.initialize(repeating: 1, count: maxCount)
-      var rows = ["bytes,count,iters,comm_us,raw_us,comm_algbw_GBps,raw_algbw_GBps,comm_busbw_GBps,raw_busbw_GBps,comm_over_raw"]
+      var rows = ["bytes,count,iters,comm_us,raw_us,comm_algbw_GBps,raw_algbw_GBps,comm_busbw_GBps,raw_busbw_GBps,comm_over_raw,comm_min_us,raw_min_us,min_ratio"]
+      var ratios: [(Int, Double, Double)] = []
       console.say(
         "all-reduce sweep · \(n) rank(s) · float32 sum in place · median of \(rounds) rounds · time = slowest rank")
       console.say(
         String(
-          format: "%12@ %10@ %7@ %11@ %11@ %9@ %9@ %9@ %9@ %8@", "bytes", "count", "iters",
-          "comm µs", "raw µs", "algbw C", "algbw R", "busbw C", "busbw R", "C/R"))
+          format: "%12@ %10@ %7@ %11@ %11@ %9@ %9@ %9@ %9@ %8@ %8@", "bytes", "count", "iters",
+          "comm µs", "raw µs", "algbw C", "algbw R", "busbw C", "busbw R", "C/R", "C/R min"))
       var bytes = minBytes
       while bytes <= maxBytes {
         let count = bytes / 4
-        let iters = max(5, min(1000, budgetBytes / max(bytes, 1) / 8))
+        let iters = max(1, min(1000, budgetBytes / max(bytes, 1) / 8))
         // Warm-up: both paths, so first-touch and protocol set-up are not timed.
         for _ in 0..<3 {
           try comm.allReduce(buffer, count: count, op: .sum)
@@ -70,18 +71,28 @@ struct BenchAllreduce: ParsableCommand {
         }
         let c = tc.sorted()[tc.count / 2]
         let r = tr.sorted()[tr.count / 2]
+        let minRatio = tc.min()! / tr.min()!
+        ratios.append((bytes, c / r, minRatio))
         let factor = n > 1 ? 2 * Double(n - 1) / Double(n) : 0
         let algC = Double(bytes) / c / 1e9
         let algR = Double(bytes) / r / 1e9
         console.say(
           String(
-            format: "%12d %10d %7d %11.2f %11.2f %9.3f %9.3f %9.3f %9.3f %8.3f", bytes, count, iters,
-            c * 1e6, r * 1e6, algC, algR, algC * factor, algR * factor, c / r))
+            format: "%12d %10d %7d %11.2f %11.2f %9.3f %9.3f %9.3f %9.3f %8.3f %8.3f", bytes, count, iters,
+            c * 1e6, r * 1e6, algC, algR, algC * factor, algR * factor, c / r, minRatio))
         rows.append(
           String(
-            format: "%d,%d,%d,%.3f,%.3f,%.4f,%.4f,%.4f,%.4f,%.4f", bytes, count, iters, c * 1e6, r * 1e6,
-            algC, algR, algC * factor, algR * factor, c / r))
+            format: "%d,%d,%d,%.3f,%.3f,%.4f,%.4f,%.4f,%.4f,%.4f,%.3f,%.3f,%.4f", bytes, count, iters, c * 1e6,
+            r * 1e6, algC, algR, algC * factor, algR * factor, c / r, tc.min()! * 1e6, tr.min()! * 1e6, minRatio))
         bytes *= 2
+      }
+      let large = ratios.filter { $0.0 >= 1 << 20 }
+      if !large.isEmpty {
+        func geomean(_ x: [Double]) -> Double { exp(x.map { log($0) }.reduce(0, +) / Double(x.count)) }
+        console.say(
+          String(
+            format: "≥ 1 MiB, Communicator / raw MPI_Allreduce, geometric mean over %d sizes: median rounds %.3f, fastest rounds %.3f",
+            large.count, geomean(large.map(\.1)), geomean(large.map(\.2))))
       }
       if let csv, comm.rank == 0 {
         try AtomicFile.write(Foundation.Data((rows.joined(separator: "\n") + "\n").utf8), to: csv)
