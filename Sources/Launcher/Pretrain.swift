@@ -32,6 +32,19 @@ struct Pretrain: ParsableCommand {
   @Option(help: "Checkpoint every N steps (0: at the end only).") var checkpointEvery: Int?
   @Option(help: "Checkpoints to keep.") var keep: Int?
   @Option(help: "Log every N steps.") var logEvery: Int?
+  @Option(help: "Gradient bucket cap in MiB (0: one fused all-reduce after backward).") var bucketMB: Double?
+  @Option(help: "Micro-batches per optimizer step (gradients sync on the last only).") var accumulate: Int?
+  @Option(name: .customLong("grad-dtype"), help: "Gradient element type on the wire: fp32, bf16 or fp16.") var gradDType: String?
+  @Option(help: "MPI progress during backward: poll (MPI_Test from backward hooks) or thread.") var syncProgress: String?
+  @Option(help: "Write a Chrome trace-event timeline (JSON, all ranks) to this file.") var timeline: String?
+  @Option(help: "Abort the job when a rank waits longer than this in one phase of a step (s; 0: off).") var stallTimeout: Double?
+  @Option(help: "Compare parameter checksums across ranks every N steps (0: never).") var checkEvery: Int?
+  @Option(help: .hidden) var debugStallRank: Int = -1
+  @Option(help: .hidden) var debugStallStep: Int = 2
+  @Option(help: .hidden) var debugStallSeconds: Double = 0
+  @Option(help: .hidden) var debugPerturbRank: Int = -1
+  @Option(help: .hidden) var debugPerturbStep: Int = 1
+  @Option(help: .hidden) var debugPerturbParam: String = ""
   @Option(help: "OpenBLAS threads per rank (default: node cores / ranks on the node).") var threads: Int = 0
   @Option(help: "Resume from a checkpoint directory, or 'latest' in the run directory (falls back to the previous good checkpoint if the newest is damaged).") var resume: String?
   @Option(help: "Stop cleanly with a checkpoint after this many steps, as a pre-empted job would (the schedule still spans the whole run; continue with --resume).") var stopAfter: Int?
@@ -61,6 +74,13 @@ struct Pretrain: ParsableCommand {
     if let v = checkpointEvery { c.checkpointEvery = v }
     if let v = keep { c.keep = v }
     if let v = logEvery { c.logEvery = v }
+    if let v = bucketMB { c.bucketMB = v }
+    if let v = accumulate { c.accumulate = v }
+    if let v = gradDType { c.gradDType = v }
+    if let v = syncProgress { c.syncProgress = v }
+    if let v = timeline { c.timeline = v }
+    if let v = stallTimeout { c.stallTimeout = v }
+    if let v = checkEvery { c.checkEvery = v }
     return c
   }
 
@@ -74,6 +94,10 @@ struct Pretrain: ParsableCommand {
 
   func run() throws {
     let c = try resolved()
+    // The watchdog and the communication thread call MPI from their own threads.
+    if c.stallTimeout > 0 || c.syncProgress == "thread" {
+      _ = try? Communicator.world(threadLevel: .multiple)
+    }
     try withWorld { comm, console in
       try RankLog.open(runDir: c.runDir, rank: comm.rank)
       let threads = Runtime.configureThreads(requested: threads, localSize: comm.localSize)
@@ -86,6 +110,14 @@ struct Pretrain: ParsableCommand {
         RankLog.note("resume: \(note)")
       }
       let trainer = try Pretrainer(config: c, comm: comm, console: console)
+      var faults = DebugFaults()
+      faults.stallRank = debugStallRank
+      faults.stallStep = debugStallStep
+      faults.stallSeconds = debugStallSeconds
+      faults.perturbRank = debugPerturbRank
+      faults.perturbStep = debugPerturbStep
+      faults.perturbName = debugPerturbParam
+      trainer.setDebugFaults(faults)
       trainer.stopAfterStep = stopAfter
       if let source {
         try trainer.resume(source)
@@ -95,6 +127,8 @@ struct Pretrain: ParsableCommand {
       console.say(
         "pretrain \(c.method) · \(c.model) · \(c.data) · \(comm.size) rank(s) on \(comm.nodeCount) node(s) × \(threads) thread(s) · global batch \(c.globalBatch) · \(trainer.totalSteps) steps · peak lr \(trainer.peakLR) · \(trainer.net.arena.parameterCount) parameters")
       let s = try trainer.run()
+      try trainer.writeTimeline()
+      trainer.stopSyncThreads()
       if let reason = s.stopReason {
         let message = "stopped by \(reason) after step \(trainer.step) of \(trainer.totalSteps): checkpoint \(s.checkpoint ?? "-"); continue with --resume latest"
         console.say(message)

@@ -5,7 +5,7 @@
 ///
 /// Names follow PyTorch's `nn.Sequential` indices under `prefix`: block `i`'s convolution is
 /// `"\(prefix).\(4i)"`, its norm `"\(prefix).\(4i + 1)"` (ReLU and pool hold no parameters).
-public final class Conv4: Encoder {
+public final class Conv4: Encoder, ProgressHooks {
   public let featureDim: Int
   public let prePoolDim: Int
   public private(set) var prePoolFeatures: Tensor?
@@ -15,6 +15,12 @@ public final class Conv4: Encoder {
   private let relus: [ReLU]
   private let pools: [MaxPool2d]
   private let flatten = Flatten()
+  /// First arena offset of block `i`'s convolution and of its norm.
+  private let convOffsets: [Int]
+  private let normOffsets: [Int]
+
+  public var onBackward: ((_ lowestFinishedOffset: Int) -> Void)?
+  public var onForward: ((_ firstOffset: Int) -> Void)?
 
   /// - Parameters:
   ///   - inputSize: the height and width of the inputs, which fix `featureDim`/`prePoolDim`.
@@ -24,13 +30,17 @@ public final class Conv4: Encoder {
   ) rethrows {
     var convs: [Conv2d] = []
     var norms: [Layer] = []
+    var convOffsets: [Int] = []
+    var normOffsets: [Int] = []
     var size = inputSize
     var prePool = 0
     for i in 0..<4 {
+      convOffsets.append(arena.parameterCount)
       convs.append(
         Conv2d(
           arena: arena, name: "\(prefix).\(4 * i)", inChannels: i == 0 ? inChannels : width,
           outChannels: width, kernel: 3, stride: 1, padding: 1, bias: true))
+      normOffsets.append(arena.parameterCount)
       norms.append(try makeNorm("\(prefix).\(4 * i + 1)", width))
       if i == 3 { prePool = width * size * size }
       size /= 2
@@ -38,6 +48,8 @@ public final class Conv4: Encoder {
     precondition(size >= 1, "conv4 needs inputs of at least 16×16, got \(inputSize)")
     self.convs = convs
     self.norms = norms
+    self.convOffsets = convOffsets
+    self.normOffsets = normOffsets
     relus = (0..<4).map { _ in ReLU() }
     pools = (0..<4).map { _ in MaxPool2d(kernel: 2, stride: 2) }
     featureDim = width * size * size
@@ -59,6 +71,7 @@ public final class Conv4: Encoder {
       h = try relus[i].forward(h, training: training)
       if i == 3 { prePoolFeatures = h }
       h = try pools[i].forward(h, training: training)
+      onForward?(convOffsets[i])
     }
     return try flatten.forward(h, training: training)
   }
@@ -69,7 +82,9 @@ public final class Conv4: Encoder {
       g = try pools[i].backward(g)
       g = try relus[i].backward(g)
       g = try norms[i].backward(g)
+      onBackward?(normOffsets[i])
       g = try convs[i].backward(g)
+      onBackward?(convOffsets[i])
     }
     return g
   }

@@ -4,7 +4,7 @@
 ///
 /// torchvision names under `prefix`: `conv1`, `bn1`, `layer{1…4}.{0,1}.conv1`, `….bn1`,
 /// `….conv2`, `….bn2`, `layer{2,3,4}.0.downsample.{0,1}`.
-public final class ResNet18: Encoder {
+public final class ResNet18: Encoder, ProgressHooks {
   public let featureDim = 512
   public let prePoolDim: Int
   public private(set) var prePoolFeatures: Tensor?
@@ -15,6 +15,14 @@ public final class ResNet18: Encoder {
   /// [layer1.0, layer1.1, layer2.0, …, layer4.1]
   public let blocks: [BasicBlock]
   private let pool = GlobalAvgPool()
+  /// First arena offset of the stem's norm and of each block (the stem conv starts at
+  /// `stemOffset`).
+  private let stemOffset: Int
+  private let stemNormOffset: Int
+  private let blockOffsets: [Int]
+
+  public var onBackward: ((_ lowestFinishedOffset: Int) -> Void)?
+  public var onForward: ((_ firstOffset: Int) -> Void)?
 
   /// - Parameters:
   ///   - inputSize: the height and width of the inputs, which fix `prePoolDim`
@@ -23,16 +31,20 @@ public final class ResNet18: Encoder {
     arena: ParameterArena, prefix: String, inChannels: Int = 1, inputSize: Int = 28,
     makeNorm: NormFactory
   ) rethrows {
+    stemOffset = arena.parameterCount
     conv1 = Conv2d(
       arena: arena, name: "\(prefix).conv1", inChannels: inChannels, outChannels: 64, kernel: 3,
       stride: 1, padding: 1, bias: false)
+    stemNormOffset = arena.parameterCount
     bn1 = try makeNorm("\(prefix).bn1", 64)
     var blocks: [BasicBlock] = []
+    var blockOffsets: [Int] = []
     var channels = 64
     var size = inputSize
     for (stage, (width, stride)) in [(64, 1), (128, 2), (256, 2), (512, 2)].enumerated() {
       for b in 0..<2 {
         let s = b == 0 ? stride : 1
+        blockOffsets.append(arena.parameterCount)
         blocks.append(
           try BasicBlock(
             arena: arena, prefix: "\(prefix).layer\(stage + 1).\(b)", inChannels: channels,
@@ -42,6 +54,7 @@ public final class ResNet18: Encoder {
       }
     }
     self.blocks = blocks
+    self.blockOffsets = blockOffsets
     prePoolDim = 512 * size * size
   }
 
@@ -56,17 +69,29 @@ public final class ResNet18: Encoder {
     var h = try conv1.forward(x, training: training)
     h = try bn1.forward(h, training: training)
     h = try relu.forward(h, training: training)
-    for b in blocks { h = try b.forward(h, training: training) }
+    onForward?(stemOffset)
+    for (i, b) in blocks.enumerated() {
+      h = try b.forward(h, training: training)
+      onForward?(blockOffsets[i])
+    }
     prePoolFeatures = h
     return try pool.forward(h, training: training)
   }
 
   public func backward(_ dy: Tensor) throws -> Tensor {
     var g = try pool.backward(dy)
-    for b in blocks.reversed() { g = try b.backward(g) }
+    // A block's projection shortcut is registered last but runs backward last, so only a
+    // whole block's end makes its range final.
+    for i in blocks.indices.reversed() {
+      g = try blocks[i].backward(g)
+      onBackward?(blockOffsets[i])
+    }
     g = try relu.backward(g)
     g = try bn1.backward(g)
-    return try conv1.backward(g)
+    onBackward?(stemNormOffset)
+    let dx = try conv1.backward(g)
+    onBackward?(stemOffset)
+    return dx
   }
 }
 

@@ -38,6 +38,21 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
   public var keep = 2
   /// Print/log every N steps.
   public var logEvery = 1
+  /// Gradient bucket cap in MiB (0: one fused all-reduce after backward).
+  public var bucketMB: Double = 4
+  /// Micro-batches per optimizer step; gradients are synchronised on the last only.
+  public var accumulate = 1
+  /// Element type of gradients on the wire: fp32, bf16 or fp16.
+  public var gradDType = "fp32"
+  /// How MPI progresses buckets during backward: poll (MPI_Test from backward's hooks) or
+  /// thread (a communication thread, MPI_THREAD_MULTIPLE).
+  public var syncProgress = "poll"
+  /// Chrome trace-event JSON written by rank 0 ("" = none).
+  public var timeline = ""
+  /// Seconds a rank may wait in one phase of a step before the job is aborted (0: off).
+  public var stallTimeout: Double = 60
+  /// Compare parameter checksums across ranks every N steps (0: never).
+  public var checkEvery = 0
 
   public init() {}
 
@@ -46,6 +61,8 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
   public static let datasets = ["fashion-mnist"]
   public static let optimizers = ["lars", "sgd"]
   public static let scalings = ["none", "linear", "sqrt"]
+  public static let gradDTypes = ["fp32", "bf16", "fp16"]
+  public static let syncProgressModes = ["poll", "thread"]
 
   /// Checks names and ranges; the message names the offending key.
   public func validate(worldSize: Int = 1) throws {
@@ -79,6 +96,20 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     guard keep >= 1 else { throw bad("keep must be ≥ 1 (got \(keep))") }
     guard logEvery >= 1 else { throw bad("log-every must be ≥ 1 (got \(logEvery))") }
     guard checkpointEvery >= 0 else { throw bad("checkpoint-every must be ≥ 0") }
+    guard bucketMB >= 0, bucketMB.isFinite else { throw bad("bucket-mb must be ≥ 0 (got \(bucketMB))") }
+    guard accumulate >= 1 else { throw bad("accumulate must be ≥ 1 (got \(accumulate))") }
+    guard globalBatch % (accumulate * worldSize) == 0 else {
+      throw bad(
+        "global-batch \(globalBatch) is not divisible by accumulate \(accumulate) × \(worldSize) ranks")
+    }
+    guard Self.gradDTypes.contains(gradDType) else {
+      throw bad("unknown grad-dtype '\(gradDType)' (known: \(Self.gradDTypes.joined(separator: ", ")))")
+    }
+    guard Self.syncProgressModes.contains(syncProgress) else {
+      throw bad("unknown sync-progress '\(syncProgress)' (known: poll, thread)")
+    }
+    guard stallTimeout >= 0, stallTimeout.isFinite else { throw bad("stall-timeout must be ≥ 0") }
+    guard checkEvery >= 0 else { throw bad("check-every must be ≥ 0") }
   }
 
   /// Reads a YAML preset. Keys absent from the file keep their defaults; unknown keys are an
@@ -116,6 +147,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     case method, model, data, dataDir, globalBatch, epochs, maxSteps, optimizer, baseLR
     case lrScaling, momentum, weightDecay, larsEta, warmupSteps, temperature, augmentStrength
     case syncBN, projectionDim, seed, runDir, checkpointEvery, keep, logEvery
+    case bucketMB, accumulate, gradDType, syncProgress, timeline, stallTimeout, checkEvery
     static var allKeys: [String] { allCases.map(\.rawValue) }
   }
 
@@ -135,6 +167,10 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     try get(.projectionDim, &projectionDim); try get(.seed, &seed); try get(.runDir, &runDir)
     try get(.checkpointEvery, &checkpointEvery); try get(.keep, &keep)
     try get(.logEvery, &logEvery)
+    try get(.bucketMB, &bucketMB); try get(.accumulate, &accumulate)
+    try get(.gradDType, &gradDType); try get(.syncProgress, &syncProgress)
+    try get(.timeline, &timeline); try get(.stallTimeout, &stallTimeout)
+    try get(.checkEvery, &checkEvery)
   }
 }
 

@@ -45,6 +45,8 @@ public final class Pretrainer {
   public var stopAfterStep: Int?
   /// The checkpoint this run resumed from.
   public internal(set) var resumedFrom: String?
+  /// Gradient sync, watchdog, timeline and drift check (Pretrainer+Step.swift).
+  lazy var machinery = StepMachinery()
 
   public init(config: PretrainConfig, comm: Communicator, console: Console) throws {
     try config.validate(worldSize: comm.size)

@@ -1,0 +1,230 @@
+import ArgumentParser
+import Foundation
+import Train
+
+/// `parallax scale`: the same short pretraining at several rank counts (through `mpirun`,
+/// optionally with a hostfile), measured from each run's timeline, written as CSV, a
+/// Markdown table and an SVG chart.
+///
+/// Weak scaling: every rank holds `--batch-per-rank` samples, so the global batch grows with
+/// the ranks. Per step (after `--warmup` steps) the step time is the slowest rank's; a step's
+/// communication is the union of its bucket all-reduces from start to observed completion,
+/// the exposed part is the wait after backward, and hidden = 1 − exposed/communication.
+/// With `--compare-fused` each multi-rank count also runs with one fused all-reduce after
+/// backward; "hidden vs fused" = 1 − exposed(bucketed)/exposed(fused) then measures how much
+/// of the all-reduce the overlap removed from the step.
+struct Scale: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Scaling study: pretraining at several rank counts → CSV, Markdown and SVG.")
+  @Option(help: "Rank counts, comma-separated.") var ranks: String = "1,2"
+  @Option(help: "Encoder: conv4 or resnet18.") var model: String = "conv4"
+  @Option(help: "Timed steps per run.") var steps: Int = 8
+  @Option(help: "Untimed steps first.") var warmup: Int = 2
+  @Option(help: "Samples per rank per step (weak scaling).") var batchPerRank: Int = 128
+  @Option(help: "OpenBLAS threads per rank.") var threads: Int = 1
+  @Option(help: "Gradient bucket cap in MiB.") var bucketMB: Double = 4
+  @Option(help: "MPI progress during backward: poll or thread.") var syncProgress: String = "poll"
+  @Option(help: "Also run each multi-rank count fused (bucket-mb 0) to measure what overlap hides: true or false.") var compareFused: Bool = true
+  @Option(help: "mpirun hostfile (runs across its hosts).") var hostfile: String?
+  @Option(help: "mpirun --bind-to value.") var bindTo: String = "core"
+  @Option(help: "Output directory.") var out: String = "bench/scale"
+  @Option(help: "Directory of the Fashion-MNIST IDX files.") var dataDir: String = "/usr/share/datasets/fashion-mnist"
+
+  struct Measure {
+    var ranks: Int
+    var mode: String
+    var stepSeconds: Double
+    var samplesPerSecond: Double
+    var commSeconds: Double
+    var exposedSeconds: Double
+  }
+
+  func validate() throws {
+    guard !rankList.isEmpty, rankList.allSatisfy({ $0 > 0 }) else { throw ValidationError("--ranks: e.g. 1,2,4") }
+    guard steps > 0, warmup >= 0, batchPerRank > 0 else { throw ValidationError("--steps, --batch-per-rank must be positive") }
+  }
+
+  var rankList: [Int] { ranks.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+  func run() throws {
+    try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+    var results: [Measure] = []
+    for n in rankList {
+      results.append(try measure(ranks: n, bucketMB: bucketMB, mode: n > 1 ? "bucketed" : "single"))
+      if compareFused && n > 1 { results.append(try measure(ranks: n, bucketMB: 0, mode: "fused")) }
+    }
+    try write(results)
+  }
+
+  func measure(ranks n: Int, bucketMB: Double, mode: String) throws -> Measure {
+    let dir = out + "/run-\(model)-\(n)-\(mode)"
+    try? FileManager.default.removeItem(atPath: dir)
+    let timeline = dir + "/timeline.json"
+    let exe = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+    let me = FileManager.default.fileExists(atPath: exe) ? exe : (Bundle.main.executablePath ?? "parallax")
+    var args = ["-np", "\(n)", "--bind-to", bindTo]
+    if let hostfile { args += ["--hostfile", hostfile] }
+    args += [
+      me, "pretrain", "--model", model, "--global-batch", "\(n * batchPerRank)", "--max-steps",
+      "\(steps + warmup)", "--warmup-steps", "1", "--threads", "\(threads)", "--run-dir", dir,
+      "--timeline", timeline, "--bucket-mb", "\(bucketMB)", "--sync-progress", syncProgress,
+      "--data-dir", dataDir, "--log-every", "1000",
+    ]
+    FileHandle.standardError.write(Data("scale: mpirun \(args.joined(separator: " "))\n".utf8))
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: Self.which("mpirun"))
+    p.arguments = args
+    var env = ProcessInfo.processInfo.environment
+    if getuid() == 0 {
+      env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+      env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+    }
+    p.environment = env
+    try p.run()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw ValidationError("mpirun -np \(n) failed (status \(p.terminationStatus))") }
+    return try parse(timeline: timeline, ranks: n, mode: mode)
+  }
+
+  /// Per-step figures from a timeline: the slowest rank's step, the union of that rank's
+  /// bucket intervals, its exposed wait; medians over the timed steps.
+  func parse(timeline path: String, ranks n: Int, mode: String) throws -> Measure {
+    let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
+    guard let events = (json as? [String: Any])?["traceEvents"] as? [[String: Any]] else {
+      throw ValidationError("\(path): no traceEvents")
+    }
+    // (rank, step) → (step µs, exposed µs, bucket intervals)
+    var stepDur: [Int: [Int: Double]] = [:]
+    var exposed: [Int: [Int: Double]] = [:]
+    var buckets: [Int: [Int: [(Double, Double)]]] = [:]
+    for e in events where (e["ph"] as? String) == "X" {
+      guard let pid = e["pid"] as? Int, let args = e["args"] as? [String: Any],
+        let step = (args["step"] as? NSNumber)?.intValue, step > warmup,
+        let ts = (e["ts"] as? NSNumber)?.doubleValue, let dur = (e["dur"] as? NSNumber)?.doubleValue
+      else { continue }
+      switch e["cat"] as? String {
+      case "step":
+        stepDur[step, default: [:]][pid] = dur
+        exposed[step, default: [:]][pid] = (args["exposed_ms"] as? NSNumber)?.doubleValue ?? 0
+      case "allreduce":
+        buckets[step, default: [:]][pid, default: []].append((ts, ts + dur))
+      default: break
+      }
+    }
+    var steps: [Double] = []
+    var comms: [Double] = []
+    var exposeds: [Double] = []
+    for (step, perRank) in stepDur {
+      guard let (slowest, dur) = perRank.max(by: { $0.value < $1.value }) else { continue }
+      steps.append(dur / 1e6)
+      exposeds.append((exposed[step]?[slowest] ?? 0) / 1e3)
+      comms.append(Self.union(buckets[step]?[slowest] ?? []) / 1e6)
+    }
+    guard !steps.isEmpty else { throw ValidationError("\(path): no timed steps") }
+    func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] }
+    let step = median(steps)
+    return Measure(
+      ranks: n, mode: mode, stepSeconds: step, samplesPerSecond: Double(n * batchPerRank) / step,
+      commSeconds: median(comms), exposedSeconds: median(exposeds))
+  }
+
+  static func union(_ intervals: [(Double, Double)]) -> Double {
+    var total = 0.0
+    var end = -Double.infinity
+    for (s, e) in intervals.sorted(by: { $0.0 < $1.0 }) {
+      if s > end {
+        total += e - s
+        end = e
+      } else if e > end {
+        total += e - end
+        end = e
+      }
+    }
+    return total
+  }
+
+  static func which(_ name: String) -> String {
+    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+      let p = "\(dir)/\(name)"
+      if FileManager.default.isExecutableFile(atPath: p) { return p }
+    }
+    return "/usr/bin/\(name)"
+  }
+
+  func write(_ results: [Measure]) throws {
+    let base = results.first { $0.ranks == 1 }?.samplesPerSecond ?? results.first?.samplesPerSecond ?? 1
+    let baseRanks = results.first { $0.ranks == 1 }?.ranks ?? results.first?.ranks ?? 1
+    func efficiency(_ m: Measure) -> Double { m.samplesPerSecond / (base * Double(m.ranks) / Double(baseRanks)) }
+    func hidden(_ m: Measure) -> Double { m.commSeconds > 0 ? max(0, 1 - m.exposedSeconds / m.commSeconds) : 0 }
+    func hiddenVsFused(_ m: Measure) -> Double? {
+      guard m.mode == "bucketed", let f = results.first(where: { $0.ranks == m.ranks && $0.mode == "fused" }),
+        f.exposedSeconds > 0
+      else { return nil }
+      return max(0, 1 - m.exposedSeconds / f.exposedSeconds)
+    }
+    var csv = "model,ranks,mode,batch_per_rank,step_ms,samples_per_s,efficiency,comm_ms,exposed_ms,comm_share,exposed_share,hidden_share,hidden_vs_fused\n"
+    var md = "| model | ranks | sync | step (ms) | samples/s | efficiency | comm (ms) | exposed (ms) | comm share | hidden | hidden vs fused |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    for m in results {
+      let hv = hiddenVsFused(m)
+      csv += String(
+        format: "%@,%d,%@,%d,%.2f,%.2f,%.4f,%.3f,%.3f,%.4f,%.4f,%.4f,%@\n", model, m.ranks, m.mode, batchPerRank,
+        m.stepSeconds * 1e3, m.samplesPerSecond, efficiency(m), m.commSeconds * 1e3, m.exposedSeconds * 1e3,
+        m.commSeconds / m.stepSeconds, m.exposedSeconds / m.stepSeconds, hidden(m), hv.map { String(format: "%.4f", $0) } ?? "")
+      md += String(
+        format: "| %@ | %d | %@ | %.1f | %.1f | %.1f%% | %.2f | %.2f | %.1f%% | %@ | %@ |\n", model, m.ranks, m.mode,
+        m.stepSeconds * 1e3, m.samplesPerSecond, efficiency(m) * 100, m.commSeconds * 1e3, m.exposedSeconds * 1e3,
+        m.commSeconds / m.stepSeconds * 100, m.ranks > 1 ? String(format: "%.1f%%", hidden(m) * 100) : "–",
+        hv.map { String(format: "%.1f%%", $0 * 100) } ?? "–")
+    }
+    try AtomicFile.write(Data(csv.utf8), to: out + "/scale-\(model).csv")
+    try AtomicFile.write(Data(md.utf8), to: out + "/scale-\(model).md")
+    try AtomicFile.write(Data(svg(results, efficiency: efficiency, hidden: hidden).utf8), to: out + "/scale-\(model).svg")
+    print(md)
+    print("wrote \(out)/scale-\(model).{csv,md,svg}")
+  }
+
+  /// Two panels: samples/s against ideal linear scaling; efficiency, communication share
+  /// and hidden share in percent.
+  func svg(_ all: [Measure], efficiency: (Measure) -> Double, hidden: (Measure) -> Double) -> String {
+    let rs = all.filter { $0.mode != "fused" }
+    let w = 760.0, h = 320.0, pad = 50.0, panel = (w - 3 * pad) / 2
+    let maxRanks = Double(rs.map(\.ranks).max() ?? 1)
+    let base = rs.first?.samplesPerSecond ?? 1
+    let maxThr = max(rs.map(\.samplesPerSecond).max() ?? 1, base * maxRanks) * 1.1
+    func x(_ r: Int, _ left: Double) -> Double { left + (maxRanks > 1 ? (Double(r) - 1) / (maxRanks - 1) : 0.5) * panel }
+    func y(_ v: Double, _ top: Double) -> Double { h - pad - v / top * (h - 2 * pad) }
+    var s = #"<svg xmlns="http://www.w3.org/2000/svg" width="\#(Int(w))" height="\#(Int(h))" font-family="sans-serif" font-size="12">"# + "\n"
+    s += #"<rect width="100%" height="100%" fill="white"/>"# + "\n"
+    let lefts = [pad, 2 * pad + panel]
+    let titles = ["\(model): samples/s vs ideal", "\(model): % (efficiency, comm share, hidden)"]
+    for (i, left) in lefts.enumerated() {
+      s += #"<text x="\#(left)" y="20" font-weight="bold">\#(titles[i])</text>"# + "\n"
+      s += #"<line x1="\#(left)" y1="\#(h - pad)" x2="\#(left + panel)" y2="\#(h - pad)" stroke="black"/>"#
+      s += #"<line x1="\#(left)" y1="\#(pad)" x2="\#(left)" y2="\#(h - pad)" stroke="black"/>"# + "\n"
+      for r in rs.map(\.ranks) {
+        s += #"<text x="\#(x(r, left))" y="\#(h - pad + 16)" text-anchor="middle">\#(r)</text>"# + "\n"
+      }
+      s += #"<text x="\#(left + panel / 2)" y="\#(h - 10)" text-anchor="middle">ranks</text>"# + "\n"
+    }
+    for t in [0.0, 0.5, 1.0] {
+      s += #"<text x="\#(pad - 4)" y="\#(y(t * maxThr, maxThr) + 4)" text-anchor="end">\#(Int(t * maxThr))</text>"# + "\n"
+      s += #"<text x="\#(lefts[1] - 4)" y="\#(y(t * 100, 100) + 4)" text-anchor="end">\#(Int(t * 100))</text>"# + "\n"
+    }
+    func poly(_ pts: [(Double, Double)], _ color: String, dash: Bool = false) -> String {
+      let p = pts.map { String(format: "%.1f,%.1f", $0.0, $0.1) }.joined(separator: " ")
+      var out = #"<polyline fill="none" stroke="\#(color)" stroke-width="2" \#(dash ? #"stroke-dasharray="5,4""# : "") points="\#(p)"/>"# + "\n"
+      for q in pts { out += String(format: #"<circle cx="%.1f" cy="%.1f" r="3" fill="%@"/>"#, q.0, q.1, color) + "\n" }
+      return out
+    }
+    s += poly(rs.map { (x($0.ranks, lefts[0]), y(base * Double($0.ranks), maxThr)) }, "gray", dash: true)
+    s += poly(rs.map { (x($0.ranks, lefts[0]), y($0.samplesPerSecond, maxThr)) }, "#1f77b4")
+    s += poly(rs.map { (x($0.ranks, lefts[1]), y(efficiency($0) * 100, 100)) }, "#1f77b4")
+    s += poly(rs.map { (x($0.ranks, lefts[1]), y($0.commSeconds / $0.stepSeconds * 100, 100)) }, "#d62728")
+    s += poly(rs.map { (x($0.ranks, lefts[1]), y(hidden($0) * 100, 100)) }, "#2ca02c")
+    let legend = [("gray", "ideal (linear)"), ("#1f77b4", "measured / efficiency"), ("#d62728", "comm share of step"), ("#2ca02c", "comm hidden behind backward")]
+    for (i, (c, t)) in legend.enumerated() {
+      s += #"<rect x="\#(pad + Double(i) * 180)" y="28" width="10" height="10" fill="\#(c)"/><text x="\#(pad + 14 + Double(i) * 180)" y="37">\#(t)</text>"# + "\n"
+    }
+    return s + "</svg>\n"
+  }
+}
