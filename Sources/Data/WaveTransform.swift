@@ -33,6 +33,10 @@ public struct WaveTransformSet: OptionSet, Hashable, Sendable, CustomStringConve
   public var rawValue: UInt32
   public init(rawValue: UInt32) { self.rawValue = rawValue }
   public init(_ t: WaveTransform) { rawValue = 1 << UInt32(t.rawValue) }
+  public init(transforms: [WaveTransform]) {
+    rawValue = 0
+    for t in transforms { insert(t) }
+  }
 
   public func contains(_ t: WaveTransform) -> Bool { rawValue & (1 << UInt32(t.rawValue)) != 0 }
   public mutating func insert(_ t: WaveTransform) { rawValue |= 1 << UInt32(t.rawValue) }
