@@ -42,3 +42,28 @@ final class LogMelTests: XCTestCase {
     XCTAssertEqual(quiet[0], logf(1e-6), accuracy: 1e-4)
   }
 }
+
+final class AudioEvalLoaderTests: XCTestCase {
+  func testCentreCropAndSpectrogramBatch() throws {
+    let ds = try AudioFileDataset.manifest(csv: "\(TinyCorpus.directory)/manifest.csv", sampleRate: 16000)
+    let L = 16000
+    let loader = AudioEvalLoader(source: ds, length: L)
+    var x = [Float](repeating: .nan, count: 2 * L)
+    try loader.load(indices: [3, 30], into: &x)
+    let clip = try ds.samples(30)
+    let pad = (L - clip.count) / 2
+    XCTAssertGreaterThan(pad, 0)
+    XCTAssertEqual(Array(x[(L + pad)..<(L + pad + clip.count)]), clip)
+    XCTAssertTrue(x[L..<(L + pad)].allSatisfy { $0 == 0 })
+    XCTAssertEqual(loader.labels(indices: [3, 30], slot: 0), [3, 0])
+
+    let mel = LogMelSpectrogram(sampleRate: 16000, nFFT: 512, hop: 256, nMels: 32)
+    let per = 32 * mel.frameCount(L)
+    var s = [Float](repeating: .nan, count: 2 * per)
+    try loader.loadSpectrograms(indices: [3, 30], mel: mel, into: &s)
+    var t = [Float](repeating: .nan, count: 2 * per)
+    mel.batch(x, rows: 2, length: L, into: &t)
+    XCTAssertEqual(s, t)
+    XCTAssertEqual(Array(s[per...]), mel(Array(x[L...])))
+  }
+}
