@@ -20,7 +20,7 @@ public final class AudioEvalLoader {
     for (row, sample) in indices.enumerated() {
       let clip = try source.samples(sample)
       var rng = KeyedRandom(seed: 0, epoch: 0, sample: sample, purpose: .view1)  // unused by identity
-      clip.withUnsafeBufferPointer { crop.apply($0.baseAddress!, count: $0.count, into: x + row * length, rng: &rng) }
+      _ = clip.withUnsafeBufferPointer { crop.apply($0.baseAddress!, count: $0.count, into: x + row * length, rng: &rng) }
     }
   }
 
