@@ -73,3 +73,35 @@ final class AudioMetricsTests: XCTestCase {
     XCTAssertThrowsError(try FewShotEvaluator(ways: 9).evaluate(FeatureSet(dim: d, values: noise, labels: labels)))
   }
 }
+
+final class MultiLabelProbeTests: XCTestCase {
+  /// Tags that are linear functions of the features are learnt (AUC near 1); a tag that is
+  /// independent noise scores about 0.5.
+  func testProbeLearnsLinearTags() {
+    var rng = KeyedRandom(seed: 4, epoch: 0, sample: 0, purpose: .noise)
+    let d = 6, n = 400
+    func make(_ n: Int) -> ([Float], [Float]) {
+      var x: [Float] = [], y: [Float] = []
+      for _ in 0..<n {
+        let f = (0..<d).map { _ in rng.nextGaussian() }
+        x += f
+        y += [f[0] + f[1] > 0 ? 1 : 0, f[2] - 0.5 * f[3] > 0.3 ? 1 : 0, rng.nextFloat() < 0.5 ? 1 : 0]
+      }
+      return (x, y)
+    }
+    let (xTrain, yTrain) = make(n), (xTest, yTest) = make(n)
+    let probe = MultiLabelProbe(epochs: 200)
+    let model = probe.fit(xTrain, targets: yTrain, dim: d, classes: 3)
+    let z = model.logits(xTest)
+    let labels = yTest.map { $0 > 0.5 }
+    func auc(_ k: Int) -> Double {
+      MultiLabelMetrics.rocAUC(scores: (0..<n).map { z[$0 * 3 + k] }, labels: (0..<n).map { labels[$0 * 3 + k] })!
+    }
+    XCTAssertGreaterThan(auc(0), 0.97)
+    XCTAssertGreaterThan(auc(1), 0.95)
+    XCTAssertEqual(auc(2), 0.5, accuracy: 0.1)
+    let m = probe.evaluate(train: xTrain, trainTargets: yTrain, test: xTest, testTargets: yTest, dim: d, classes: 3)
+    XCTAssertEqual(m.classesUsed, 3)
+    XCTAssertEqual(m.rocAUC, (auc(0) + auc(1) + auc(2)) / 3, accuracy: 1e-9)
+  }
+}
