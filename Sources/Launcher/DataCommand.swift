@@ -8,7 +8,7 @@ import Train
 struct DataCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "data", abstract: "Make and pack data sets.",
-    subcommands: [SpokenDigitsCommand.self, PackCommand.self, AudioBenchCommand.self])
+    subcommands: [SpokenDigitsCommand.self, PackCommand.self, AudioBenchCommand.self, AudioBaselineCommand.self])
 }
 
 /// Where `pack` and `bench-audio` read audio from: a manifest, a folder per class, or the
@@ -173,5 +173,93 @@ struct AudioBenchCommand: ParsableCommand {
     print(String(format: "samplecnn forward+backward, %d views of %d samples, 1 thread: %.0f ms → %.2f views/s per core",
       stepBatch, length, 1000 * step, consumed))
     print(String(format: "data/compute ratio: %.1f× (target ≥ 5×)", viewsPerSecond / consumed))
+  }
+}
+
+/// Few-shot accuracy of features that involve no pretraining — the floor a pretrained audio
+/// encoder must beat: pooled log-mel statistics, or a randomly initialised `samplecnn`.
+struct AudioBaselineCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "baseline",
+    abstract: "Few-shot (N-way K-shot, nearest centroid) accuracy of un-pretrained audio features.",
+    discussion: "Example: parallax data baseline --manifest data/digits/manifest.csv --features logmel --labels word language")
+  @Option(help: "CSV manifest (or a shard with --shard).") var manifest: String?
+  @Option(help: "Audio shard.") var shard: String?
+  @Option(help: "Features: logmel (per-band mean and std over time) or samplecnn (random init, 512-d).") var features: String = "logmel"
+  @Option(parsing: .upToNextOption, help: "Label slots to evaluate.") var labels: [String] = ["word", "language"]
+  @Option(help: "Samples per clip (centre crop / pad).") var length: Int = SampleCNN.inputLength
+  @Option(help: "Use at most this many clips (evenly spaced).") var limit: Int?
+  @Option var ways: Int = 5
+  @Option var shots: Int = 1
+  @Option var queries: Int = 15
+  @Option var tasks: Int = 1000
+
+  func validate() throws {
+    guard (manifest == nil) != (shard == nil) else { throw ValidationError("give one of --manifest, --shard") }
+    guard ["logmel", "samplecnn"].contains(features) else { throw ValidationError("--features must be logmel or samplecnn") }
+  }
+
+  func run() throws {
+    _ = Runtime.configureThreads(requested: 0, localSize: 1)
+    let source: AudioSource = try shard.map { try AudioShardSource(path: $0) }
+      ?? AudioFileDataset.manifest(csv: manifest!, sampleRate: 16000)
+    let slots = try labels.map { name -> Int in
+      guard let s = source.slot(named: name) else { throw ValidationError("no label \(name) in \(source.labelNames)") }
+      return s
+    }
+    let n = min(limit ?? source.count, source.count)
+    let indices = (0..<n).map { $0 * source.count / n }
+    let loader = AudioEvalLoader(source: source, length: length)
+    let t0 = now()
+    var dim = 0
+    var values: [Float] = []
+    if features == "logmel" {
+      let mel = LogMelSpectrogram(sampleRate: source.sampleRate, nFFT: 512, hop: 256, nMels: 64)
+      let frames = mel.frameCount(length)
+      var s = [Float](repeating: 0, count: 64 * frames)
+      dim = 128
+      for i in indices {
+        try loader.loadSpectrograms(indices: [i], mel: mel, into: &s)
+        for m in 0..<64 {
+          let row = s[(m * frames)..<((m + 1) * frames)]
+          let mean = row.reduce(0, +) / Float(frames)
+          let sd = (row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(frames)).squareRoot()
+          values += [mean, sd]
+        }
+      }
+    } else {
+      let arena = ParameterArena()
+      let encoder = try SampleCNN(arena: arena, prefix: "encoder", inputLength: length) { name, c in
+        BatchNorm(arena: arena, name: name, channels: c)
+      }
+      arena.allocate(seed: 0)
+      dim = encoder.featureDim
+      let batch = 16
+      let x = Storage(batch * length)
+      var start = 0
+      while start < indices.count {
+        let chunk = Array(indices[start..<min(start + batch, indices.count)])
+        try loader.load(indices: chunk, into: x.data)
+        // Training-mode BN: batch statistics, since a random network has no running ones.
+        let y = try encoder.forward(Tensor(x.data, Shape(chunk.count, 1, 1, length)), training: chunk.count > 1)
+        values += y.toArray()
+        start += batch
+      }
+    }
+    // Standardise each feature over the clips (log-mel statistics differ in scale by band).
+    for j in 0..<dim {
+      var mean: Float = 0, sq: Float = 0
+      for i in 0..<n { mean += values[i * dim + j] }
+      mean /= Float(n)
+      for i in 0..<n { sq += (values[i * dim + j] - mean) * (values[i * dim + j] - mean) }
+      let r = 1 / max((sq / Float(n)).squareRoot(), 1e-6)
+      for i in 0..<n { values[i * dim + j] = (values[i * dim + j] - mean) * r }
+    }
+    print(String(format: "%@ features of %d clips (%d-d) in %.1f s", features, n, dim, now() - t0))
+    for (name, slot) in zip(labels, slots) {
+      let fs = FeatureSet(dim: dim, values: values, labels: indices.map { source.label($0, slot: slot) })
+      let r = try FewShotEvaluator(ways: ways, shots: shots, queries: queries, tasks: tasks, seed: 0).evaluate(fs)
+      print("\(name): \(ways)-way \(shots)-shot \(r)")
+    }
   }
 }
