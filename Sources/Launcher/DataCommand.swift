@@ -258,8 +258,9 @@ struct AudioBaselineCommand: ParsableCommand {
     print(String(format: "%@ features of %d clips (%d-d) in %.1f s", features, n, dim, now() - t0))
     for (name, slot) in zip(labels, slots) {
       let fs = FeatureSet(dim: dim, values: values, labels: indices.map { source.label($0, slot: slot) })
-      let r = try FewShotEvaluator(ways: ways, shots: shots, queries: queries, tasks: tasks, seed: 0).evaluate(fs)
-      print("\(name): \(ways)-way \(shots)-shot \(r)")
+      let w = min(ways, source.classNames[slot].count)  // gender has 2 classes
+      let r = try FewShotEvaluator(ways: w, shots: shots, queries: queries, tasks: tasks, seed: 0).evaluate(fs)
+      print("\(name): \(w)-way \(shots)-shot \(r)")
     }
   }
 }
