@@ -22,10 +22,16 @@ let package = Package(
     .systemLibrary(
       name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
       providers: [.apt(["zlib1g-dev"])]),
+    .systemLibrary(
+      name: "CSndFile", path: "Sources/CSndFile", pkgConfig: "sndfile",
+      providers: [.apt(["libsndfile1-dev"])]),
+    .systemLibrary(
+      name: "CSamplerate", path: "Sources/CSamplerate", pkgConfig: "samplerate",
+      providers: [.apt(["libsamplerate0-dev"])]),
 
     // MARK: Library targets (arrows point down only)
     .target(name: "Model", dependencies: ["CBLAS"], path: "Sources/Model"),
-    .target(name: "Data", dependencies: ["CZlib"], path: "Sources/Data"),
+    .target(name: "Data", dependencies: ["CZlib", "CSndFile", "CSamplerate"], path: "Sources/Data"),
     .target(name: "Dist", dependencies: ["CMPI", "Model"], path: "Sources/Dist"),
     .target(
       name: "Train",

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-release}"
-packages=(libopenmpi-dev openmpi-bin libopenblas-dev libsndfile1-dev zlib1g-dev pkg-config dataset-fashion-mnist iproute2)
+packages=(libopenmpi-dev openmpi-bin libopenblas-dev libsndfile1-dev libsamplerate0-dev espeak-ng sox
+  zlib1g-dev pkg-config dataset-fashion-mnist iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,7 +12,9 @@ struct Parallax: ParsableCommand {
       Run any subcommand alone (one rank) or under `mpirun -np N parallax …` / `srun parallax …`.
       Example: mpirun -np 2 parallax pretrain --config configs/simclr-fmnist.yaml --probe
       """,
-    subcommands: [Pretrain.self, Eval.self, Launch.self, Export.self, Bench.self, Scale.self])
+    subcommands: [
+      Pretrain.self, Eval.self, Launch.self, Export.self, Bench.self, Scale.self, DataCommand.self,
+    ])
 }
 
 /// Runs `body` with the MPI world; any error is printed as one line and the job ends with a

@@ -1,0 +1,4 @@
+#ifndef PARALLAX_CSNDFILE_SHIM_H
+#define PARALLAX_CSNDFILE_SHIM_H
+#include <sndfile.h>
+#endif
