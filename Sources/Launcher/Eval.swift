@@ -27,12 +27,11 @@ struct Eval: ParsableCommand {
     var layers: [FeatureLayer] { layer == "both" ? FeatureLayer.allCases : [FeatureLayer(rawValue: layer)!] }
 
     /// Loads the checkpoint into a fresh network (verifying its hashes).
-    func load() throws -> (PretrainConfig, SimCLRNetwork) {
+    func load() throws -> (PretrainConfig, SSLMethod) {
       let ck = try Checkpoint.load(checkpoint)
       var config = ck.state.config
       if let d = dataDir { config.dataDir = d }
-      let net = try SimCLRNetwork(
-        model: config.model, projectionDim: config.projectionDim, collective: nil, seed: config.seed)
+      let net = try Methods.make(config, collective: LocalCollective())
       try Checkpoint.restore(net.arena, from: ck.model, path: checkpoint + "/model.safetensors")
       return (config, net)
     }

@@ -125,7 +125,7 @@ struct Pretrain: ParsableCommand {
         RankLog.note("resumed from \(source.dir) at step \(trainer.step)")
       }
       console.say(
-        "pretrain \(c.method) · \(c.model) · \(c.data) · \(comm.size) rank(s) on \(comm.nodeCount) node(s) × \(threads) thread(s) · global batch \(c.globalBatch) · \(trainer.totalSteps) steps · peak lr \(trainer.peakLR) · \(trainer.net.arena.parameterCount) parameters")
+        "pretrain \(c.method) · \(c.model) · \(c.data) · \(comm.size) rank(s) on \(comm.nodeCount) node(s) × \(threads) thread(s) · global batch \(c.globalBatch) · \(trainer.totalSteps) steps · peak lr \(trainer.peakLR) · \(trainer.method.arena.parameterCount) parameters")
       let s = try trainer.run()
       try trainer.writeTimeline()
       trainer.stopSyncThreads()
@@ -141,7 +141,7 @@ struct Pretrain: ParsableCommand {
           s.steps, s.seconds, s.samplesPerSecond, s.finalLoss, s.checkpoint ?? "-"))
       if probe {
         try ProbeReport.run(
-          config: c, trained: trainer.net.encoder, comm: comm, console: console, epochs: probeEpochs,
+          config: c, trained: trainer.method.encoder, comm: comm, console: console, epochs: probeEpochs,
           pretrainSeconds: s.seconds)
       }
     }

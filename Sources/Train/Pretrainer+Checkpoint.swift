@@ -92,22 +92,22 @@ extension Pretrainer {
   /// (step, epoch, batch in epoch). Rank 0 holds the tensors and broadcasts them.
   public func resume(_ source: ResumeSource) throws {
     let s = source.state
-    guard s.batchInEpoch >= 0, s.batchInEpoch <= sampler.batchesPerEpoch, s.step >= 0 else {
-      throw TrainError("cannot resume: \(source.dir)/state.json has an impossible position (step \(s.step), batch \(s.batchInEpoch) of \(sampler.batchesPerEpoch))")
+    guard s.batchInEpoch >= 0, s.batchInEpoch <= data.batchesPerEpoch, s.step >= 0 else {
+      throw TrainError("cannot resume: \(source.dir)/state.json has an impossible position (step \(s.step), batch \(s.batchInEpoch) of \(data.batchesPerEpoch))")
     }
     var failure = ""
     if comm.rank == 0 {
       do {
-        try Checkpoint.restore(net.arena, from: source.model, path: source.dir + "/model.safetensors")
+        try Checkpoint.restore(method.arena, from: source.model, path: source.dir + "/model.safetensors")
         try restoreOptimizer(source.optimizer, path: source.dir + "/optimizer.safetensors")
       } catch { failure = "\(error)" }
     }
     if comm.size > 1 { failure = try comm.broadcast(string: failure, from: 0) }
     guard failure.isEmpty else { throw TrainError("cannot resume: \(failure)") }
-    try comm.broadcast(net.arena.params, count: net.arena.parameterCount, from: 0)
-    try comm.broadcast(net.arena.buffers, count: net.arena.bufferCount, from: 0)
+    try comm.broadcast(method.arena.params, count: method.arena.parameterCount, from: 0)
+    try comm.broadcast(method.arena.buffers, count: method.arena.bufferCount, from: 0)
     for name in optimizer.stateNames {
-      try comm.broadcast(optimizer.stateBuffer(named: name)!, count: net.arena.parameterCount, from: 0)
+      try comm.broadcast(optimizer.stateBuffer(named: name)!, count: method.arena.parameterCount, from: 0)
     }
     step = s.step
     epoch = s.epoch
@@ -119,7 +119,7 @@ extension Pretrainer {
   func optimizerEntries() -> [SafeTensors.Entry] {
     optimizer.stateNames.flatMap { state in
       let buffer = optimizer.stateBuffer(named: state)!
-      return net.arena.parameterRanges.map { r in
+      return method.arena.parameterRanges.map { r in
         SafeTensors.Entry(
           name: "\(state).\(r.name)", shape: r.shape,
           values: Array(UnsafeBufferPointer(start: buffer + r.offset, count: r.count)))
@@ -130,7 +130,7 @@ extension Pretrainer {
   func restoreOptimizer(_ entries: [String: SafeTensors.Entry], path: String) throws {
     for state in optimizer.stateNames {
       let buffer = optimizer.stateBuffer(named: state)!
-      for r in net.arena.parameterRanges {
+      for r in method.arena.parameterRanges {
         guard let e = entries["\(state).\(r.name)"], e.values.count == r.count else {
           throw CheckpointError(path: path, reason: "has no \(state) for '\(r.name)'")
         }
@@ -143,7 +143,7 @@ extension Pretrainer {
   /// buffers, BN statistics (when synchronised; otherwise each rank has its own and rank 0's
   /// are saved) and the position in the data.
   func replicatedRanges() -> [(name: String, values: UnsafeBufferPointer<Float>)] {
-    let arena = net.arena
+    let arena = method.arena
     var out = arena.parameterRanges.map { r in
       (r.name, UnsafeBufferPointer(start: arena.params + r.offset, count: r.count))
     }
@@ -193,7 +193,7 @@ extension Pretrainer {
         seed: config.seed)
       do {
         written = try Checkpoint.write(
-          runDir: config.runDir, arena: net.arena, optimizerState: optimizerEntries(), state: state,
+          runDir: config.runDir, arena: method.arena, optimizerState: optimizerEntries(), state: state,
           keep: config.keep)
       } catch { failure = "\(error)" }
     }

@@ -45,7 +45,7 @@ final class StepMachinery {
   /// Accumulation: a sampler whose global batch is one micro-batch, so micro-batch k of
   /// global batch j is batch `j·K + k` of it — the k-th contiguous slice of the global
   /// batch, split over ranks exactly as a global batch of that size would be.
-  var microLoader: ContrastiveBatchLoader?
+  var microLoader: ViewBatchSource?
   let microInput = Storage()
   var microShape = Shape(0, 0)
   /// Set by the backward hook while the last micro-batch runs.
@@ -71,7 +71,7 @@ extension Pretrainer {
     let m = machinery
     guard !m.prepared else { return }
     m.prepared = true
-    let arena = net.arena
+    let arena = method.arena
     if comm.size > 1 {
       m.sync = try GradientSync(
         communicator: comm, grads: arena.grads,
@@ -96,12 +96,10 @@ extension Pretrainer {
     }
     if config.accumulate > 1 {
       let k = config.accumulate
-      let microSampler = try DistributedSampler(
-        count: sampler.count, globalBatch: config.globalBatch / k, rank: comm.rank,
-        worldSize: comm.size, seed: config.seed)
-      m.microLoader = try ContrastiveBatchLoader(
-        source: loader.source, sampler: microSampler, augment: loader.augment, seed: config.seed)
-      m.microShape = Shape(2 * microSampler.localBatch, 1, inputShape.h, inputShape.w)
+      let micro = try ViewSources.make(
+        config, globalBatch: config.globalBatch / k, rank: comm.rank, worldSize: comm.size)
+      m.microLoader = micro
+      m.microShape = micro.batchShape
       m.microInput.ensure(m.microShape.count)
     }
     if !config.timeline.isEmpty {
@@ -109,8 +107,7 @@ extension Pretrainer {
       m.timeline = Timeline(origin: now())
       (m.backwardLabels, m.forwardLabels) = unitLabels()
     }
-    let reporters = [net.head as ProgressHooks, net.encoder as? ProgressHooks].compactMap { $0 }
-    for r in reporters {
+    for r in method.progressReporters {
       r.onBackward = { [unowned self] offset in self.backwardHook(offset) }
       if m.timeline != nil {
         r.onForward = { [unowned self] offset in
@@ -128,7 +125,7 @@ extension Pretrainer {
   /// block's name.
   func unitLabels() -> ([Int: String], [Int: String]) {
     var labels: [Int: String] = [:]
-    for r in net.arena.parameterRanges where labels[r.offset] == nil {
+    for r in method.arena.parameterRanges where labels[r.offset] == nil {
       var name = r.name
       for suffix in [".weight", ".bias"] where name.hasSuffix(suffix) {
         name.removeLast(suffix.count)
@@ -164,7 +161,7 @@ extension Pretrainer {
   func timedStep(lr: Float) throws -> StepTiming {
     try prepareMachinery()
     let m = machinery
-    let arena = net.arena
+    let arena = method.arena
     let k = config.accumulate
     let wd = m.watchdog
     let tl = m.timeline
@@ -179,39 +176,29 @@ extension Pretrainer {
       wd?.mark(step: step, micro: micro, .load)
       let loadStart = now()
       let x: Tensor
+      let labels: UnsafeMutablePointer<Float>? = data.transformCount > 0 ? transforms.data : nil
       if let ml = m.microLoader {
-        try ml.load(epoch: epoch, batch: batchInEpoch * k + micro, into: m.microInput.data)
+        try ml.load(epoch: epoch, batch: batchInEpoch * k + micro, into: m.microInput.data, transforms: labels)
         x = Tensor(m.microInput.data, m.microShape)
       } else {
-        try loader.load(epoch: epoch, batch: batchInEpoch, into: input.data)
+        try data.load(epoch: epoch, batch: batchInEpoch, into: input.data, transforms: labels)
         x = Tensor(input.data, inputShape)
       }
       dataTime += now() - loadStart
       record(tl, "load", "data", track: .compute)
       wd?.mark(step: step, micro: micro, .forward)
-      let h = try net.encoder.forward(x, training: true)
-      let z = try net.head.forward(h.reshaped(Shape(h.shape.n, h.shape.perSample)), training: true)
-      wd?.mark(step: step, micro: micro, .loss)
-      let value = try loss.forward(z)
-      guard value.isFinite else {
-        throw TrainError("loss is \(value) at step \(step + 1); stopping (nothing written after step \(step))")
-      }
-      lossSum += value
-      let dz = try loss.backward()
-      if k > 1 {
-        // The step's loss is the mean of the micro-batch losses.
-        let scale = 1 / Float(k)
-        for i in 0..<dz.count { dz.data[i] *= scale }
-      }
-      record(tl, "loss", "loss", track: .compute)
       if last {
         m.sync?.begin()
         m.syncing = true
       }
-      wd?.mark(step: step, micro: micro, .backward)
       defer { m.syncing = false }
-      let dh = try net.head.backward(dz)
-      _ = try net.encoder.backward(dh.reshaped(h.shape))
+      // The step's loss is the mean of the micro-batch losses.
+      let value = try method.forwardBackward(x, transforms: labels, lossScale: 1 / Float(k))
+      guard value.isFinite else {
+        throw TrainError("loss is \(value) at step \(step + 1); stopping (nothing written after step \(step))")
+      }
+      lossSum += value
+      record(tl, "loss and backward", "backward", track: .compute)
       if let e = m.hookError {
         m.hookError = nil
         throw e
@@ -280,8 +267,8 @@ extension Pretrainer {
   /// max and min); a range whose max and min differ is not bitwise identical everywhere.
   /// - Throws: `TrainError` naming the first differing range.
   func checkDrift() throws {
-    let ranges = net.arena.parameterRanges
-    var hi = ranges.map { Int64(bitPattern: Self.fnv1a(net.arena.params + $0.offset, count: $0.count)) }
+    let ranges = method.arena.parameterRanges
+    var hi = ranges.map { Int64(bitPattern: Self.fnv1a(method.arena.params + $0.offset, count: $0.count)) }
     var lo = hi
     try comm.allReduce(&hi, count: hi.count, op: .max)
     try comm.allReduce(&lo, count: lo.count, op: .min)
@@ -323,7 +310,7 @@ extension Pretrainer {
 
   /// One step for benchmarks with its time split (advances the position like training does).
   public func benchStepTimed() throws -> StepTiming {
-    if batchInEpoch >= sampler.batchesPerEpoch {
+    if batchInEpoch >= data.batchesPerEpoch {
       epoch += 1
       batchInEpoch = 0
     }
@@ -336,17 +323,14 @@ extension Pretrainer {
   /// Counted FLOPs of one training step on this rank (forward ×3: DESIGN of `FLOPCounting`),
   /// or nil if the encoder does not count.
   public var stepFLOPs: Int? {
-    guard let enc = net.encoder as? FLOPCounting else { return nil }
-    let (fe, h) = enc.forwardFLOPs(inputShape)
-    let (fh, _) = net.head.forwardFLOPs(Shape(h.n, h.perSample))
-    return 3 * (fe + fh)
+    method.forwardFLOPs(inputShape).map { 3 * $0 }
   }
 
   /// Bytes the step needs: parameters, gradients, BN buffers, optimizer state, and every
   /// layer-owned buffer (activations, saved values, input gradients, scratch) and the GEMM
   /// pack buffers. Meaningful after at least one step (buffers grow on first use).
   public var memoryEstimate: (parameters: Int, optimizer: Int, activations: Int) {
-    let params = (2 * net.arena.parameterCount + net.arena.bufferCount) * 4
+    let params = (2 * method.arena.parameterCount + method.arena.bufferCount) * 4
     let opt = optimizer.stateNames.count * optimizer.parameterCount * 4
     return (params, opt, Storage.trackedBytes + Gemm.workspaceFloats * 4)
   }

@@ -20,21 +20,21 @@ public struct PretrainSummary {
   public var stopReason: String?
 }
 
-/// SimCLR pretraining: two views → encoder → head → NT-Xent over the global batch →
-/// backward → gradient all-reduce → optimizer step (DESIGN.md invariants 3, 4, 8).
+/// Self-supervised pretraining: both views of the local batch → the method's forward, loss
+/// over the global batch and backward → bucketed gradient all-reduce → optimizer step.
 public final class Pretrainer {
   public let config: PretrainConfig
   let comm: Communicator
   let console: Console
-  public let net: SimCLRNetwork
-  let loss: NTXentLoss
+  public let method: SSLMethod
   let optimizer: LARS
   let schedule: WarmupCosine
-  let sampler: DistributedSampler
-  let loader: ContrastiveBatchLoader
-  /// [2·B_local, 1, H, W]: view 1 rows then view 2 rows.
+  let data: ViewBatchSource
+  /// [2·B_local, C, H, W]: view 1 rows then view 2 rows.
   let input: Storage
   let inputShape: Shape
+  /// [2·B_local, T] multi-hot labels of the augmentations applied (T = 0: none).
+  let transforms: Storage
   public internal(set) var step = 0
   var epoch = 0
   var batchInEpoch = 0
@@ -53,27 +53,18 @@ public final class Pretrainer {
     self.config = config
     self.comm = comm
     self.console = console
-    let train = try FashionMNIST.load(split: .train, directory: config.dataDir)
-    let localBatch = config.globalBatch / comm.size
-    sampler = try DistributedSampler(
-      count: train.count, globalBatch: config.globalBatch, rank: comm.rank,
-      worldSize: comm.size, seed: config.seed)
-    let augment =
-      config.augmentStrength > 0
-      ? SimCLRAugment(strength: config.augmentStrength) : SimCLRAugment(config: .identity)
-    loader = try ContrastiveBatchLoader(source: train, sampler: sampler, augment: augment, seed: config.seed)
-    inputShape = Shape(2 * localBatch, 1, train.height, train.width)
+    data = try ViewSources.make(
+      config, globalBatch: config.globalBatch, rank: comm.rank, worldSize: comm.size)
+    inputShape = data.batchShape
     input = Storage(inputShape.count)
-    net = try SimCLRNetwork(
-      model: config.model, projectionDim: config.projectionDim,
-      collective: config.syncBN ? comm : nil, seed: config.seed)
+    transforms = Storage(max(1, inputShape.n * data.transformCount))
+    method = try Methods.make(config, collective: comm)
     // The input is data: its gradient is never used.
-    (net.encoder as? Conv4)?.computesInputGradient = false
-    (net.encoder as? ResNet18)?.computesInputGradient = false
-    loss = NTXentLoss(temperature: config.temperature, collective: comm)
+    (method.encoder as? Conv4)?.computesInputGradient = false
+    (method.encoder as? ResNet18)?.computesInputGradient = false
     let scaling: LRScaling = config.lrScaling == "sqrt" ? .sqrt : config.lrScaling == "linear" ? .linear : .none
     peakLR = scaling.scaled(config.baseLR, globalBatch: config.globalBatch)
-    let perEpoch = sampler.batchesPerEpoch
+    let perEpoch = data.batchesPerEpoch
     totalSteps = config.maxSteps > 0 ? config.maxSteps : config.epochs * perEpoch
     schedule = WarmupCosine(
       baseLR: peakLR, warmupSteps: min(config.warmupSteps, max(totalSteps - 1, 0)),
@@ -81,14 +72,14 @@ public final class Pretrainer {
     optimizer =
       config.optimizer == "sgd"
       ? SGD(
-        parameterCount: net.arena.parameterCount, momentum: config.momentum,
+        parameterCount: method.arena.parameterCount, momentum: config.momentum,
         weightDecay: config.weightDecay)
       : LARS(
-        parameterCount: net.arena.parameterCount, momentum: config.momentum,
+        parameterCount: method.arena.parameterCount, momentum: config.momentum,
         weightDecay: config.weightDecay, trustCoefficient: config.larsEta)
     // Every rank starts from rank 0's parameters, whatever its own initialisation did.
-    try comm.broadcast(net.arena.params, count: net.arena.parameterCount, from: 0)
-    try comm.broadcast(net.arena.buffers, count: net.arena.bufferCount, from: 0)
+    try comm.broadcast(method.arena.params, count: method.arena.parameterCount, from: 0)
+    try comm.broadcast(method.arena.buffers, count: method.arena.bufferCount, from: 0)
   }
 
   /// Trains until `totalSteps`, writing a checkpoint every `checkpointEvery` steps and at the
@@ -103,7 +94,7 @@ public final class Pretrainer {
       try AtomicFile.write(Foundation.Data(config.yaml().utf8), to: config.runDir + "/config.yaml")
       log = try AppendFile(path: config.runDir + "/log.jsonl")
     }
-    let perEpoch = sampler.batchesPerEpoch
+    let perEpoch = data.batchesPerEpoch
     let samplesPerStep = Double(config.globalBatch)
     let start = now()
     let firstStep = step

@@ -46,10 +46,11 @@ public enum ProbeReport {
     let (train, test) = try splits(config)
     console.say("linear probes (\(epochs) epochs of logistic regression on standardised frozen features)…")
     var rows = try probe(
-      "SimCLR \(config.model)", encoder: trained, train: train, test: test, layers: FeatureLayer.allCases,
+      "\(config.method) \(config.model)", encoder: trained, train: train, test: test, layers: FeatureLayer.allCases,
       comm: comm, epochs: epochs, limit: limit)
-    let random = try SimCLRNetwork(
-      model: config.model, projectionDim: config.projectionDim, collective: nil, seed: config.seed &+ 1)
+    var randomConfig = config
+    randomConfig.seed = config.seed &+ 1
+    let random = try Methods.make(randomConfig, collective: LocalCollective())
     rows += try probe(
       "random \(config.model)", encoder: random.encoder, train: train, test: test,
       layers: FeatureLayer.allCases, comm: comm, epochs: epochs, limit: limit)

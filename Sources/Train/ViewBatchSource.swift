@@ -1,0 +1,67 @@
+import Data
+import Model
+
+/// Training data for a self-supervised method: both augmented views of this rank's share of
+/// every global batch, keyed by global sample index (DESIGN.md invariant 5).
+public protocol ViewBatchSource: AnyObject {
+  /// One view of one sample: `Shape(1, C, H, W)`.
+  var sampleShape: Shape { get }
+  /// Samples of this rank per global batch.
+  var localBatch: Int { get }
+  var batchesPerEpoch: Int { get }
+  /// Columns of the multi-hot "augmentations applied" labels (0: the data reports none).
+  var transformCount: Int { get }
+  /// Fills `x` [2·localBatch, C, H, W] (view 1 rows, then view 2 rows) and, when non-nil,
+  /// `transforms` [2·localBatch, transformCount].
+  func load(epoch: Int, batch: Int, into x: UnsafeMutablePointer<Float>, transforms: UnsafeMutablePointer<Float>?) throws
+}
+
+extension ViewBatchSource {
+  /// `[2·localBatch, C, H, W]`.
+  public var batchShape: Shape { Shape(2 * localBatch, sampleShape.c, sampleShape.h, sampleShape.w) }
+}
+
+/// Fashion-MNIST (or any `ImageSource`) with the SimCLR augmentations.
+public final class ImageViewSource: ViewBatchSource {
+  let loader: ContrastiveBatchLoader
+  let sampler: DistributedSampler
+  let image: ImageSource
+
+  public init(source: ImageSource, sampler: DistributedSampler, augment: SimCLRAugment, seed: UInt64) throws {
+    self.sampler = sampler
+    image = source
+    loader = try ContrastiveBatchLoader(source: source, sampler: sampler, augment: augment, seed: seed)
+  }
+
+  public var sampleShape: Shape { Shape(1, image.channels, image.height, image.width) }
+  public var localBatch: Int { sampler.localBatch }
+  public var batchesPerEpoch: Int { sampler.batchesPerEpoch }
+  public var transformCount: Int { 0 }
+
+  public func load(epoch: Int, batch: Int, into x: UnsafeMutablePointer<Float>, transforms: UnsafeMutablePointer<Float>?) throws {
+    try loader.load(epoch: epoch, batch: batch, into: x)
+  }
+}
+
+/// The one place a configuration becomes training data.
+public enum ViewSources {
+  /// - Parameters:
+  ///   - globalBatch: samples per global batch (a micro-batch's size under accumulation).
+  public static func make(
+    _ config: PretrainConfig, globalBatch: Int, rank: Int, worldSize: Int
+  ) throws -> ViewBatchSource {
+    switch config.data {
+    case "fashion-mnist":
+      let train = try FashionMNIST.load(split: .train, directory: config.dataDir)
+      let sampler = try DistributedSampler(
+        count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: config.seed)
+      let augment =
+        config.augmentStrength > 0
+        ? SimCLRAugment(strength: config.augmentStrength) : SimCLRAugment(config: .identity)
+      return try ImageViewSource(source: train, sampler: sampler, augment: augment, seed: config.seed)
+    default:
+      throw ConfigError(
+        message: "unknown data '\(config.data)' (known: \(PretrainConfig.datasets.joined(separator: ", ")))")
+    }
+  }
+}
