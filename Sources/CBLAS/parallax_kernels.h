@@ -7,6 +7,8 @@
 #include <immintrin.h>
 
 static inline __mmask16 px_tail_mask(long n) { return (__mmask16)((1u << n) - 1); }
+/* Lanes 0 ..< n for 0 ≤ n ≤ 16. */
+static inline __mmask16 px_tail_mask16(long n) { return (__mmask16)((1u << n) - 1); }
 
 /* *sum += Σx, *sumsq += Σx² over n floats (Float lanes, Double result). */
 __attribute__((target("avx512f,fma"))) static inline void px_sum_sumsq(
@@ -76,6 +78,117 @@ __attribute__((target("avx512f,fma"))) static inline void px_bn_backward(
     d = _mm512_fnmadd_ps(_mm512_maskz_loadu_ps(m, xh + i), vx, d);
     _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(vk, d));
   }
+}
+
+/* BatchNorm followed by ReLU (one pass): xh = (x − mu)·r, y = max(g·xh + b, 0). */
+__attribute__((target("avx512f,fma"))) static inline void px_bn_relu_forward(
+    float *y, float *xh, const float *x, long n, float mu, float r, float g, float b) {
+  __m512 vm = _mm512_set1_ps(mu), vr = _mm512_set1_ps(r), vg = _mm512_set1_ps(g),
+         vb = _mm512_set1_ps(b), z = _mm512_setzero_ps();
+  for (long i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : px_tail_mask(n - i);
+    __m512 h = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm), vr);
+    _mm512_mask_storeu_ps(xh + i, m, h);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_max_ps(_mm512_fmadd_ps(vg, h, vb), z));
+  }
+}
+
+/* The ReLU mask of px_bn_relu_forward's output, recomputed from xh: g·xh + b > 0. */
+__attribute__((target("avx512f,fma"))) static inline __mmask16 px_relu_mask(
+    __mmask16 m, __m512 h, __m512 vg, __m512 vb) {
+  return _mm512_mask_cmp_ps_mask(m, _mm512_fmadd_ps(vg, h, vb), _mm512_setzero_ps(), _CMP_GT_OQ);
+}
+
+/* As px_sum_dot on dy masked by the ReLU (dy where g·xh + b > 0, else 0). */
+__attribute__((target("avx512f,fma"))) static inline void px_sum_dot_relu(
+    const float *dy, const float *xh, long n, float g, float b, double *sum, double *dot) {
+  __m512 vg = _mm512_set1_ps(g), vb = _mm512_set1_ps(b);
+  __m512 s0 = _mm512_setzero_ps(), d0 = _mm512_setzero_ps();
+  for (long i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : px_tail_mask(n - i);
+    __m512 h = _mm512_maskz_loadu_ps(m, xh + i);
+    __m512 a = _mm512_maskz_loadu_ps(px_relu_mask(m, h, vg, vb), dy + i);
+    s0 = _mm512_add_ps(s0, a);
+    d0 = _mm512_fmadd_ps(a, h, d0);
+  }
+  *sum += (double)_mm512_reduce_add_ps(s0);
+  *dot += (double)_mm512_reduce_add_ps(d0);
+}
+
+/* As px_bn_backward on dy masked by the ReLU. */
+__attribute__((target("avx512f,fma"))) static inline void px_bn_relu_backward(
+    float *dx, const float *dy, const float *xh, long n, float k, float mdy, float mdx, float g,
+    float b) {
+  __m512 vk = _mm512_set1_ps(k), vm = _mm512_set1_ps(mdy), vx = _mm512_set1_ps(mdx),
+         vg = _mm512_set1_ps(g), vb = _mm512_set1_ps(b);
+  for (long i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : px_tail_mask(n - i);
+    __m512 h = _mm512_maskz_loadu_ps(m, xh + i);
+    __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(px_relu_mask(m, h, vg, vb), dy + i), vm);
+    d = _mm512_fnmadd_ps(h, vx, d);
+    _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(vk, d));
+  }
+}
+
+/* im2col for stride 1: `samples` planes-sets src [S, C, h, w] into dst [C·k·k, S·ho·wo]
+ * (row (c·k + ki)·k + kj, column s·ho·wo + i·wo + j), zero padding `pad`. */
+__attribute__((target("avx512f"))) static inline void px_im2col_s1(
+    float *dst, const float *src, long samples, long C, long h, long w, long k, long pad, long ho,
+    long wo) {
+  long cols = samples * ho * wo;
+  for (long c = 0; c < C; c++)
+    for (long ki = 0; ki < k; ki++)
+      for (long kj = 0; kj < k; kj++) {
+        float *row = dst + ((c * k + ki) * k + kj) * cols;
+        long jLo = pad - kj > 0 ? pad - kj : 0;
+        long jHi = w + pad - kj < wo ? w + pad - kj : wo;
+        if (jHi < jLo) jHi = jLo;
+        for (long s = 0; s < samples; s++) {
+          const float *plane = src + (s * C + c) * h * w;
+          for (long i = 0; i < ho; i++) {
+            float *r = row + (s * ho + i) * wo;
+            long y = i - pad + ki;
+            const float *line = plane + y * w - pad + kj;
+            int inside = y >= 0 && y < h;
+            for (long j = 0; j < wo; j += 16) {
+              long n = wo - j < 16 ? wo - j : 16;
+              __mmask16 all = px_tail_mask16(n);
+              long lo = jLo > j ? jLo - j : 0, hi = jHi - j < n ? jHi - j : n;
+              __mmask16 valid = inside && hi > lo ? (__mmask16)(px_tail_mask16(hi) & ~px_tail_mask16(lo)) : 0;
+              _mm512_mask_storeu_ps(r + j, all, _mm512_maskz_loadu_ps(valid, line + j));
+            }
+          }
+        }
+      }
+}
+
+/* The adjoint of px_im2col_s1: adds the columns of src [C·k·k, S·ho·wo] into dst [S, C, h, w]. */
+__attribute__((target("avx512f"))) static inline void px_col2im_s1(
+    float *dst, const float *src, long samples, long C, long h, long w, long k, long pad, long ho,
+    long wo) {
+  long cols = samples * ho * wo;
+  for (long c = 0; c < C; c++)
+    for (long ki = 0; ki < k; ki++)
+      for (long kj = 0; kj < k; kj++) {
+        const float *row = src + ((c * k + ki) * k + kj) * cols;
+        long jLo = pad - kj > 0 ? pad - kj : 0;
+        long jHi = w + pad - kj < wo ? w + pad - kj : wo;
+        if (jHi <= jLo) continue;
+        for (long s = 0; s < samples; s++) {
+          float *plane = dst + (s * C + c) * h * w;
+          for (long i = 0; i < ho; i++) {
+            long y = i - pad + ki;
+            if (y < 0 || y >= h) continue;
+            const float *r = row + (s * ho + i) * wo;
+            float *line = plane + y * w - pad + kj;
+            for (long j = jLo; j < jHi; j += 16) {
+              __mmask16 m = px_tail_mask16(jHi - j < 16 ? jHi - j : 16);
+              _mm512_mask_storeu_ps(line + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, line + j),
+                                                               _mm512_maskz_loadu_ps(m, r + j)));
+            }
+          }
+        }
+      }
 }
 
 #endif

@@ -10,6 +10,11 @@
  * so Model uses cblas_sgemm and its portable Swift loops and never calls these. */
 enum { PX_MR = 8, PX_NR = 32, PX_KC = 192, PX_MC = 128, PX_NC = 4096 };
 static inline int px_sgemm_available(void) { return 0; }
+typedef struct { long blk; long bst; } px_cols;
+static inline void px_sgemm_ex(
+    int transA, int transB, long M, long N, long K, float alpha, const float *A, long lda,
+    px_cols acols, const float *B, long ldb, px_cols bcols, float beta, float *C, long ldc,
+    px_cols ccols, long jorg, const float *bias, float *packA, float *packB) {}
 static inline void px_sgemm(int transA, int transB, long M, long N, long K, float alpha,
                             const float *A, long lda, const float *B, long ldb, float beta,
                             float *C, long ldc, float *packA, float *packB) {}
@@ -19,5 +24,15 @@ static inline void px_bn_forward(float *y, float *xh, const float *x, long n, fl
                                  float g, float b) {}
 static inline void px_bn_backward(float *dx, const float *dy, const float *xh, long n, float k,
                                   float mdy, float mdx) {}
+static inline void px_bn_relu_forward(float *y, float *xh, const float *x, long n, float mu,
+                                      float r, float g, float b) {}
+static inline void px_sum_dot_relu(const float *dy, const float *xh, long n, float g, float b,
+                                   double *sum, double *dot) {}
+static inline void px_bn_relu_backward(float *dx, const float *dy, const float *xh, long n,
+                                       float k, float mdy, float mdx, float g, float b) {}
+static inline void px_im2col_s1(float *dst, const float *src, long samples, long C, long h,
+                                long w, long k, long pad, long ho, long wo) {}
+static inline void px_col2im_s1(float *dst, const float *src, long samples, long C, long h,
+                                long w, long k, long pad, long ho, long wo) {}
 #endif
 #endif

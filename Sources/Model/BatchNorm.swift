@@ -27,6 +27,10 @@ public final class BatchNorm: Layer {
   /// planes hold ≥ 16 values; `false` runs the portable loops (Double per element), which
   /// tests compare against.
   public var usesFastKernels = Gemm.builtinAvailable
+  /// `true`: the layer is BatchNorm followed by ReLU in one pass, `y = max(γ·x̂ + β, 0)`, and
+  /// backward masks `dy` where `γ·x̂ + β ≤ 0` (recomputed from x̂, so no ReLU output is kept).
+  /// Parameters and buffers are those of the plain layer. Encoders set it when a ReLU follows.
+  public var fusedReLU = false
 
   let arena: ParameterArena
   /// Offsets into `arena.params`/`arena.grads`: weight γ [C], bias β [C].
@@ -160,13 +164,17 @@ public final class BatchNorm: Layer {
           let g = gamma[c]
           let b = beta[c]
           if fast {
-            px_bn_forward(y.data + base, xh + base, x.data + base, S, mu, r, g, b)
+            if fusedReLU {
+              px_bn_relu_forward(y.data + base, xh + base, x.data + base, S, mu, r, g, b)
+            } else {
+              px_bn_forward(y.data + base, xh + base, x.data + base, S, mu, r, g, b)
+            }
             continue
           }
           for i in 0..<S {
             let h = (x.data[base + i] - mu) * r
             xh[base + i] = h
-            y.data[base + i] = g * h + b
+            y.data[base + i] = activate(g * h + b)
           }
         }
       }
@@ -182,12 +190,27 @@ public final class BatchNorm: Layer {
           for i in 0..<S {
             let h = (x.data[base + i] - mu) * r
             xh[base + i] = h
-            y.data[base + i] = g * h + b
+            y.data[base + i] = activate(g * h + b)
           }
         }
       }
     }
     return y
+  }
+
+  /// Makes the layer apply the ReLU that follows it (`fusedReLU`); returns `true`.
+  /// Encoders call it when a ReLU follows the norm and then skip that ReLU.
+  @discardableResult
+  public func fuseReLU() -> Bool {
+    fusedReLU = true
+    return true
+  }
+
+  @inline(__always) private func activate(_ v: Float) -> Float { fusedReLU ? max(v, 0) : v }
+
+  /// The portable twin of the fast kernels' ReLU mask: `dy` where `γ·x̂ + β > 0`.
+  @inline(__always) private func masked(_ dy: Float, _ h: Float, _ g: Float, _ b: Float) -> Float {
+    !fusedReLU || g * h + b > 0 ? dy : 0
   }
 
   /// - Parameters:
@@ -209,6 +232,7 @@ public final class BatchNorm: Layer {
     let dx = dInput.tensor(s)
     let xh = xhat.data
     let gamma = arena.params + weightOffset
+    let beta = arena.params + biasOffset
     let dGamma = arena.grads + weightOffset
     let dBeta = arena.grads + biasOffset
     let sumDy = moments
@@ -217,14 +241,19 @@ public final class BatchNorm: Layer {
     for c in 0..<C {
       var a = 0.0
       var b = 0.0
+      let (gc, bc) = (gamma[c], beta[c])
       for n in 0..<N where fast {
         let base = (n * C + c) * S
-        px_sum_dot(dy.data + base, xh + base, S, &a, &b)
+        if fusedReLU {
+          px_sum_dot_relu(dy.data + base, xh + base, S, gc, bc, &a, &b)
+        } else {
+          px_sum_dot(dy.data + base, xh + base, S, &a, &b)
+        }
       }
       for n in 0..<N where !fast {
         let base = (n * C + c) * S
         for i in 0..<S {
-          let g = Double(dy.data[base + i])
+          let g = Double(masked(dy.data[base + i], xh[base + i], gc, bc))
           a += g
           b += g * Double(xh[base + i])
         }
@@ -244,11 +273,19 @@ public final class BatchNorm: Layer {
           let meanDy = Float(sumDy[c] * invM)
           let meanDyXhat = Float(sumDyXhat[c] * invM)
           if fast {
-            px_bn_backward(dx.data + base, dy.data + base, xh + base, S, k, meanDy, meanDyXhat)
+            if fusedReLU {
+              px_bn_relu_backward(
+                dx.data + base, dy.data + base, xh + base, S, k, meanDy, meanDyXhat, gamma[c],
+                beta[c])
+            } else {
+              px_bn_backward(dx.data + base, dy.data + base, xh + base, S, k, meanDy, meanDyXhat)
+            }
             continue
           }
+          let (gc, bc) = (gamma[c], beta[c])
           for i in 0..<S {
-            dx.data[base + i] = k * (dy.data[base + i] - meanDy - xh[base + i] * meanDyXhat)
+            let d = masked(dy.data[base + i], xh[base + i], gc, bc)
+            dx.data[base + i] = k * (d - meanDy - xh[base + i] * meanDyXhat)
           }
         }
       }
@@ -257,7 +294,8 @@ public final class BatchNorm: Layer {
         for c in 0..<C {
           let base = (n * C + c) * S
           let k = gamma[c] * rstd[c]
-          for i in 0..<S { dx.data[base + i] = k * dy.data[base + i] }
+          let (gc, bc) = (gamma[c], beta[c])
+          for i in 0..<S { dx.data[base + i] = k * masked(dy.data[base + i], xh[base + i], gc, bc) }
         }
       }
     }

@@ -11,7 +11,8 @@ public final class ResNet18: Encoder {
 
   private let conv1: Conv2d
   private let bn1: Layer
-  private let relu = ReLU()
+  /// nil when `bn1` is a `BatchNorm` that applies the ReLU itself.
+  private let relu: ReLU?
   /// [layer1.0, layer1.1, layer2.0, …, layer4.1]
   public let blocks: [BasicBlock]
   private let pool = GlobalAvgPool()
@@ -27,6 +28,7 @@ public final class ResNet18: Encoder {
       arena: arena, name: "\(prefix).conv1", inChannels: inChannels, outChannels: 64, kernel: 3,
       stride: 1, padding: 1, bias: false)
     bn1 = try makeNorm("\(prefix).bn1", 64)
+    relu = (bn1 as? BatchNorm)?.fuseReLU() == true ? nil : ReLU()
     var blocks: [BasicBlock] = []
     var channels = 64
     var size = inputSize
@@ -55,7 +57,7 @@ public final class ResNet18: Encoder {
   public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
     var h = try conv1.forward(x, training: training)
     h = try bn1.forward(h, training: training)
-    h = try relu.forward(h, training: training)
+    if let relu { h = try relu.forward(h, training: training) }
     for b in blocks { h = try b.forward(h, training: training) }
     prePoolFeatures = h
     return try pool.forward(h, training: training)
@@ -64,7 +66,7 @@ public final class ResNet18: Encoder {
   public func backward(_ dy: Tensor) throws -> Tensor {
     var g = try pool.backward(dy)
     for b in blocks.reversed() { g = try b.backward(g) }
-    g = try relu.backward(g)
+    if let relu { g = try relu.backward(g) }
     g = try bn1.backward(g)
     return try conv1.backward(g)
   }
