@@ -34,5 +34,8 @@ static inline void px_im2col_s1(float *dst, const float *src, long samples, long
                                 long w, long k, long pad, long ho, long wo) {}
 static inline void px_col2im_s1(float *dst, const float *src, long samples, long C, long h,
                                 long w, long k, long pad, long ho, long wo) {}
+static inline void px_maxpool2_plane(float *y, int *idx, const float *x, long h, long w) {}
+static inline void px_maxpool2_plane_backward(float *dx, const int *idx, const float *dy, long h,
+                                              long w) {}
 #endif
 #endif

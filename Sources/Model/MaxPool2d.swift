@@ -1,3 +1,5 @@
+import CBLAS
+
 /// Max pooling without padding in floor mode, as PyTorch's `nn.MaxPool2d(kernel, stride)`:
 /// `Ho = (H − k) / s + 1` (7 → 3 for k = s = 2). Forward saves the position of each maximum
 /// (the first in scan order on ties, NaN wins, as PyTorch); backward routes `dy` there.
@@ -17,6 +19,9 @@ public final class MaxPool2d: Layer {
   /// 2×2 stride-2 windows take a specialised forward (`pool2x2`) and backward (each window
   /// written once, no zero fill + scatter); `false` runs the general loops (tests compare).
   public var usesFastPath = true
+  /// With `usesFastPath`, the AVX-512 kernels (`px_maxpool2_plane…`) when the CPU has them;
+  /// `false` runs the Swift 2×2 loops.
+  public var usesFastKernels = Gemm.builtinAvailable
 
   public init(kernel: Int = 2, stride: Int? = nil) {
     precondition(kernel > 0 && (stride ?? kernel) > 0)
@@ -45,6 +50,13 @@ public final class MaxPool2d: Layer {
     }
     inputShape = x.shape
     let (h, w, ho, wo, k, s) = (x.shape.h, x.shape.w, ys.h, ys.w, kernel, stride)
+    if usesFastPath && k == 2 && s == 2 && usesFastKernels {
+      for plane in 0..<(ys.n * ys.c) {
+        px_maxpool2_plane(
+          y.data + plane * ho * wo, argmax + plane * ho * wo, x.data + plane * h * w, h, w)
+      }
+      return y
+    }
     if usesFastPath && k == 2 && s == 2 {
       for plane in 0..<(ys.n * ys.c) {
         MaxPool2d.pool2x2(y.data + plane * ho * wo, argmax + plane * ho * wo, x.data + plane * h * w, h, w)
@@ -84,6 +96,14 @@ public final class MaxPool2d: Layer {
     let ys = outputShape(xs)
     precondition(dy.shape == ys, "MaxPool2d: dy \(dy.shape), expected \(ys)")
     let dx = dInput.tensor(xs)
+    if usesFastPath && kernel == 2 && stride == 2 && usesFastKernels {
+      for plane in 0..<(ys.n * ys.c) {
+        px_maxpool2_plane_backward(
+          dx.data + plane * xs.spatial, argmax + plane * ys.spatial, dy.data + plane * ys.spatial,
+          xs.h, xs.w)
+      }
+      return dx
+    }
     if usesFastPath && kernel == 2 && stride == 2 {
       let (h, w, wo) = (xs.h, xs.w, ys.w)
       for plane in 0..<(ys.n * ys.c) {

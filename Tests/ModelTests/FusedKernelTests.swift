@@ -41,24 +41,28 @@ final class FusedKernelTests: XCTestCase {
   }
 
   func testMaxPool2x2FastMatchesGeneral() throws {
-    for s in [Shape(2, 3, 28, 28), Shape(3, 2, 7, 7), Shape(1, 2, 3, 5)] {
+    for s in [Shape(2, 3, 28, 28), Shape(3, 2, 7, 7), Shape(1, 2, 3, 5), Shape(2, 2, 70, 69)] {
       var x = TestData.uniform(s.count, seed: 5)
       // Ties and NaN: first in scan order wins ties, NaN wins.
       x[0] = 1; x[1] = 1; x[s.w] = 1; x[s.w + 1] = 1
       x[2] = .nan
       x[s.w + 3] = .nan
       var outs: [[Float]] = []
-      for fast in [true, false] {
+      // (fast path, AVX-512 kernels): 0 AVX-512, 1 Swift 2×2 loops, 2 general loop.
+      for (fast, kernels) in [(true, true), (true, false), (false, false)] {
         let pool = MaxPool2d(kernel: 2, stride: 2)
         pool.usesFastPath = fast
+        pool.usesFastKernels = kernels && Gemm.builtinAvailable
         let y = try pool.forward(TestData.tensor(s, x), training: true).toArray()
         let ys = pool.outputShape(s)
         let dx = try pool.backward(TestData.tensor(ys, TestData.uniform(ys.count, seed: 6))).toArray()
         outs.append(y.map { $0.isNaN ? 1e30 : $0 })
         outs.append(dx)
       }
-      XCTAssertEqual(outs[0], outs[2], "\(s) y")
-      XCTAssertEqual(outs[1], outs[3], "\(s) dx")
+      for v in 1..<3 {
+        XCTAssertEqual(outs[2 * v - 2], outs[4], "\(s) y variant \(v - 1)")
+        XCTAssertEqual(outs[2 * v - 1], outs[5], "\(s) dx variant \(v - 1)")
+      }
     }
   }
 
