@@ -144,11 +144,15 @@ __attribute__((target("avx512f"))) static inline void px_pack_b(
   }
 }
 
+/* Where a micro-tile's 32 columns go: each 16-column half is one run at c + off (`run`
+ * set) or scattered to c + idx[lane]. */
+typedef struct { int run0, run1; long off0, off1; __m512i idx0, idx1; } px_tile_cols;
+
 /* C[mr×nr] (row stride ldc) = alpha · Ap·Bp + beta · C (+ bias[r] on row r when bias is not
- * NULL), with Ap [kc][8], Bp [kc][32]. */
+ * NULL), with Ap [kc][8], Bp [kc][32]. Columns at c + 0…31, or per `cols` when not NULL. */
 __attribute__((target("avx512f,fma"))) static inline void px_kernel_8x32(
     long kc, const float *a, const float *b, float *c, long ldc, float alpha, float beta, long mr,
-    long nr, const float *bias) {
+    long nr, const float *bias, const px_tile_cols *cols) {
   __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
   __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
   __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
@@ -175,20 +179,30 @@ __attribute__((target("avx512f,fma"))) static inline void px_kernel_8x32(
   __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
   __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+  px_tile_cols plain = {1, 1, 0, 16, _mm512_setzero_si512(), _mm512_setzero_si512()};
+  const px_tile_cols *L = cols ? cols : &plain;
   for (long r = 0; r < mr; r++) {
     float *cr = c + r * ldc;
     __m512 v0 = _mm512_mul_ps(va, acc[2 * r]), v1 = _mm512_mul_ps(va, acc[2 * r + 1]);
     if (beta != 0) {
-      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), v0);
-      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), v1);
+      __m512 o0 = L->run0 ? _mm512_maskz_loadu_ps(m0, cr + L->off0)
+                          : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, L->idx0, cr, 4);
+      __m512 o1 = m1 == 0 ? _mm512_setzero_ps()
+                  : L->run1 ? _mm512_maskz_loadu_ps(m1, cr + L->off1)
+                            : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, L->idx1, cr, 4);
+      v0 = _mm512_fmadd_ps(vb, o0, v0);
+      v1 = _mm512_fmadd_ps(vb, o1, v1);
     }
     if (bias) {
       __m512 br = _mm512_set1_ps(bias[r]);
       v0 = _mm512_add_ps(v0, br);
       v1 = _mm512_add_ps(v1, br);
     }
-    _mm512_mask_storeu_ps(cr, m0, v0);
-    _mm512_mask_storeu_ps(cr + 16, m1, v1);
+    if (L->run0) _mm512_mask_storeu_ps(cr + L->off0, m0, v0);
+    else _mm512_mask_i32scatter_ps(cr, m0, L->idx0, v0, 4);
+    if (m1 == 0) continue;
+    if (L->run1) _mm512_mask_storeu_ps(cr + L->off1, m1, v1);
+    else _mm512_mask_i32scatter_ps(cr, m1, L->idx1, v1, 4);
   }
 }
 
@@ -210,7 +224,6 @@ __attribute__((target("avx512f"))) static inline void px_sgemm_ex(
       }
     return;
   }
-  float tile[PX_MR * PX_NR] __attribute__((aligned(64)));
   for (long jc = 0; jc < N; jc += PX_NC) {
     long nc = N - jc < PX_NC ? N - jc : PX_NC;
     for (long pc = 0; pc < K; pc += PX_KC) {
@@ -223,23 +236,29 @@ __attribute__((target("avx512f"))) static inline void px_sgemm_ex(
         for (long jr = 0; jr < nc; jr += PX_NR) {
           long nr = nc - jr < PX_NR ? nc - jr : PX_NR;
           long jg = jorg + jc + jr;
-          long o0 = px_coff(ccols, jg);
-          int contiguous = !ccols.blk || px_coff(ccols, jg + nr - 1) - o0 == nr - 1;
+          px_tile_cols tc, *tcp = 0;
+          if (ccols.blk) {
+            /* Column offsets without a division per column. */
+            int off[32];
+            long o = px_coff(ccols, jg), q = (jg % ccols.blk);
+            for (long j = 0; j < 32; j++) {
+              off[j] = (int)o;
+              if (++q == ccols.blk) { q = 0; o += ccols.bst - ccols.blk + 1; } else o++;
+            }
+            long n0 = nr < 16 ? nr : 16;
+            tc.run0 = off[n0 - 1] - off[0] == n0 - 1;
+            tc.run1 = nr <= 16 || off[nr - 1] - off[16] == nr - 17;
+            tc.off0 = off[0];
+            tc.off1 = off[16];
+            tc.idx0 = _mm512_loadu_si512(off);
+            tc.idx1 = _mm512_loadu_si512(off + 16);
+            tcp = &tc;
+          }
           for (long ir = 0; ir < mc; ir += PX_MR) {
             long mr = mc - ir < PX_MR ? mc - ir : PX_MR;
             const float *bs = bias && pc == 0 ? bias + ic + ir : 0;
-            float *c = C + (ic + ir) * ldc;
-            if (contiguous) {
-              px_kernel_8x32(kc, packA + ir * kc, packB + jr * kc, c + o0, ldc, alpha, bt, mr, nr, bs);
-              continue;
-            }
-            /* The tile straddles column blocks: compute into `tile`, then scatter. */
-            if (bt != 0)
-              for (long r = 0; r < mr; r++)
-                for (long j = 0; j < nr; j++) tile[r * PX_NR + j] = c[r * ldc + px_coff(ccols, jg + j)];
-            px_kernel_8x32(kc, packA + ir * kc, packB + jr * kc, tile, PX_NR, alpha, bt, mr, nr, bs);
-            for (long r = 0; r < mr; r++)
-              for (long j = 0; j < nr; j++) c[r * ldc + px_coff(ccols, jg + j)] = tile[r * PX_NR + j];
+            float *c = C + (ic + ir) * ldc + (tcp ? 0 : jg);
+            px_kernel_8x32(kc, packA + ir * kc, packB + jr * kc, c, ldc, alpha, bt, mr, nr, bs, tcp);
           }
         }
       }
