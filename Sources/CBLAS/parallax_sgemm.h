@@ -18,7 +18,7 @@
 #include <cpuid.h>
 #include <immintrin.h>
 
-enum { PX_MR = 8, PX_NR = 32, PX_KC = 192, PX_MC = 128, PX_NC = 4096 };
+enum { PX_MR = 8, PX_NR = 32, PX_KC = 256, PX_MC = 128, PX_NC = 4096 };
 
 /* Where logical column j of a matrix lives: `blk == 0` plain (offset j); otherwise columns
  * come in blocks of `blk` that are `bst` floats apart: offset (j / blk)·bst + j % blk. A

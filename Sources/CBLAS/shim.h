@@ -8,7 +8,7 @@
 #else
 /* Other architectures: the built-in AVX-512 kernels do not exist; px_sgemm_available() is 0,
  * so Model uses cblas_sgemm and its portable Swift loops and never calls these. */
-enum { PX_MR = 8, PX_NR = 32, PX_KC = 192, PX_MC = 128, PX_NC = 4096 };
+enum { PX_MR = 8, PX_NR = 32, PX_KC = 256, PX_MC = 128, PX_NC = 4096 };
 static inline int px_sgemm_available(void) { return 0; }
 typedef struct { long blk; long bst; } px_cols;
 static inline void px_sgemm_ex(
