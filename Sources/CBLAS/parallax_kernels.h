@@ -130,13 +130,13 @@ __attribute__((target("avx512f,fma"))) static inline void px_bn_relu_backward(
   }
 }
 
-/* im2col for stride 1: `samples` planes-sets src [S, C, h, w] into dst [C·k·k, S·ho·wo]
+/* im2col for stride 1 (channels c0 ..< c1 of C): `samples` planes-sets src [S, C, h, w] into dst [C·k·k, S·ho·wo]
  * (row (c·k + ki)·k + kj, column s·ho·wo + i·wo + j), zero padding `pad`. */
 __attribute__((target("avx512f"))) static inline void px_im2col_s1(
     float *dst, const float *src, long samples, long C, long h, long w, long k, long pad, long ho,
-    long wo) {
+    long wo, long c0, long c1) {
   long cols = samples * ho * wo;
-  for (long c = 0; c < C; c++)
+  for (long c = c0; c < c1; c++)
     for (long ki = 0; ki < k; ki++)
       for (long kj = 0; kj < k; kj++) {
         float *row = dst + ((c * k + ki) * k + kj) * cols;
@@ -165,9 +165,9 @@ __attribute__((target("avx512f"))) static inline void px_im2col_s1(
 /* The adjoint of px_im2col_s1: adds the columns of src [C·k·k, S·ho·wo] into dst [S, C, h, w]. */
 __attribute__((target("avx512f"))) static inline void px_col2im_s1(
     float *dst, const float *src, long samples, long C, long h, long w, long k, long pad, long ho,
-    long wo) {
+    long wo, long c0, long c1) {
   long cols = samples * ho * wo;
-  for (long c = 0; c < C; c++)
+  for (long c = c0; c < c1; c++)
     for (long ki = 0; ki < k; ki++)
       for (long kj = 0; kj < k; kj++) {
         const float *row = src + ((c * k + ki) * k + kj) * cols;

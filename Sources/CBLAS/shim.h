@@ -31,9 +31,9 @@ static inline void px_sum_dot_relu(const float *dy, const float *xh, long n, flo
 static inline void px_bn_relu_backward(float *dx, const float *dy, const float *xh, long n,
                                        float k, float mdy, float mdx, float g, float b) {}
 static inline void px_im2col_s1(float *dst, const float *src, long samples, long C, long h,
-                                long w, long k, long pad, long ho, long wo) {}
+                                long w, long k, long pad, long ho, long wo, long c0, long c1) {}
 static inline void px_col2im_s1(float *dst, const float *src, long samples, long C, long h,
-                                long w, long k, long pad, long ho, long wo) {}
+                                long w, long k, long pad, long ho, long wo, long c0, long c1) {}
 static inline void px_maxpool2_plane(float *y, int *idx, const float *x, long h, long w) {}
 static inline void px_maxpool2_plane_backward(float *dx, const int *idx, const float *dy, long h,
                                               long w) {}

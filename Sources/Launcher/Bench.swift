@@ -6,7 +6,8 @@ import Train
 
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Benchmarks that print figures (nothing here asserts).", subcommands: [Step.self, GemmShapes.self])
+    abstract: "Benchmarks that print figures (nothing here asserts).",
+    subcommands: [Step.self, GemmShapes.self])
 
   struct Step: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,8 +17,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed steps.") var steps: Int = 10
     @Option(help: "Untimed warm-up steps.") var warmup: Int = 2
     @Option(help: "OpenBLAS threads per rank.") var threads: Int = 1
-    @Option(help: "Directory of the Fashion-MNIST IDX files.") var dataDir: String = "/usr/share/datasets/fashion-mnist"
-    @Option(help: "Optimizer: sgd (as bench/pytorch_step.py) or lars.") var optimizer: String = "sgd"
+    @Option(help: "Directory of the Fashion-MNIST IDX files.") var dataDir: String =
+      "/usr/share/datasets/fashion-mnist"
+    @Option(help: "Optimizer: sgd (as bench/pytorch_step.py) or lars.") var optimizer: String =
+      "sgd"
 
     func validate() throws {
       guard steps > 0, warmup >= 0, batch > 0, threads > 0 else {
@@ -54,21 +57,25 @@ struct Bench: ParsableCommand {
         let rss = peakRSSMiB()
         console.say(
           String(
-            format: "bench step %@ batch %d · %d rank(s) × %d thread(s): median %.1f ms/step (min %.1f, max %.1f), %.1f samples/s, allreduce %.2f ms, peak RSS %.0f MiB",
-            model, batch, comm.size, threads, step * 1000, totals.first! * 1000, totals.last! * 1000,
+            format:
+              "bench step %@ batch %d · %d rank(s) × %d thread(s): median %.1f ms/step (min %.1f, max %.1f), %.1f samples/s, allreduce %.2f ms, peak RSS %.0f MiB",
+            model, batch, comm.size, threads, step * 1000, totals.first! * 1000,
+            totals.last! * 1000,
             Double(batch) / step, median(\.communication) * 1000, rss))
         let flopsNote: String
         if let f = trainer.stepFLOPs {
           // Every rank does the same work; the figure is per rank.
           flopsNote = String(
-            format: "%.2f GFLOP/step counted (conv+linear, fwd+bwd = 3× fwd) per rank: %.1f GFLOP/s over compute, %.1f over the whole step",
+            format:
+              "%.2f GFLOP/step counted (conv+linear, fwd+bwd = 3× fwd) per rank: %.1f GFLOP/s over compute, %.1f over the whole step",
             Double(f) / 1e9, Double(f) / compute / 1e9, Double(f) / step / 1e9)
         } else {
           flopsNote = "FLOPs not counted for this model"
         }
         console.say(
           String(
-            format: "  time split (medians): data+augment %.1f ms, forward+backward %.1f ms, allreduce %.2f ms, optimizer %.1f ms",
+            format:
+              "  time split (medians): data+augment %.1f ms, forward+backward %.1f ms, allreduce %.2f ms, optimizer %.1f ms",
             median(\.data) * 1000, compute * 1000, median(\.communication) * 1000,
             median(\.optimizer) * 1000))
         console.say("  " + flopsNote)
@@ -77,8 +84,10 @@ struct Bench: ParsableCommand {
         let need = Double(m.parameters + m.optimizer + m.activations) * mib
         console.say(
           String(
-            format: "  memory estimate %.0f MiB (params+grads+BN buffers %.1f, optimizer %.1f, activations+saved+scratch %.0f) vs peak RSS %.0f MiB (%.2f×)",
-            need, Double(m.parameters) * mib, Double(m.optimizer) * mib, Double(m.activations) * mib,
+            format:
+              "  memory estimate %.0f MiB (params+grads+BN buffers %.1f, optimizer %.1f, activations+saved+scratch %.0f) vs peak RSS %.0f MiB (%.2f×)",
+            need, Double(m.parameters) * mib, Double(m.optimizer) * mib,
+            Double(m.activations) * mib,
             rss, rss / need))
       }
     }
@@ -134,9 +143,11 @@ struct GemmShapes: ParsableCommand {
         times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
       }
       let t = times.dropFirst().sorted()[reps / 2]
-      print(String(format: "%-14@ %@%@ M %5d N %5d K %5d: %7.2f ms  %6.1f GFLOP/s",
-                   label, ta ? "T" : "N", tb ? "T" : "N", m, n, k, t * 1000,
-                   2.0 * Double(m * n * k) / t / 1e9))
+      print(
+        String(
+          format: "%-14@ %@%@ M %5d N %5d K %5d: %7.2f ms  %6.1f GFLOP/s",
+          label, ta ? "T" : "N", tb ? "T" : "N", m, n, k, t * 1000,
+          2.0 * Double(m * n * k) / t / 1e9))
     }
   }
 }

@@ -123,20 +123,22 @@ public final class BatchNorm: Layer {
       let sum = moments + 1
       let sumSq = moments + 1 + C
       let fast = usesFastKernels && S >= 16
-      for c in 0..<C {
-        var a = 0.0
-        var b = 0.0
-        for n in 0..<N where fast { px_sum_sumsq(x.data + (n * C + c) * S, S, &a, &b) }
-        for n in 0..<N where !fast {
-          let p = x.data + (n * C + c) * S
-          for i in 0..<S {
-            let v = Double(p[i])
-            a += v
-            b += v * v
+      Parallel.ranges(C, costPerItem: N * S) { cLo, cHi in
+        for c in cLo..<cHi {
+          var a = 0.0
+          var b = 0.0
+          for n in 0..<N where fast { px_sum_sumsq(x.data + (n * C + c) * S, S, &a, &b) }
+          for n in 0..<N where !fast {
+            let p = x.data + (n * C + c) * S
+            for i in 0..<S {
+              let v = Double(p[i])
+              a += v
+              b += v * v
+            }
           }
+          sum[c] = a
+          sumSq[c] = b
         }
-        sum[c] = a
-        sumSq[c] = b
       }
       if let coll = syncing { try coll.allReduceSum(moments, count: 1 + 2 * C) }
       let M = moments[0]
@@ -156,25 +158,27 @@ public final class BatchNorm: Layer {
         // Reuse sum[c] as the mean for the normalisation pass below.
         sum[c] = mean
       }
-      for n in 0..<N {
-        for c in 0..<C {
-          let base = (n * C + c) * S
-          let mu = Float(sum[c])
-          let r = rstd[c]
-          let g = gamma[c]
-          let b = beta[c]
-          if fast {
-            if fusedReLU {
-              px_bn_relu_forward(y.data + base, xh + base, x.data + base, S, mu, r, g, b)
-            } else {
-              px_bn_forward(y.data + base, xh + base, x.data + base, S, mu, r, g, b)
+      Parallel.ranges(N, costPerItem: C * S) { nLo, nHi in
+        for n in nLo..<nHi {
+          for c in 0..<C {
+            let base = (n * C + c) * S
+            let mu = Float(sum[c])
+            let r = rstd[c]
+            let g = gamma[c]
+            let b = beta[c]
+            if fast {
+              if fusedReLU {
+                px_bn_relu_forward(y.data + base, xh + base, x.data + base, S, mu, r, g, b)
+              } else {
+                px_bn_forward(y.data + base, xh + base, x.data + base, S, mu, r, g, b)
+              }
+              continue
             }
-            continue
-          }
-          for i in 0..<S {
-            let h = (x.data[base + i] - mu) * r
-            xh[base + i] = h
-            y.data[base + i] = activate(g * h + b)
+            for i in 0..<S {
+              let h = (x.data[base + i] - mu) * r
+              xh[base + i] = h
+              y.data[base + i] = activate(g * h + b)
+            }
           }
         }
       }
@@ -238,54 +242,58 @@ public final class BatchNorm: Layer {
     let sumDy = moments
     let sumDyXhat = moments + C
     let fast = usesFastKernels && S >= 16
-    for c in 0..<C {
-      var a = 0.0
-      var b = 0.0
-      let (gc, bc) = (gamma[c], beta[c])
-      for n in 0..<N where fast {
-        let base = (n * C + c) * S
-        if fusedReLU {
-          px_sum_dot_relu(dy.data + base, xh + base, S, gc, bc, &a, &b)
-        } else {
-          px_sum_dot(dy.data + base, xh + base, S, &a, &b)
+    Parallel.ranges(C, costPerItem: N * S) { cLo, cHi in
+      for c in cLo..<cHi {
+        var a = 0.0
+        var b = 0.0
+        let (gc, bc) = (gamma[c], beta[c])
+        for n in 0..<N where fast {
+          let base = (n * C + c) * S
+          if fusedReLU {
+            px_sum_dot_relu(dy.data + base, xh + base, S, gc, bc, &a, &b)
+          } else {
+            px_sum_dot(dy.data + base, xh + base, S, &a, &b)
+          }
         }
-      }
-      for n in 0..<N where !fast {
-        let base = (n * C + c) * S
-        for i in 0..<S {
-          let g = Double(masked(dy.data[base + i], xh[base + i], gc, bc))
-          a += g
-          b += g * Double(xh[base + i])
+        for n in 0..<N where !fast {
+          let base = (n * C + c) * S
+          for i in 0..<S {
+            let g = Double(masked(dy.data[base + i], xh[base + i], gc, bc))
+            a += g
+            b += g * Double(xh[base + i])
+          }
         }
+        sumDy[c] = a
+        sumDyXhat[c] = b
+        dBeta[c] += Float(a)
+        dGamma[c] += Float(b)
       }
-      sumDy[c] = a
-      sumDyXhat[c] = b
-      dBeta[c] += Float(a)
-      dGamma[c] += Float(b)
     }
     if lastTraining {
       if let coll = syncing { try coll.allReduceSum(moments, count: 2 * C) }
       let invM = 1 / lastCount
-      for n in 0..<N {
-        for c in 0..<C {
-          let base = (n * C + c) * S
-          let k = gamma[c] * rstd[c]
-          let meanDy = Float(sumDy[c] * invM)
-          let meanDyXhat = Float(sumDyXhat[c] * invM)
-          if fast {
-            if fusedReLU {
-              px_bn_relu_backward(
-                dx.data + base, dy.data + base, xh + base, S, k, meanDy, meanDyXhat, gamma[c],
-                beta[c])
-            } else {
-              px_bn_backward(dx.data + base, dy.data + base, xh + base, S, k, meanDy, meanDyXhat)
+      Parallel.ranges(N, costPerItem: C * S) { nLo, nHi in
+        for n in nLo..<nHi {
+          for c in 0..<C {
+            let base = (n * C + c) * S
+            let k = gamma[c] * rstd[c]
+            let meanDy = Float(sumDy[c] * invM)
+            let meanDyXhat = Float(sumDyXhat[c] * invM)
+            if fast {
+              if fusedReLU {
+                px_bn_relu_backward(
+                  dx.data + base, dy.data + base, xh + base, S, k, meanDy, meanDyXhat, gamma[c],
+                  beta[c])
+              } else {
+                px_bn_backward(dx.data + base, dy.data + base, xh + base, S, k, meanDy, meanDyXhat)
+              }
+              continue
             }
-            continue
-          }
-          let (gc, bc) = (gamma[c], beta[c])
-          for i in 0..<S {
-            let d = masked(dy.data[base + i], xh[base + i], gc, bc)
-            dx.data[base + i] = k * (d - meanDy - xh[base + i] * meanDyXhat)
+            let (gc, bc) = (gamma[c], beta[c])
+            for i in 0..<S {
+              let d = masked(dy.data[base + i], xh[base + i], gc, bc)
+              dx.data[base + i] = k * (d - meanDy - xh[base + i] * meanDyXhat)
+            }
           }
         }
       }

@@ -180,7 +180,10 @@ public final class Conv2d: Layer {
   ) {
     let (h, w, ho, wo, k, st, pad) = (xs.h, xs.w, ys.h, ys.w, kernel, stride, padding)
     if usesFastKernels && st == 1 {
-      px_im2col_s1(dst, src, samples, inChannels, h, w, k, pad, ho, wo)
+      let perChannel = k * k * samples * ho * wo
+      Parallel.ranges(inChannels, costPerItem: perChannel) { c0, c1 in
+        px_im2col_s1(dst, src, samples, inChannels, h, w, k, pad, ho, wo, c0, c1)
+      }
       return
     }
     let cols = samples * ho * wo
@@ -221,7 +224,10 @@ public final class Conv2d: Layer {
   ) {
     let (h, w, ho, wo, k, st, pad) = (xs.h, xs.w, ys.h, ys.w, kernel, stride, padding)
     if usesFastKernels && st == 1 {
-      px_col2im_s1(dst, src, samples, inChannels, h, w, k, pad, ho, wo)
+      let perChannel = k * k * samples * ho * wo
+      Parallel.ranges(inChannels, costPerItem: perChannel) { c0, c1 in
+        px_col2im_s1(dst, src, samples, inChannels, h, w, k, pad, ho, wo, c0, c1)
+      }
       return
     }
     let cols = samples * ho * wo

@@ -39,9 +39,12 @@ public enum Gemm {
     lock.lock()
     defer { lock.unlock() }
     while pool.count < t {
-      let a = UnsafeMutableRawPointer.allocate(byteCount: Int(PX_MC) * Int(PX_KC) * 4, alignment: 64)
-      let b = UnsafeMutableRawPointer.allocate(byteCount: Int(PX_KC) * Int(PX_NC) * 4, alignment: 64)
-      pool.append((a.bindMemory(to: Float.self, capacity: 1), b.bindMemory(to: Float.self, capacity: 1)))
+      let a = UnsafeMutableRawPointer.allocate(
+        byteCount: Int(PX_MC) * Int(PX_KC) * 4, alignment: 64)
+      let b = UnsafeMutableRawPointer.allocate(
+        byteCount: Int(PX_KC) * Int(PX_NC) * 4, alignment: 64)
+      pool.append(
+        (a.bindMemory(to: Float.self, capacity: 1), b.bindMemory(to: Float.self, capacity: 1)))
       allocated += 1
     }
     let got = Array(pool.suffix(t))
@@ -83,7 +86,8 @@ public enum Gemm {
       GemmReference.viaDense(
         transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
         aColumns: aColumns, b: b, ldb: ldb, bColumns: bColumns, beta: beta, c: c, ldc: ldc,
-        cColumns: cColumns, bias: bias, gemm: { ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc in
+        cColumns: cColumns, bias: bias,
+        gemm: { ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc in
           cblas_sgemm(
             CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
             Int32(m), Int32(n), Int32(k), al, a, Int32(lda), b, Int32(ldb), be, c, Int32(ldc))
@@ -171,21 +175,28 @@ public enum GemmReference {
     a: UnsafePointer<Float>, lda: Int, aColumns: GemmColumns, b: UnsafePointer<Float>, ldb: Int,
     bColumns: GemmColumns, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
     cColumns: GemmColumns, bias: UnsafePointer<Float>?,
-    gemm: (Bool, Bool, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int,
-      Float, UnsafeMutablePointer<Float>, Int) -> Void
+    gemm: (
+      Bool, Bool, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int,
+      Float, UnsafeMutablePointer<Float>, Int
+    ) -> Void
   ) {
     var ad = [Float](repeating: 0, count: transA ? 0 : m * k)
     var bd = [Float](repeating: 0, count: transB ? 0 : k * n)
     var cd = [Float](repeating: 0, count: m * n)
-    if !transA { for i in 0..<m { for p in 0..<k { ad[i * k + p] = a[i * lda + aColumns.offset(p)] } } }
-    if !transB { for p in 0..<k { for j in 0..<n { bd[p * n + j] = b[p * ldb + bColumns.offset(j)] } } }
+    if !transA {
+      for i in 0..<m { for p in 0..<k { ad[i * k + p] = a[i * lda + aColumns.offset(p)] } }
+    }
+    if !transB {
+      for p in 0..<k { for j in 0..<n { bd[p * n + j] = b[p * ldb + bColumns.offset(j)] } }
+    }
     for i in 0..<m { for j in 0..<n { cd[i * n + j] = c[i * ldc + cColumns.offset(j)] } }
     ad.withUnsafeBufferPointer { ap in
       bd.withUnsafeBufferPointer { bp in
         cd.withUnsafeMutableBufferPointer { cp in
           gemm(
             transA, transB, m, n, k, alpha, transA ? a : ap.baseAddress!, transA ? lda : max(k, 1),
-            transB ? b : bp.baseAddress!, transB ? ldb : max(n, 1), beta, cp.baseAddress!, max(n, 1))
+            transB ? b : bp.baseAddress!, transB ? ldb : max(n, 1), beta, cp.baseAddress!, max(n, 1)
+          )
         }
       }
     }

@@ -51,15 +51,18 @@ public final class MaxPool2d: Layer {
     inputShape = x.shape
     let (h, w, ho, wo, k, s) = (x.shape.h, x.shape.w, ys.h, ys.w, kernel, stride)
     if usesFastPath && k == 2 && s == 2 && usesFastKernels {
-      for plane in 0..<(ys.n * ys.c) {
-        px_maxpool2_plane(
-          y.data + plane * ho * wo, argmax + plane * ho * wo, x.data + plane * h * w, h, w)
+      let (yp, ip, xp) = (y.data, argmax, x.data)
+      Parallel.ranges(ys.n * ys.c, costPerItem: h * w) { lo, hi in
+        for plane in lo..<hi {
+          px_maxpool2_plane(yp + plane * ho * wo, ip + plane * ho * wo, xp + plane * h * w, h, w)
+        }
       }
       return y
     }
     if usesFastPath && k == 2 && s == 2 {
       for plane in 0..<(ys.n * ys.c) {
-        MaxPool2d.pool2x2(y.data + plane * ho * wo, argmax + plane * ho * wo, x.data + plane * h * w, h, w)
+        MaxPool2d.pool2x2(
+          y.data + plane * ho * wo, argmax + plane * ho * wo, x.data + plane * h * w, h, w)
       }
       return y
     }
@@ -97,10 +100,12 @@ public final class MaxPool2d: Layer {
     precondition(dy.shape == ys, "MaxPool2d: dy \(dy.shape), expected \(ys)")
     let dx = dInput.tensor(xs)
     if usesFastPath && kernel == 2 && stride == 2 && usesFastKernels {
-      for plane in 0..<(ys.n * ys.c) {
-        px_maxpool2_plane_backward(
-          dx.data + plane * xs.spatial, argmax + plane * ys.spatial, dy.data + plane * ys.spatial,
-          xs.h, xs.w)
+      let (dxp, ip, gp) = (dx.data, argmax, dy.data)
+      Parallel.ranges(ys.n * ys.c, costPerItem: xs.spatial) { lo, hi in
+        for plane in lo..<hi {
+          px_maxpool2_plane_backward(
+            dxp + plane * xs.spatial, ip + plane * ys.spatial, gp + plane * ys.spatial, xs.h, xs.w)
+        }
       }
       return dx
     }
@@ -160,12 +165,24 @@ public final class MaxPool2d: Layer {
       let r1 = r0 + w
       for j in 0..<wo {
         let p = 2 * j
-        let a = r0[p], b = r0[p + 1], c = r1[p], d = r1[p + 1]
+        let a = r0[p]
+        let b = r0[p + 1]
+        let c = r1[p]
+        let d = r1[p + 1]
         var best = a
         var at = 2 * i * w + p
-        if !best.isNaN && (b > best || b.isNaN) { best = b; at = 2 * i * w + p + 1 }
-        if !best.isNaN && (c > best || c.isNaN) { best = c; at = (2 * i + 1) * w + p }
-        if !best.isNaN && (d > best || d.isNaN) { best = d; at = (2 * i + 1) * w + p + 1 }
+        if !best.isNaN && (b > best || b.isNaN) {
+          best = b
+          at = 2 * i * w + p + 1
+        }
+        if !best.isNaN && (c > best || c.isNaN) {
+          best = c
+          at = (2 * i + 1) * w + p
+        }
+        if !best.isNaN && (d > best || d.isNaN) {
+          best = d
+          at = (2 * i + 1) * w + p + 1
+        }
         y[i * wo + j] = best
         idx[i * wo + j] = Int32(at)
       }

@@ -33,7 +33,9 @@ final class FusedKernelTests: XCTestCase {
         }
         for v in 1..<outs.count {
           for (k, what) in ["y", "dx", "dweight", "dbias"].enumerated() {
-            assertClose(outs[v][k], outs[0][k], tolerance: 1e-5, "\(s) training \(training) variant \(v) \(what)")
+            assertClose(
+              outs[v][k], outs[0][k], tolerance: 1e-5,
+              "\(s) training \(training) variant \(v) \(what)")
           }
         }
       }
@@ -44,7 +46,10 @@ final class FusedKernelTests: XCTestCase {
     for s in [Shape(2, 3, 28, 28), Shape(3, 2, 7, 7), Shape(1, 2, 3, 5), Shape(2, 2, 70, 69)] {
       var x = TestData.uniform(s.count, seed: 5)
       // Ties and NaN: first in scan order wins ties, NaN wins.
-      x[0] = 1; x[1] = 1; x[s.w] = 1; x[s.w + 1] = 1
+      x[0] = 1
+      x[1] = 1
+      x[s.w] = 1
+      x[s.w + 1] = 1
       x[2] = .nan
       x[s.w + 3] = .nan
       var outs: [[Float]] = []
@@ -55,7 +60,8 @@ final class FusedKernelTests: XCTestCase {
         pool.usesFastKernels = kernels && Gemm.builtinAvailable
         let y = try pool.forward(TestData.tensor(s, x), training: true).toArray()
         let ys = pool.outputShape(s)
-        let dx = try pool.backward(TestData.tensor(ys, TestData.uniform(ys.count, seed: 6))).toArray()
+        let dx = try pool.backward(TestData.tensor(ys, TestData.uniform(ys.count, seed: 6)))
+          .toArray()
         outs.append(y.map { $0.isNaN ? 1e30 : $0 })
         outs.append(dx)
       }
@@ -84,7 +90,8 @@ final class FusedKernelTests: XCTestCase {
         conv.usesFastKernels = fast
         conv.columnBudget = budget
         arena.allocate(seed: 3)
-        let y = try conv.forward(TestData.tensor(s, TestData.uniform(s.count, seed: 7)), training: true)
+        let y = try conv.forward(
+          TestData.tensor(s, TestData.uniform(s.count, seed: 7)), training: true)
         let dy = TestData.tensor(y.shape, TestData.uniform(y.count, seed: 8))
         let yv = y.toArray()
         let dx = try conv.backward(dy).toArray()
@@ -94,8 +101,38 @@ final class FusedKernelTests: XCTestCase {
         outs.append(arena.gradient(of: arena.parameter(named: "c.bias")!))
       }
       for (i, what) in ["y", "dx", "dweight", "dbias"].enumerated() {
-        assertClose(outs[i], outs[i + 4], tolerance: 1e-5, "\(s) k \(k) pad \(pad) budget \(budget) \(what)")
+        assertClose(
+          outs[i], outs[i + 4], tolerance: 1e-5, "\(s) k \(k) pad \(pad) budget \(budget) \(what)")
       }
+    }
+  }
+
+  /// Conv → BN+ReLU → MaxPool with the memory-bound loops split over 2 threads equals the
+  /// serial run exactly (disjoint ranges, same per-channel reductions).
+  func testThreadedLoopsMatchSerial() throws {
+    let s = Shape(16, 8, 28, 28)
+    var runs: [[[Float]]] = []
+    for threads in [1, 2] {
+      Gemm.threads = threads
+      defer { Gemm.threads = 1 }
+      let arena = ParameterArena()
+      let conv = Conv2d(
+        arena: arena, name: "c", inChannels: s.c, outChannels: 8, kernel: 3, stride: 1,
+        padding: 1, bias: true)
+      let bn = BatchNorm(arena: arena, name: "bn", channels: 8)
+      bn.fuseReLU()
+      let pool = MaxPool2d(kernel: 2, stride: 2)
+      arena.allocate(seed: 4)
+      let x = TestData.tensor(s, TestData.uniform(s.count, seed: 11))
+      let y = try pool.forward(
+        try bn.forward(try conv.forward(x, training: true), training: true), training: true)
+      let yv = y.toArray()
+      let dy = TestData.tensor(y.shape, TestData.uniform(y.count, seed: 12))
+      let dx = try conv.backward(try bn.backward(try pool.backward(dy))).toArray()
+      runs.append([yv, dx, arena.gradient(of: arena.parameter(named: "c.weight")!)])
+    }
+    for (k, what) in ["y", "dx", "dweight"].enumerated() {
+      XCTAssertEqual(runs[0][k], runs[1][k], what)
     }
   }
 }
