@@ -7,6 +7,8 @@
 #include <immintrin.h>
 
 static inline __mmask16 px_tail_mask(long n) { return (__mmask16)((1u << n) - 1); }
+/* Lanes 0 ..< n for 0 ≤ n ≤ 16. */
+static inline __mmask16 px_tail_mask16(long n) { return (__mmask16)((1u << n) - 1); }
 
 /* *sum += Σx, *sumsq += Σx² over n floats (Float lanes, Double result). */
 __attribute__((target("avx512f,fma"))) static inline void px_sum_sumsq(
@@ -76,6 +78,195 @@ __attribute__((target("avx512f,fma"))) static inline void px_bn_backward(
     d = _mm512_fnmadd_ps(_mm512_maskz_loadu_ps(m, xh + i), vx, d);
     _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(vk, d));
   }
+}
+
+/* BatchNorm followed by ReLU (one pass): xh = (x − mu)·r, y = max(g·xh + b, 0). */
+__attribute__((target("avx512f,fma"))) static inline void px_bn_relu_forward(
+    float *y, float *xh, const float *x, long n, float mu, float r, float g, float b) {
+  __m512 vm = _mm512_set1_ps(mu), vr = _mm512_set1_ps(r), vg = _mm512_set1_ps(g),
+         vb = _mm512_set1_ps(b), z = _mm512_setzero_ps();
+  for (long i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : px_tail_mask(n - i);
+    __m512 h = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm), vr);
+    _mm512_mask_storeu_ps(xh + i, m, h);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_max_ps(_mm512_fmadd_ps(vg, h, vb), z));
+  }
+}
+
+/* The ReLU mask of px_bn_relu_forward's output, recomputed from xh: g·xh + b > 0. */
+__attribute__((target("avx512f,fma"))) static inline __mmask16 px_relu_mask(
+    __mmask16 m, __m512 h, __m512 vg, __m512 vb) {
+  return _mm512_mask_cmp_ps_mask(m, _mm512_fmadd_ps(vg, h, vb), _mm512_setzero_ps(), _CMP_GT_OQ);
+}
+
+/* As px_sum_dot on dy masked by the ReLU (dy where g·xh + b > 0, else 0). */
+__attribute__((target("avx512f,fma"))) static inline void px_sum_dot_relu(
+    const float *dy, const float *xh, long n, float g, float b, double *sum, double *dot) {
+  __m512 vg = _mm512_set1_ps(g), vb = _mm512_set1_ps(b);
+  __m512 s0 = _mm512_setzero_ps(), d0 = _mm512_setzero_ps();
+  for (long i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : px_tail_mask(n - i);
+    __m512 h = _mm512_maskz_loadu_ps(m, xh + i);
+    __m512 a = _mm512_maskz_loadu_ps(px_relu_mask(m, h, vg, vb), dy + i);
+    s0 = _mm512_add_ps(s0, a);
+    d0 = _mm512_fmadd_ps(a, h, d0);
+  }
+  *sum += (double)_mm512_reduce_add_ps(s0);
+  *dot += (double)_mm512_reduce_add_ps(d0);
+}
+
+/* As px_bn_backward on dy masked by the ReLU. */
+__attribute__((target("avx512f,fma"))) static inline void px_bn_relu_backward(
+    float *dx, const float *dy, const float *xh, long n, float k, float mdy, float mdx, float g,
+    float b) {
+  __m512 vk = _mm512_set1_ps(k), vm = _mm512_set1_ps(mdy), vx = _mm512_set1_ps(mdx),
+         vg = _mm512_set1_ps(g), vb = _mm512_set1_ps(b);
+  for (long i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : px_tail_mask(n - i);
+    __m512 h = _mm512_maskz_loadu_ps(m, xh + i);
+    __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(px_relu_mask(m, h, vg, vb), dy + i), vm);
+    d = _mm512_fnmadd_ps(h, vx, d);
+    _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(vk, d));
+  }
+}
+
+/* im2col for stride 1 (channels c0 ..< c1 of C): `samples` planes-sets src [S, C, h, w] into dst [C·k·k, S·ho·wo]
+ * (row (c·k + ki)·k + kj, column s·ho·wo + i·wo + j), zero padding `pad`. */
+__attribute__((target("avx512f"))) static inline void px_im2col_s1(
+    float *dst, const float *src, long samples, long C, long h, long w, long k, long pad, long ho,
+    long wo, long c0, long c1) {
+  long cols = samples * ho * wo;
+  for (long c = c0; c < c1; c++)
+    for (long ki = 0; ki < k; ki++)
+      for (long kj = 0; kj < k; kj++) {
+        float *row = dst + ((c * k + ki) * k + kj) * cols;
+        long jLo = pad - kj > 0 ? pad - kj : 0;
+        long jHi = w + pad - kj < wo ? w + pad - kj : wo;
+        if (jHi < jLo) jHi = jLo;
+        for (long s = 0; s < samples; s++) {
+          const float *plane = src + (s * C + c) * h * w;
+          for (long i = 0; i < ho; i++) {
+            float *r = row + (s * ho + i) * wo;
+            long y = i - pad + ki;
+            const float *line = plane + y * w - pad + kj;
+            int inside = y >= 0 && y < h;
+            for (long j = 0; j < wo; j += 16) {
+              long n = wo - j < 16 ? wo - j : 16;
+              __mmask16 all = px_tail_mask16(n);
+              long lo = jLo > j ? jLo - j : 0, hi = jHi - j < n ? jHi - j : n;
+              __mmask16 valid = inside && hi > lo ? (__mmask16)(px_tail_mask16(hi) & ~px_tail_mask16(lo)) : 0;
+              _mm512_mask_storeu_ps(r + j, all, _mm512_maskz_loadu_ps(valid, line + j));
+            }
+          }
+        }
+      }
+}
+
+/* The adjoint of px_im2col_s1: adds the columns of src [C·k·k, S·ho·wo] into dst [S, C, h, w]. */
+__attribute__((target("avx512f"))) static inline void px_col2im_s1(
+    float *dst, const float *src, long samples, long C, long h, long w, long k, long pad, long ho,
+    long wo, long c0, long c1) {
+  long cols = samples * ho * wo;
+  for (long c = c0; c < c1; c++)
+    for (long ki = 0; ki < k; ki++)
+      for (long kj = 0; kj < k; kj++) {
+        const float *row = src + ((c * k + ki) * k + kj) * cols;
+        long jLo = pad - kj > 0 ? pad - kj : 0;
+        long jHi = w + pad - kj < wo ? w + pad - kj : wo;
+        if (jHi <= jLo) continue;
+        for (long s = 0; s < samples; s++) {
+          float *plane = dst + (s * C + c) * h * w;
+          for (long i = 0; i < ho; i++) {
+            long y = i - pad + ki;
+            if (y < 0 || y >= h) continue;
+            const float *r = row + (s * ho + i) * wo;
+            float *line = plane + y * w - pad + kj;
+            for (long j = jLo; j < jHi; j += 16) {
+              __mmask16 m = px_tail_mask16(jHi - j < 16 ? jHi - j : 16);
+              _mm512_mask_storeu_ps(line + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, line + j),
+                                                               _mm512_maskz_loadu_ps(m, r + j)));
+            }
+          }
+        }
+      }
+}
+
+/* 2×2 stride-2 max pooling of one [h, w] plane into y [h/2, w/2] with idx, the index in the
+ * plane of each window's maximum: first in scan order on ties, NaN wins (as PyTorch).
+ * Sixteen windows of one output row per step (w/2 ≤ 16 per step, longer rows loop). */
+__attribute__((target("avx512f"))) static inline void px_maxpool2_plane(
+    float *y, int *idx, const float *x, long h, long w) {
+  long ho = h / 2, wo = w / 2;
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i twoj = _mm512_add_epi32(even, _mm512_setzero_si512());
+  for (long i = 0; i < ho; i++) {
+    const float *r0 = x + 2 * i * w, *r1 = r0 + w;
+    for (long j = 0; j < wo; j += 16) {
+      long n = wo - j < 16 ? wo - j : 16;
+      __mmask16 m = px_tail_mask16(n);
+      /* 2n inputs per row from column 2j. */
+      __mmask16 lo = px_tail_mask16(2 * n < 16 ? 2 * n : 16);
+      __mmask16 hi = px_tail_mask16(2 * n > 16 ? 2 * n - 16 : 0);
+      __m512 a0 = _mm512_maskz_loadu_ps(lo, r0 + 2 * j), a1 = _mm512_maskz_loadu_ps(hi, r0 + 2 * j + 16);
+      __m512 b0 = _mm512_maskz_loadu_ps(lo, r1 + 2 * j), b1 = _mm512_maskz_loadu_ps(hi, r1 + 2 * j + 16);
+      __m512 a = _mm512_permutex2var_ps(a0, even, a1), b = _mm512_permutex2var_ps(a0, odd, a1);
+      __m512 c = _mm512_permutex2var_ps(b0, even, b1), d = _mm512_permutex2var_ps(b0, odd, b1);
+      __m512 best = a;
+      __m512i base = _mm512_add_epi32(_mm512_set1_epi32((int)(2 * i * w + 2 * j)), twoj);
+      __m512i at = base;
+#define PX_POOL_STEP(v, delta)                                                              \
+  {                                                                                       \
+    __mmask16 ok = _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q);                            \
+    __mmask16 take = ok & (_mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) |                      \
+                           _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));                       \
+    best = _mm512_mask_blend_ps(take, best, v);                                           \
+    at = _mm512_mask_blend_epi32(take, at, _mm512_add_epi32(base, _mm512_set1_epi32(delta))); \
+  }
+      PX_POOL_STEP(b, 1)
+      PX_POOL_STEP(c, (int)w)
+      PX_POOL_STEP(d, (int)w + 1)
+#undef PX_POOL_STEP
+      _mm512_mask_storeu_ps(y + i * wo + j, m, best);
+      _mm512_mask_storeu_epi32(idx + i * wo + j, m, at);
+    }
+  }
+}
+
+/* The backward of px_maxpool2_plane: dx [h, w] gets each window's gradient at its argmax and
+ * zero elsewhere (including a last row/column outside every window). */
+__attribute__((target("avx512f"))) static inline void px_maxpool2_plane_backward(
+    float *dx, const int *idx, const float *dy, long h, long w) {
+  long ho = h / 2, wo = w / 2;
+  const __m512i lo_idx = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i hi_idx = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+  const __m512i twoj = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  for (long i = 0; i < ho; i++) {
+    float *r0 = dx + 2 * i * w, *r1 = r0 + w;
+    for (long j = 0; j < wo; j += 16) {
+      long n = wo - j < 16 ? wo - j : 16;
+      __mmask16 m = px_tail_mask16(n);
+      __mmask16 lo = px_tail_mask16(2 * n < 16 ? 2 * n : 16);
+      __mmask16 hi = px_tail_mask16(2 * n > 16 ? 2 * n - 16 : 0);
+      __m512 g = _mm512_maskz_loadu_ps(m, dy + i * wo + j);
+      __m512i at = _mm512_maskz_loadu_epi32(m, idx + i * wo + j);
+      __m512i base = _mm512_add_epi32(_mm512_set1_epi32((int)(2 * i * w + 2 * j)), twoj);
+      __m512 a = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, base), g);
+      __m512 b = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, _mm512_add_epi32(base, _mm512_set1_epi32(1))), g);
+      __m512 c = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, _mm512_add_epi32(base, _mm512_set1_epi32((int)w))), g);
+      __m512 d = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, _mm512_add_epi32(base, _mm512_set1_epi32((int)w + 1))), g);
+      _mm512_mask_storeu_ps(r0 + 2 * j, lo, _mm512_permutex2var_ps(a, lo_idx, b));
+      _mm512_mask_storeu_ps(r0 + 2 * j + 16, hi, _mm512_permutex2var_ps(a, hi_idx, b));
+      _mm512_mask_storeu_ps(r1 + 2 * j, lo, _mm512_permutex2var_ps(c, lo_idx, d));
+      _mm512_mask_storeu_ps(r1 + 2 * j + 16, hi, _mm512_permutex2var_ps(c, hi_idx, d));
+    }
+    if (w > 2 * wo) {
+      r0[w - 1] = 0;
+      r1[w - 1] = 0;
+    }
+  }
+  if (h > 2 * ho)
+    for (long j = 0; j < w; j++) dx[(h - 1) * w + j] = 0;
 }
 
 #endif

@@ -18,7 +18,13 @@
 #include <cpuid.h>
 #include <immintrin.h>
 
-enum { PX_MR = 8, PX_NR = 32, PX_KC = 192, PX_MC = 128, PX_NC = 4096 };
+enum { PX_MR = 8, PX_NR = 32, PX_KC = 256, PX_MC = 128, PX_NC = 4096 };
+
+/* Where logical column j of a matrix lives: `blk == 0` plain (offset j); otherwise columns
+ * come in blocks of `blk` that are `bst` floats apart: offset (j / blk)·bst + j % blk. A
+ * convolution's [O, S·H·W] GEMM operand seen over NCHW memory is blk = H·W, bst = O·H·W. */
+typedef struct { long blk; long bst; } px_cols;
+static inline long px_coff(px_cols L, long j) { return L.blk ? (j / L.blk) * L.bst + j % L.blk : j; }
 
 /* 1 when the CPU and the OS support AVX-512F (XCR0 saves opmask, ZMM0-15 and ZMM16-31). */
 static inline int px_sgemm_available(void) {
@@ -33,7 +39,8 @@ static inline int px_sgemm_available(void) {
 
 /* Packs op(A)[i0 ..< i0+mc, k0 ..< k0+kc] as MR-row strips, each [kc][MR], zero-padded. */
 __attribute__((target("avx512f"))) static inline void px_pack_a(
-    float *dst, const float *A, long lda, int transA, long i0, long mc, long k0, long kc) {
+    float *dst, const float *A, long lda, int transA, long i0, long mc, long k0, long kc,
+    px_cols acols) {
   for (long ir = 0; ir < mc; ir += PX_MR) {
     long mr = mc - ir < PX_MR ? mc - ir : PX_MR;
     float *d = dst + ir * kc;
@@ -51,6 +58,22 @@ __attribute__((target("avx512f"))) static inline void px_pack_a(
       for (; k < kc; k++) {
         const float *s = A + (k0 + k) * lda + i0 + ir;
         _mm512_mask_storeu_ps(d + k * PX_MR, 0xFF, _mm512_maskz_loadu_ps(m, s));
+      }
+    } else if (acols.blk) {
+      /* Blocked columns: lanes 0-7 read column k of the 8 rows, lanes 8-15 column k + 1. */
+      const float *s = A + (i0 + ir) * lda;
+      __m512i rowi = _mm512_mullo_epi32(_mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0),
+                                        _mm512_set1_epi32((int)lda));
+      __mmask16 rows = (__mmask16)(((1u << mr) - 1) | (((1u << mr) - 1) << 8));
+      for (long k = 0; k < kc; k += 2) {
+        int o0 = (int)px_coff(acols, k0 + k);
+        int o1 = k + 1 < kc ? (int)px_coff(acols, k0 + k + 1) : o0;
+        __m512i idx = _mm512_add_epi32(rowi, _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(o0),
+                                                                     _mm512_set1_epi32(o1)));
+        __mmask16 m = k + 1 < kc ? rows : (__mmask16)(rows & 0xFF);
+        __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, s, 4);
+        if (k + 1 < kc) _mm512_storeu_ps(d + k * PX_MR, v);
+        else _mm512_mask_storeu_ps(d + k * PX_MR, 0xFF, v);
       }
     } else {
       /* Lane l of a 16-lane gather reads row l % 8 at column k + l / 8. */
@@ -73,13 +96,32 @@ __attribute__((target("avx512f"))) static inline void px_pack_a(
 
 /* Packs op(B)[k0 ..< k0+kc, j0 ..< j0+nc] as NR-column strips, each [kc][NR], zero-padded. */
 __attribute__((target("avx512f"))) static inline void px_pack_b(
-    float *dst, const float *B, long ldb, int transB, long k0, long kc, long j0, long nc) {
+    float *dst, const float *B, long ldb, int transB, long k0, long kc, long j0, long nc,
+    px_cols bcols) {
   for (long jr = 0; jr < nc; jr += PX_NR) {
     long nr = nc - jr < PX_NR ? nc - jr : PX_NR;
     __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
     __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
     float *d = dst + jr * kc;
-    if (!transB) {
+    if (!transB && bcols.blk) {
+      /* Blocked columns: each half of the strip is one load when contiguous, else a gather. */
+      int off[32];
+      for (long j = 0; j < 32; j++) off[j] = (int)px_coff(bcols, j0 + jr + (j < nr ? j : 0));
+      __m512i i0 = _mm512_loadu_si512(off), i1 = _mm512_loadu_si512(off + 16);
+      long n0 = nr < 16 ? nr : 16;
+      int c0 = off[n0 - 1] - off[0] == n0 - 1;
+      int c1 = nr <= 16 || off[nr - 1] - off[16] == nr - 17;
+      for (long k = 0; k < kc; k++) {
+        const float *s = B + (k0 + k) * ldb;
+        __m512 v0 = c0 ? _mm512_maskz_loadu_ps(m0, s + off[0])
+                       : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, i0, s, 4);
+        __m512 v1 = m1 == 0 ? _mm512_setzero_ps()
+                    : c1 ? _mm512_maskz_loadu_ps(m1, s + off[16])
+                         : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, i1, s, 4);
+        _mm512_storeu_ps(d + k * PX_NR, v0);
+        _mm512_storeu_ps(d + k * PX_NR + 16, v1);
+      }
+    } else if (!transB) {
       for (long k = 0; k < kc; k++) {
         const float *s = B + (k0 + k) * ldb + j0 + jr;
         _mm512_storeu_ps(d + k * PX_NR, _mm512_maskz_loadu_ps(m0, s));
@@ -102,10 +144,15 @@ __attribute__((target("avx512f"))) static inline void px_pack_b(
   }
 }
 
-/* C[mr×nr] (row stride ldc) = alpha · Ap·Bp + beta · C, with Ap [kc][8], Bp [kc][32]. */
+/* Where a micro-tile's 32 columns go: each 16-column half is one run at c + off (`run`
+ * set) or scattered to c + idx[lane]. */
+typedef struct { int run0, run1; long off0, off1; __m512i idx0, idx1; } px_tile_cols;
+
+/* C[mr×nr] (row stride ldc) = alpha · Ap·Bp + beta · C (+ bias[r] on row r when bias is not
+ * NULL), with Ap [kc][8], Bp [kc][32]. Columns at c + 0…31, or per `cols` when not NULL. */
 __attribute__((target("avx512f,fma"))) static inline void px_kernel_8x32(
     long kc, const float *a, const float *b, float *c, long ldc, float alpha, float beta, long mr,
-    long nr) {
+    long nr, const float *bias, const px_tile_cols *cols) {
   __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
   __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
   __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
@@ -132,26 +179,49 @@ __attribute__((target("avx512f,fma"))) static inline void px_kernel_8x32(
   __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
   __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+  px_tile_cols plain = {1, 1, 0, 16, _mm512_setzero_si512(), _mm512_setzero_si512()};
+  const px_tile_cols *L = cols ? cols : &plain;
   for (long r = 0; r < mr; r++) {
     float *cr = c + r * ldc;
     __m512 v0 = _mm512_mul_ps(va, acc[2 * r]), v1 = _mm512_mul_ps(va, acc[2 * r + 1]);
     if (beta != 0) {
-      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), v0);
-      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), v1);
+      __m512 o0 = L->run0 ? _mm512_maskz_loadu_ps(m0, cr + L->off0)
+                          : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, L->idx0, cr, 4);
+      __m512 o1 = m1 == 0 ? _mm512_setzero_ps()
+                  : L->run1 ? _mm512_maskz_loadu_ps(m1, cr + L->off1)
+                            : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, L->idx1, cr, 4);
+      v0 = _mm512_fmadd_ps(vb, o0, v0);
+      v1 = _mm512_fmadd_ps(vb, o1, v1);
     }
-    _mm512_mask_storeu_ps(cr, m0, v0);
-    _mm512_mask_storeu_ps(cr + 16, m1, v1);
+    if (bias) {
+      __m512 br = _mm512_set1_ps(bias[r]);
+      v0 = _mm512_add_ps(v0, br);
+      v1 = _mm512_add_ps(v1, br);
+    }
+    if (L->run0) _mm512_mask_storeu_ps(cr + L->off0, m0, v0);
+    else _mm512_mask_i32scatter_ps(cr, m0, L->idx0, v0, 4);
+    if (m1 == 0) continue;
+    if (L->run1) _mm512_mask_storeu_ps(cr + L->off1, m1, v1);
+    else _mm512_mask_i32scatter_ps(cr, m1, L->idx1, v1, 4);
   }
 }
 
-/* The blocked driver (see the header comment). */
-static inline void px_sgemm(int transA, int transB, long M, long N, long K, float alpha,
-                            const float *A, long lda, const float *B, long ldb, float beta,
-                            float *C, long ldc, float *packA, float *packB) {
+/* The blocked driver (see the header comment), general form: `acols` lays out A's K columns
+ * (transA == 0 only), `bcols` B's N columns (transB == 0 only) and `ccols` C's N columns;
+ * logical column j of B and C is column `jorg + j` of the layout (a thread's slice of N).
+ * `bias` (NULL or [M]) is added to every row of C once. */
+__attribute__((target("avx512f"))) static inline void px_sgemm_ex(
+    int transA, int transB, long M, long N, long K, float alpha, const float *A, long lda,
+    px_cols acols, const float *B, long ldb, px_cols bcols, float beta, float *C, long ldc,
+    px_cols ccols, long jorg, const float *bias, float *packA, float *packB) {
   if (M <= 0 || N <= 0) return;
+  if (transB) B += jorg * ldb;
   if (K <= 0) {
     for (long i = 0; i < M; i++)
-      for (long j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
+      for (long j = 0; j < N; j++) {
+        float *c = C + i * ldc + px_coff(ccols, jorg + j);
+        *c = (beta == 0 ? 0 : beta * *c) + (bias ? bias[i] : 0);
+      }
     return;
   }
   for (long jc = 0; jc < N; jc += PX_NC) {
@@ -159,21 +229,50 @@ static inline void px_sgemm(int transA, int transB, long M, long N, long K, floa
     for (long pc = 0; pc < K; pc += PX_KC) {
       long kc = K - pc < PX_KC ? K - pc : PX_KC;
       float bt = pc == 0 ? beta : 1.0f;
-      px_pack_b(packB, B, ldb, transB, pc, kc, jc, nc);
+      px_pack_b(packB, B, ldb, transB, pc, kc, transB ? jc : jorg + jc, nc, bcols);
       for (long ic = 0; ic < M; ic += PX_MC) {
         long mc = M - ic < PX_MC ? M - ic : PX_MC;
-        px_pack_a(packA, A, lda, transA, ic, mc, pc, kc);
+        px_pack_a(packA, A, lda, transA, ic, mc, pc, kc, acols);
         for (long jr = 0; jr < nc; jr += PX_NR) {
           long nr = nc - jr < PX_NR ? nc - jr : PX_NR;
+          long jg = jorg + jc + jr;
+          px_tile_cols tc, *tcp = 0;
+          if (ccols.blk) {
+            /* Column offsets without a division per column. */
+            int off[32];
+            long o = px_coff(ccols, jg), q = (jg % ccols.blk);
+            for (long j = 0; j < 32; j++) {
+              off[j] = (int)o;
+              if (++q == ccols.blk) { q = 0; o += ccols.bst - ccols.blk + 1; } else o++;
+            }
+            long n0 = nr < 16 ? nr : 16;
+            tc.run0 = off[n0 - 1] - off[0] == n0 - 1;
+            tc.run1 = nr <= 16 || off[nr - 1] - off[16] == nr - 17;
+            tc.off0 = off[0];
+            tc.off1 = off[16];
+            tc.idx0 = _mm512_loadu_si512(off);
+            tc.idx1 = _mm512_loadu_si512(off + 16);
+            tcp = &tc;
+          }
           for (long ir = 0; ir < mc; ir += PX_MR) {
             long mr = mc - ir < PX_MR ? mc - ir : PX_MR;
-            px_kernel_8x32(kc, packA + ir * kc, packB + jr * kc, C + (ic + ir) * ldc + jc + jr,
-                           ldc, alpha, bt, mr, nr);
+            const float *bs = bias && pc == 0 ? bias + ic + ir : 0;
+            float *c = C + (ic + ir) * ldc + (tcp ? 0 : jg);
+            px_kernel_8x32(kc, packA + ir * kc, packB + jr * kc, c, ldc, alpha, bt, mr, nr, bs, tcp);
           }
         }
       }
     }
   }
+}
+
+/* Plain row-major matrices (cblas_sgemm's contract). */
+static inline void px_sgemm(int transA, int transB, long M, long N, long K, float alpha,
+                            const float *A, long lda, const float *B, long ldb, float beta,
+                            float *C, long ldc, float *packA, float *packB) {
+  px_cols plain = {0, 0};
+  px_sgemm_ex(transA, transB, M, N, K, alpha, A, lda, plain, B, ldb, plain, beta, C, ldc, plain,
+              0, 0, packA, packB);
 }
 
 #endif

@@ -1,11 +1,13 @@
 import ArgumentParser
 import Dist
 import Foundation
+import Model
 import Train
 
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Benchmarks that print figures (nothing here asserts).", subcommands: [Step.self, BenchAllreduce.self])
+    abstract: "Benchmarks that print figures (nothing here asserts).",
+    subcommands: [Step.self, BenchAllreduce.self, GemmShapes.self])
 
   struct Step: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,8 +17,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed steps.") var steps: Int = 10
     @Option(help: "Untimed warm-up steps.") var warmup: Int = 2
     @Option(help: "OpenBLAS threads per rank.") var threads: Int = 1
-    @Option(help: "Directory of the Fashion-MNIST IDX files.") var dataDir: String = "/usr/share/datasets/fashion-mnist"
-    @Option(help: "Optimizer: sgd (as bench/pytorch_step.py) or lars.") var optimizer: String = "sgd"
+    @Option(help: "Directory of the Fashion-MNIST IDX files.") var dataDir: String =
+      "/usr/share/datasets/fashion-mnist"
+    @Option(help: "Optimizer: sgd (as bench/pytorch_step.py) or lars.") var optimizer: String =
+      "sgd"
 
     func validate() throws {
       guard steps > 0, warmup >= 0, batch > 0, threads > 0 else {
@@ -53,21 +57,25 @@ struct Bench: ParsableCommand {
         let rss = peakRSSMiB()
         console.say(
           String(
-            format: "bench step %@ batch %d · %d rank(s) × %d thread(s): median %.1f ms/step (min %.1f, max %.1f), %.1f samples/s, allreduce %.2f ms, peak RSS %.0f MiB",
-            model, batch, comm.size, threads, step * 1000, totals.first! * 1000, totals.last! * 1000,
+            format:
+              "bench step %@ batch %d · %d rank(s) × %d thread(s): median %.1f ms/step (min %.1f, max %.1f), %.1f samples/s, allreduce %.2f ms, peak RSS %.0f MiB",
+            model, batch, comm.size, threads, step * 1000, totals.first! * 1000,
+            totals.last! * 1000,
             Double(batch) / step, median(\.communication) * 1000, rss))
         let flopsNote: String
         if let f = trainer.stepFLOPs {
           // Every rank does the same work; the figure is per rank.
           flopsNote = String(
-            format: "%.2f GFLOP/step counted (conv+linear, fwd+bwd = 3× fwd) per rank: %.1f GFLOP/s over compute, %.1f over the whole step",
+            format:
+              "%.2f GFLOP/step counted (conv+linear, fwd+bwd = 3× fwd) per rank: %.1f GFLOP/s over compute, %.1f over the whole step",
             Double(f) / 1e9, Double(f) / compute / 1e9, Double(f) / step / 1e9)
         } else {
           flopsNote = "FLOPs not counted for this model"
         }
         console.say(
           String(
-            format: "  time split (medians): data+augment %.1f ms, forward+backward %.1f ms, allreduce %.2f ms, optimizer %.1f ms",
+            format:
+              "  time split (medians): data+augment %.1f ms, forward+backward %.1f ms, allreduce %.2f ms, optimizer %.1f ms",
             median(\.data) * 1000, compute * 1000, median(\.communication) * 1000,
             median(\.optimizer) * 1000))
         console.say("  " + flopsNote)
@@ -76,10 +84,70 @@ struct Bench: ParsableCommand {
         let need = Double(m.parameters + m.optimizer + m.activations) * mib
         console.say(
           String(
-            format: "  memory estimate %.0f MiB (params+grads+BN buffers %.1f, optimizer %.1f, activations+saved+scratch %.0f) vs peak RSS %.0f MiB (%.2f×)",
-            need, Double(m.parameters) * mib, Double(m.optimizer) * mib, Double(m.activations) * mib,
+            format:
+              "  memory estimate %.0f MiB (params+grads+BN buffers %.1f, optimizer %.1f, activations+saved+scratch %.0f) vs peak RSS %.0f MiB (%.2f×)",
+            need, Double(m.parameters) * mib, Double(m.optimizer) * mib,
+            Double(m.activations) * mib,
             rss, rss / need))
       }
+    }
+  }
+}
+
+/// Times `Gemm.sgemm` alone on the convolution GEMM shapes of conv4/resnet18 (forward
+/// `W·col`, weight gradient `dY·colᵀ`, input gradient `Wᵀ·dY`) and prints GFLOP/s.
+struct GemmShapes: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "gemm", abstract: "GFLOP/s of the built-in sgemm on convolution shapes.")
+  @Option(help: "Threads for the built-in kernel.") var threads: Int = 1
+  @Option(help: "Repetitions per shape (median reported).") var reps: Int = 5
+  @Option(help: "Only shapes whose label contains this.") var filter: String = ""
+
+  func run() throws {
+    Gemm.threads = threads
+    // (label, transA, transB, M, N, K)
+    var shapes: [(String, Bool, Bool, Int, Int, Int)] = []
+    // resnet18 at batch 64 (128 views), 28×28: (C_in, C_out, H_out, stride-1 3×3 chunk samples)
+    for (c, o, hw) in [(64, 64, 784), (128, 128, 196), (256, 256, 49), (512, 512, 16)] {
+      let rows = c * 9
+      let cols = max(1, min(128, (1 << 21) / (rows * hw))) * hw
+      shapes.append(("r18 \(o) fwd", false, false, o, cols, rows))
+      shapes.append(("r18 \(o) dW", false, true, o, rows, cols))
+      shapes.append(("r18 \(o) dX", true, false, rows, cols, o))
+    }
+    for (c, hw) in [(1, 784), (64, 196), (64, 49), (64, 9)] {
+      let rows = c * 9
+      let cols = max(1, min(512, (1 << 21) / (rows * hw))) * hw
+      shapes.append(("c4 \(c) fwd", false, false, 64, cols, rows))
+      shapes.append(("c4 \(c) dW", false, true, 64, rows, cols))
+      if c > 1 { shapes.append(("c4 \(c) dX", true, false, rows, cols, 64)) }
+    }
+    shapes.append(("square 1024", false, false, 1024, 1024, 1024))
+    for (label, ta, tb, m, n, k) in shapes where filter.isEmpty || label.contains(filter) {
+      let a = [Float]((0..<(m * k)).map { Float($0 % 13) * 0.01 })
+      let b = [Float]((0..<(k * n)).map { Float($0 % 7) * 0.01 })
+      var c = [Float](repeating: 0, count: m * n)
+      var times: [Double] = []
+      for _ in 0..<(reps + 1) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        a.withUnsafeBufferPointer { ap in
+          b.withUnsafeBufferPointer { bp in
+            c.withUnsafeMutableBufferPointer { cp in
+              Gemm.sgemm(
+                transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: ap.baseAddress!,
+                lda: ta ? m : k, b: bp.baseAddress!, ldb: tb ? k : n, beta: 0,
+                c: cp.baseAddress!, ldc: n)
+            }
+          }
+        }
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+      }
+      let t = times.dropFirst().sorted()[reps / 2]
+      print(
+        String(
+          format: "%-14@ %@%@ M %5d N %5d K %5d: %7.2f ms  %6.1f GFLOP/s",
+          label, ta ? "T" : "N", tb ? "T" : "N", m, n, k, t * 1000,
+          2.0 * Double(m * n * k) / t / 1e9))
     }
   }
 }

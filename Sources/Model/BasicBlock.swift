@@ -12,7 +12,8 @@ public final class BasicBlock: Layer {
 
   private let conv1: Conv2d
   private let bn1: Layer
-  private let relu1 = ReLU()
+  /// nil when `bn1` is a `BatchNorm` that applies the ReLU itself.
+  private let relu1: ReLU?
   private let conv2: Conv2d
   private let bn2: Layer
   /// The 1×1 convolution and norm of a projection shortcut; nil for the identity.
@@ -37,6 +38,7 @@ public final class BasicBlock: Layer {
       arena: arena, name: "\(prefix).conv1", inChannels: inChannels, outChannels: outChannels,
       kernel: 3, stride: stride, padding: 1, bias: false)
     bn1 = try makeNorm("\(prefix).bn1", outChannels)
+    relu1 = (bn1 as? BatchNorm)?.fuseReLU() == true ? nil : ReLU()
     conv2 = Conv2d(
       arena: arena, name: "\(prefix).conv2", inChannels: outChannels, outChannels: outChannels,
       kernel: 3, stride: 1, padding: 1, bias: false)
@@ -54,7 +56,7 @@ public final class BasicBlock: Layer {
   public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
     var h = try conv1.forward(x, training: training)
     h = try bn1.forward(h, training: training)
-    h = try relu1.forward(h, training: training)
+    if let relu1 { h = try relu1.forward(h, training: training) }
     h = try conv2.forward(h, training: training)
     h = try bn2.forward(h, training: training)
     var s = x
@@ -75,7 +77,7 @@ public final class BasicBlock: Layer {
     for i in 0..<y.count { g.data[i] = y.data[i] > 0 ? dy.data[i] : 0 }
     var d = try bn2.backward(g)
     d = try conv2.backward(d)
-    d = try relu1.backward(d)
+    if let relu1 { d = try relu1.backward(d) }
     d = try bn1.backward(d)
     d = try conv1.backward(d)
     let dShortcut: Tensor

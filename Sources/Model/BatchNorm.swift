@@ -27,6 +27,10 @@ public final class BatchNorm: Layer {
   /// planes hold ≥ 16 values; `false` runs the portable loops (Double per element), which
   /// tests compare against.
   public var usesFastKernels = Gemm.builtinAvailable
+  /// `true`: the layer is BatchNorm followed by ReLU in one pass, `y = max(γ·x̂ + β, 0)`, and
+  /// backward masks `dy` where `γ·x̂ + β ≤ 0` (recomputed from x̂, so no ReLU output is kept).
+  /// Parameters and buffers are those of the plain layer. Encoders set it when a ReLU follows.
+  public var fusedReLU = false
 
   let arena: ParameterArena
   /// Offsets into `arena.params`/`arena.grads`: weight γ [C], bias β [C].
@@ -119,20 +123,22 @@ public final class BatchNorm: Layer {
       let sum = moments + 1
       let sumSq = moments + 1 + C
       let fast = usesFastKernels && S >= 16
-      for c in 0..<C {
-        var a = 0.0
-        var b = 0.0
-        for n in 0..<N where fast { px_sum_sumsq(x.data + (n * C + c) * S, S, &a, &b) }
-        for n in 0..<N where !fast {
-          let p = x.data + (n * C + c) * S
-          for i in 0..<S {
-            let v = Double(p[i])
-            a += v
-            b += v * v
+      Parallel.ranges(C, costPerItem: N * S) { cLo, cHi in
+        for c in cLo..<cHi {
+          var a = 0.0
+          var b = 0.0
+          for n in 0..<N where fast { px_sum_sumsq(x.data + (n * C + c) * S, S, &a, &b) }
+          for n in 0..<N where !fast {
+            let p = x.data + (n * C + c) * S
+            for i in 0..<S {
+              let v = Double(p[i])
+              a += v
+              b += v * v
+            }
           }
+          sum[c] = a
+          sumSq[c] = b
         }
-        sum[c] = a
-        sumSq[c] = b
       }
       if let coll = syncing { try coll.allReduceSum(moments, count: 1 + 2 * C) }
       let M = moments[0]
@@ -152,21 +158,27 @@ public final class BatchNorm: Layer {
         // Reuse sum[c] as the mean for the normalisation pass below.
         sum[c] = mean
       }
-      for n in 0..<N {
-        for c in 0..<C {
-          let base = (n * C + c) * S
-          let mu = Float(sum[c])
-          let r = rstd[c]
-          let g = gamma[c]
-          let b = beta[c]
-          if fast {
-            px_bn_forward(y.data + base, xh + base, x.data + base, S, mu, r, g, b)
-            continue
-          }
-          for i in 0..<S {
-            let h = (x.data[base + i] - mu) * r
-            xh[base + i] = h
-            y.data[base + i] = g * h + b
+      Parallel.ranges(N, costPerItem: C * S) { nLo, nHi in
+        for n in nLo..<nHi {
+          for c in 0..<C {
+            let base = (n * C + c) * S
+            let mu = Float(sum[c])
+            let r = rstd[c]
+            let g = gamma[c]
+            let b = beta[c]
+            if fast {
+              if fusedReLU {
+                px_bn_relu_forward(y.data + base, xh + base, x.data + base, S, mu, r, g, b)
+              } else {
+                px_bn_forward(y.data + base, xh + base, x.data + base, S, mu, r, g, b)
+              }
+              continue
+            }
+            for i in 0..<S {
+              let h = (x.data[base + i] - mu) * r
+              xh[base + i] = h
+              y.data[base + i] = activate(g * h + b)
+            }
           }
         }
       }
@@ -182,12 +194,27 @@ public final class BatchNorm: Layer {
           for i in 0..<S {
             let h = (x.data[base + i] - mu) * r
             xh[base + i] = h
-            y.data[base + i] = g * h + b
+            y.data[base + i] = activate(g * h + b)
           }
         }
       }
     }
     return y
+  }
+
+  /// Makes the layer apply the ReLU that follows it (`fusedReLU`); returns `true`.
+  /// Encoders call it when a ReLU follows the norm and then skip that ReLU.
+  @discardableResult
+  public func fuseReLU() -> Bool {
+    fusedReLU = true
+    return true
+  }
+
+  @inline(__always) private func activate(_ v: Float) -> Float { fusedReLU ? max(v, 0) : v }
+
+  /// The portable twin of the fast kernels' ReLU mask: `dy` where `γ·x̂ + β > 0`.
+  @inline(__always) private func masked(_ dy: Float, _ h: Float, _ g: Float, _ b: Float) -> Float {
+    !fusedReLU || g * h + b > 0 ? dy : 0
   }
 
   /// - Parameters:
@@ -209,46 +236,64 @@ public final class BatchNorm: Layer {
     let dx = dInput.tensor(s)
     let xh = xhat.data
     let gamma = arena.params + weightOffset
+    let beta = arena.params + biasOffset
     let dGamma = arena.grads + weightOffset
     let dBeta = arena.grads + biasOffset
     let sumDy = moments
     let sumDyXhat = moments + C
     let fast = usesFastKernels && S >= 16
-    for c in 0..<C {
-      var a = 0.0
-      var b = 0.0
-      for n in 0..<N where fast {
-        let base = (n * C + c) * S
-        px_sum_dot(dy.data + base, xh + base, S, &a, &b)
-      }
-      for n in 0..<N where !fast {
-        let base = (n * C + c) * S
-        for i in 0..<S {
-          let g = Double(dy.data[base + i])
-          a += g
-          b += g * Double(xh[base + i])
+    Parallel.ranges(C, costPerItem: N * S) { cLo, cHi in
+      for c in cLo..<cHi {
+        var a = 0.0
+        var b = 0.0
+        let (gc, bc) = (gamma[c], beta[c])
+        for n in 0..<N where fast {
+          let base = (n * C + c) * S
+          if fusedReLU {
+            px_sum_dot_relu(dy.data + base, xh + base, S, gc, bc, &a, &b)
+          } else {
+            px_sum_dot(dy.data + base, xh + base, S, &a, &b)
+          }
         }
+        for n in 0..<N where !fast {
+          let base = (n * C + c) * S
+          for i in 0..<S {
+            let g = Double(masked(dy.data[base + i], xh[base + i], gc, bc))
+            a += g
+            b += g * Double(xh[base + i])
+          }
+        }
+        sumDy[c] = a
+        sumDyXhat[c] = b
+        dBeta[c] += Float(a)
+        dGamma[c] += Float(b)
       }
-      sumDy[c] = a
-      sumDyXhat[c] = b
-      dBeta[c] += Float(a)
-      dGamma[c] += Float(b)
     }
     if lastTraining {
       if let coll = syncing { try coll.allReduceSum(moments, count: 2 * C) }
       let invM = 1 / lastCount
-      for n in 0..<N {
-        for c in 0..<C {
-          let base = (n * C + c) * S
-          let k = gamma[c] * rstd[c]
-          let meanDy = Float(sumDy[c] * invM)
-          let meanDyXhat = Float(sumDyXhat[c] * invM)
-          if fast {
-            px_bn_backward(dx.data + base, dy.data + base, xh + base, S, k, meanDy, meanDyXhat)
-            continue
-          }
-          for i in 0..<S {
-            dx.data[base + i] = k * (dy.data[base + i] - meanDy - xh[base + i] * meanDyXhat)
+      Parallel.ranges(N, costPerItem: C * S) { nLo, nHi in
+        for n in nLo..<nHi {
+          for c in 0..<C {
+            let base = (n * C + c) * S
+            let k = gamma[c] * rstd[c]
+            let meanDy = Float(sumDy[c] * invM)
+            let meanDyXhat = Float(sumDyXhat[c] * invM)
+            if fast {
+              if fusedReLU {
+                px_bn_relu_backward(
+                  dx.data + base, dy.data + base, xh + base, S, k, meanDy, meanDyXhat, gamma[c],
+                  beta[c])
+              } else {
+                px_bn_backward(dx.data + base, dy.data + base, xh + base, S, k, meanDy, meanDyXhat)
+              }
+              continue
+            }
+            let (gc, bc) = (gamma[c], beta[c])
+            for i in 0..<S {
+              let d = masked(dy.data[base + i], xh[base + i], gc, bc)
+              dx.data[base + i] = k * (d - meanDy - xh[base + i] * meanDyXhat)
+            }
           }
         }
       }
@@ -257,7 +302,8 @@ public final class BatchNorm: Layer {
         for c in 0..<C {
           let base = (n * C + c) * S
           let k = gamma[c] * rstd[c]
-          for i in 0..<S { dx.data[base + i] = k * dy.data[base + i] }
+          let (gc, bc) = (gamma[c], beta[c])
+          for i in 0..<S { dx.data[base + i] = k * masked(dy.data[base + i], xh[base + i], gc, bc) }
         }
       }
     }

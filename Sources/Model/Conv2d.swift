@@ -6,7 +6,8 @@ import CBLAS
 /// Computed as im2col + one SGEMM per chunk of samples: the chunk's patches are unrolled into
 /// `col` [C·k·k, S·Ho·Wo] and `Y = W · col`. Chunks hold as many samples as fit in
 /// `columnBudget` floats, so deep layers with small maps still get one large GEMM while early
-/// layers do not unroll the whole batch. Backward recomputes `col` (memory over time), then
+/// layers do not unroll the whole batch. The GEMM writes the output (plus bias) and reads
+/// dY straight in NCHW memory (`GemmColumns`), without relayout copies. Backward recomputes `col` (memory over time), then
 /// `dW += dY · colᵀ`, `dCol = Wᵀ · dY` and col2im. `Conv2dReference` is the naive oracle.
 public final class Conv2d: Layer {
   public let inChannels: Int
@@ -21,6 +22,9 @@ public final class Conv2d: Layer {
   /// `false` skips dX (`Wᵀ·dY` and col2im) for a first layer whose input needs no gradient;
   /// `backward` then returns zeros.
   public var computesInputGradient = true
+  /// Stride-1 im2col/col2im through the AVX-512 kernels (`px_im2col_s1`/`px_col2im_s1`) when
+  /// the CPU has them; `false` runs the portable loops, which tests compare against.
+  public var usesFastKernels = Gemm.builtinAvailable
 
   private let arena: ParameterArena
   /// Offset of weight [outChannels, inChannels, k, k].
@@ -34,8 +38,6 @@ public final class Conv2d: Layer {
   private let dInput = Storage()
   /// [C·k·k, S·Ho·Wo]: patches of one chunk; backward reuses it for dCol.
   private let col = Storage()
-  /// [O, S·Ho·Wo]: the chunk's output (forward) or output gradient (backward), channel-major.
-  private let chunkOut = Storage()
   /// The forward input, read again by backward (owned by the previous layer).
   private var input: Tensor?
 
@@ -89,32 +91,19 @@ public final class Conv2d: Layer {
     let o = outChannels
     let chunk = chunkSamples(n, rows, hw)
     let colp = col.ensure(rows * chunk * hw)
-    let tmp = chunk > 1 ? chunkOut.ensure(o * chunk * hw) : chunkOut.data
     let w = arena.params + weightOffset
     let b: UnsafeMutablePointer<Float>? = biasOffset.map { arena.params + $0 }
+    // The chunk's output [O, S·Ho·Wo] seen over NCHW memory: column block s is sample s.
+    let nchw = GemmColumns(block: hw, blockStride: o * hw)
     var s0 = 0
     while s0 < n {
       let sc = min(chunk, n - s0)
       let cols = sc * hw
       im2col(colp, x.data + s0 * x.shape.perSample, samples: sc, x.shape, ys)
-      // A single sample's [O, Ho·Wo] block is already NCHW: write it in place.
-      let dst = sc == 1 ? y.data + s0 * o * hw : tmp
       Gemm.sgemm(
         transA: false, transB: false, m: o, n: cols, k: rows, alpha: 1,
-        a: w, lda: rows, b: colp, ldb: cols, beta: 0,
-        c: dst, ldc: cols)
-      for s in 0..<sc {
-        for oc in 0..<o {
-          let yo = y.data + ((s0 + s) * o + oc) * hw
-          let bv = b?[oc] ?? 0
-          if sc == 1 {
-            if b != nil { for p in 0..<hw { yo[p] += bv } }
-          } else {
-            let src = tmp + oc * cols + s * hw
-            for p in 0..<hw { yo[p] = src[p] + bv }
-          }
-        }
-      }
+        a: w, lda: rows, aColumns: .plain, b: colp, ldb: cols, bColumns: .plain, beta: 0,
+        c: y.data + s0 * o * hw, ldc: hw, cColumns: nchw, bias: b)
       s0 += sc
     }
     return y
@@ -132,40 +121,32 @@ public final class Conv2d: Layer {
     let o = outChannels
     let chunk = chunkSamples(n, rows, hw)
     let colp = col.ensure(rows * chunk * hw)
-    let tmp = chunk > 1 ? chunkOut.ensure(o * chunk * hw) : chunkOut.data
     let w = arena.params + weightOffset
     let dw = arena.grads + weightOffset
     let db: UnsafeMutablePointer<Float>? = biasOffset.map { arena.grads + $0 }
+    // dY of a chunk as [O, S·Ho·Wo], read in place from NCHW memory.
+    let nchw = GemmColumns(block: hw, blockStride: o * hw)
+    if let db {
+      for s in 0..<n {
+        for oc in 0..<o {
+          let r = dy.data + (s * o + oc) * hw
+          var acc: Float = 0
+          for p in 0..<hw { acc += r[p] }
+          db[oc] += acc
+        }
+      }
+    }
     var s0 = 0
     while s0 < n {
       let sc = min(chunk, n - s0)
       let cols = sc * hw
-      // dY of the chunk as [O, S·Ho·Wo].
-      let g: UnsafeMutablePointer<Float>
-      if sc == 1 {
-        g = dy.data + s0 * o * hw
-      } else {
-        g = tmp
-        for s in 0..<sc {
-          for oc in 0..<o {
-            (tmp + oc * cols + s * hw).update(from: dy.data + ((s0 + s) * o + oc) * hw, count: hw)
-          }
-        }
-      }
-      if let db {
-        for oc in 0..<o {
-          let r = g + oc * cols
-          var acc: Float = 0
-          for p in 0..<cols { acc += r[p] }
-          db[oc] += acc
-        }
-      }
+      let g = dy.data + s0 * o * hw
       im2col(colp, x.data + s0 * x.shape.perSample, samples: sc, x.shape, ys)
       // dW [O, C·k·k] += dY [O, cols] · colᵀ [cols, C·k·k]
       Gemm.sgemm(
         transA: false, transB: true, m: o, n: rows, k: cols, alpha: 1,
-        a: g, lda: cols, b: colp, ldb: cols, beta: 1,
-        c: dw, ldc: rows)
+        a: g, lda: hw, aColumns: nchw, b: colp, ldb: cols, bColumns: .plain, beta: 1,
+        c: dw, ldc: rows, cColumns: .plain, bias: nil)
       guard computesInputGradient else {
         s0 += sc
         continue
@@ -173,8 +154,8 @@ public final class Conv2d: Layer {
       // dCol [C·k·k, cols] = Wᵀ · dY, into the patch buffer (no longer needed).
       Gemm.sgemm(
         transA: true, transB: false, m: rows, n: cols, k: o, alpha: 1,
-        a: w, lda: rows, b: g, ldb: cols, beta: 0,
-        c: colp, ldc: cols)
+        a: w, lda: rows, aColumns: .plain, b: g, ldb: hw, bColumns: nchw, beta: 0,
+        c: colp, ldc: cols, cColumns: .plain, bias: nil)
       col2im(dx.data + s0 * x.shape.perSample, colp, samples: sc, x.shape, ys)
       s0 += sc
     }
@@ -198,6 +179,13 @@ public final class Conv2d: Layer {
     _ xs: Shape, _ ys: Shape
   ) {
     let (h, w, ho, wo, k, st, pad) = (xs.h, xs.w, ys.h, ys.w, kernel, stride, padding)
+    if usesFastKernels && st == 1 {
+      let perChannel = k * k * samples * ho * wo
+      Parallel.ranges(inChannels, costPerItem: perChannel) { c0, c1 in
+        px_im2col_s1(dst, src, samples, inChannels, h, w, k, pad, ho, wo, c0, c1)
+      }
+      return
+    }
     let cols = samples * ho * wo
     for c in 0..<inChannels {
       for ki in 0..<k {
@@ -235,6 +223,13 @@ public final class Conv2d: Layer {
     _ xs: Shape, _ ys: Shape
   ) {
     let (h, w, ho, wo, k, st, pad) = (xs.h, xs.w, ys.h, ys.w, kernel, stride, padding)
+    if usesFastKernels && st == 1 {
+      let perChannel = k * k * samples * ho * wo
+      Parallel.ranges(inChannels, costPerItem: perChannel) { c0, c1 in
+        px_col2im_s1(dst, src, samples, inChannels, h, w, k, pad, ho, wo, c0, c1)
+      }
+      return
+    }
     let cols = samples * ho * wo
     for c in 0..<inChannels {
       for ki in 0..<k {

@@ -12,7 +12,8 @@ public final class Conv4: Encoder, ProgressHooks {
 
   private let convs: [Conv2d]
   private let norms: [Layer]
-  private let relus: [ReLU]
+  /// nil where the norm is a `BatchNorm` that applies the ReLU itself (`fusedReLU`).
+  private let relus: [ReLU?]
   private let pools: [MaxPool2d]
   private let flatten = Flatten()
   /// First arena offset of block `i`'s convolution and of its norm.
@@ -50,7 +51,7 @@ public final class Conv4: Encoder, ProgressHooks {
     self.norms = norms
     self.convOffsets = convOffsets
     self.normOffsets = normOffsets
-    relus = (0..<4).map { _ in ReLU() }
+    relus = norms.map { ($0 as? BatchNorm)?.fuseReLU() == true ? nil : ReLU() }
     pools = (0..<4).map { _ in MaxPool2d(kernel: 2, stride: 2) }
     featureDim = width * size * size
     prePoolDim = prePool
@@ -68,7 +69,7 @@ public final class Conv4: Encoder, ProgressHooks {
     for i in 0..<4 {
       h = try convs[i].forward(h, training: training)
       h = try norms[i].forward(h, training: training)
-      h = try relus[i].forward(h, training: training)
+      if let r = relus[i] { h = try r.forward(h, training: training) }
       if i == 3 { prePoolFeatures = h }
       h = try pools[i].forward(h, training: training)
       onForward?(convOffsets[i])
@@ -80,7 +81,7 @@ public final class Conv4: Encoder, ProgressHooks {
     var g = try flatten.backward(dy)
     for i in (0..<4).reversed() {
       g = try pools[i].backward(g)
-      g = try relus[i].backward(g)
+      if let r = relus[i] { g = try r.backward(g) }
       g = try norms[i].backward(g)
       onBackward?(normOffsets[i])
       g = try convs[i].backward(g)

@@ -39,9 +39,12 @@ public enum Gemm {
     lock.lock()
     defer { lock.unlock() }
     while pool.count < t {
-      let a = UnsafeMutableRawPointer.allocate(byteCount: Int(PX_MC) * Int(PX_KC) * 4, alignment: 64)
-      let b = UnsafeMutableRawPointer.allocate(byteCount: Int(PX_KC) * Int(PX_NC) * 4, alignment: 64)
-      pool.append((a.bindMemory(to: Float.self, capacity: 1), b.bindMemory(to: Float.self, capacity: 1)))
+      let a = UnsafeMutableRawPointer.allocate(
+        byteCount: Int(PX_MC) * Int(PX_KC) * 4, alignment: 64)
+      let b = UnsafeMutableRawPointer.allocate(
+        byteCount: Int(PX_KC) * Int(PX_NC) * 4, alignment: 64)
+      pool.append(
+        (a.bindMemory(to: Float.self, capacity: 1), b.bindMemory(to: Float.self, capacity: 1)))
       allocated += 1
     }
     let got = Array(pool.suffix(t))
@@ -60,7 +63,37 @@ public enum Gemm {
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float,
     c: UnsafeMutablePointer<Float>, ldc: Int
   ) {
+    sgemm(
+      transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+      aColumns: .plain, b: b, ldb: ldb, bColumns: .plain, beta: beta, c: c, ldc: ldc,
+      cColumns: .plain, bias: nil)
+  }
+
+  /// The general form: `aColumns` lays out A's K columns (`transA == false` only),
+  /// `bColumns` B's N columns (`transB == false` only), `cColumns` C's N columns, and
+  /// `bias` (nil or [M]) is added to every row of C. A convolution reads and writes its
+  /// [O, S·H·W] operands in NCHW memory this way, with no relayout copies.
+  public static func sgemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+    a: UnsafePointer<Float>, lda: Int, aColumns: GemmColumns, b: UnsafePointer<Float>, ldb: Int,
+    bColumns: GemmColumns, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+    cColumns: GemmColumns, bias: UnsafePointer<Float>?
+  ) {
     guard m > 0, n > 0 else { return }
+    precondition(!(transA && aColumns.isBlocked) && !(transB && bColumns.isBlocked))
+    let general = aColumns.isBlocked || bColumns.isBlocked || cColumns.isBlocked || bias != nil
+    if general && !(useBuiltin && builtinAvailable) {
+      GemmReference.viaDense(
+        transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+        aColumns: aColumns, b: b, ldb: ldb, bColumns: bColumns, beta: beta, c: c, ldc: ldc,
+        cColumns: cColumns, bias: bias,
+        gemm: { ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc in
+          cblas_sgemm(
+            CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), al, a, Int32(lda), b, Int32(ldb), be, c, Int32(ldc))
+        })
+      return
+    }
     guard useBuiltin, builtinAvailable else {
       cblas_sgemm(
         CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
@@ -74,8 +107,12 @@ public enum Gemm {
     defer { give(ps) }
     let ta: Int32 = transA ? 1 : 0
     let tb: Int32 = transB ? 1 : 0
+    let ac = px_cols(blk: aColumns.block, bst: aColumns.blockStride)
+    let bc = px_cols(blk: bColumns.block, bst: bColumns.blockStride)
+    let cc = px_cols(blk: cColumns.block, bst: cColumns.blockStride)
     if parts == 1 {
-      px_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ps[0].0, ps[0].1)
+      px_sgemm_ex(
+        ta, tb, m, n, k, alpha, a, lda, ac, b, ldb, bc, beta, c, ldc, cc, 0, bias, ps[0].0, ps[0].1)
       return
     }
     let tiles = (n + nr - 1) / nr
@@ -83,15 +120,91 @@ public enum Gemm {
       let j0 = tiles * p / parts * nr
       let j1 = min(n, tiles * (p + 1) / parts * nr)
       guard j1 > j0 else { return }
-      // op(B)'s column j is B[·, j] (no transpose) or row j of B (transpose).
-      let bj = transB ? b + j0 * ldb : b + j0
-      px_sgemm(ta, tb, m, j1 - j0, k, alpha, a, lda, bj, ldb, beta, c + j0, ldc, ps[p].0, ps[p].1)
+      px_sgemm_ex(
+        ta, tb, m, j1 - j0, k, alpha, a, lda, ac, b, ldb, bc, beta, c, ldc, cc, j0, bias,
+        ps[p].0, ps[p].1)
     }
+  }
+}
+
+/// How a GEMM operand's columns sit in memory: plain (column j at offset j) or in blocks of
+/// `block` columns `blockStride` floats apart (column j at `(j / block)·blockStride + j % block`).
+/// A convolution's `[O, S·H·W]` matrix over NCHW memory is `block = H·W`, `blockStride = O·H·W`.
+public struct GemmColumns: Sendable {
+  public var block: Int
+  public var blockStride: Int
+  public static let plain = GemmColumns(block: 0, blockStride: 0)
+  public init(block: Int, blockStride: Int) {
+    self.block = block
+    self.blockStride = blockStride
+  }
+  public var isBlocked: Bool { block > 0 }
+  @inline(__always) public func offset(_ j: Int) -> Int {
+    block > 0 ? (j / block) * blockStride + j % block : j
   }
 }
 
 /// The naive triple loop `Gemm` is tested against (Double accumulation).
 public enum GemmReference {
+  /// The general form of `Gemm.sgemm` (column layouts, row bias), naively.
+  public static func sgemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+    a: UnsafePointer<Float>, lda: Int, aColumns: GemmColumns, b: UnsafePointer<Float>, ldb: Int,
+    bColumns: GemmColumns, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+    cColumns: GemmColumns, bias: UnsafePointer<Float>?
+  ) {
+    for i in 0..<m {
+      for j in 0..<n {
+        var acc = 0.0
+        for p in 0..<k {
+          let av = transA ? a[p * lda + i] : a[i * lda + aColumns.offset(p)]
+          let bv = transB ? b[j * ldb + p] : b[p * ldb + bColumns.offset(j)]
+          acc += Double(av) * Double(bv)
+        }
+        let ci = i * ldc + cColumns.offset(j)
+        let old = beta == 0 ? 0 : Double(beta) * Double(c[ci])
+        c[ci] = Float(Double(alpha) * acc + old + Double(bias?[i] ?? 0))
+      }
+    }
+  }
+
+  /// Runs the general form through a plain `gemm` on dense copies (the path for CPUs without
+  /// the built-in kernel; allocates).
+  static func viaDense(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+    a: UnsafePointer<Float>, lda: Int, aColumns: GemmColumns, b: UnsafePointer<Float>, ldb: Int,
+    bColumns: GemmColumns, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+    cColumns: GemmColumns, bias: UnsafePointer<Float>?,
+    gemm: (
+      Bool, Bool, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int,
+      Float, UnsafeMutablePointer<Float>, Int
+    ) -> Void
+  ) {
+    var ad = [Float](repeating: 0, count: transA ? 0 : m * k)
+    var bd = [Float](repeating: 0, count: transB ? 0 : k * n)
+    var cd = [Float](repeating: 0, count: m * n)
+    if !transA {
+      for i in 0..<m { for p in 0..<k { ad[i * k + p] = a[i * lda + aColumns.offset(p)] } }
+    }
+    if !transB {
+      for p in 0..<k { for j in 0..<n { bd[p * n + j] = b[p * ldb + bColumns.offset(j)] } }
+    }
+    for i in 0..<m { for j in 0..<n { cd[i * n + j] = c[i * ldc + cColumns.offset(j)] } }
+    ad.withUnsafeBufferPointer { ap in
+      bd.withUnsafeBufferPointer { bp in
+        cd.withUnsafeMutableBufferPointer { cp in
+          gemm(
+            transA, transB, m, n, k, alpha, transA ? a : ap.baseAddress!, transA ? lda : max(k, 1),
+            transB ? b : bp.baseAddress!, transB ? ldb : max(n, 1), beta, cp.baseAddress!, max(n, 1)
+          )
+        }
+      }
+    }
+    for i in 0..<m {
+      for j in 0..<n { c[i * ldc + cColumns.offset(j)] = cd[i * n + j] + (bias?[i] ?? 0) }
+    }
+  }
+
   public static func sgemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float,

@@ -11,7 +11,8 @@ public final class ResNet18: Encoder, ProgressHooks {
 
   private let conv1: Conv2d
   private let bn1: Layer
-  private let relu = ReLU()
+  /// nil when `bn1` is a `BatchNorm` that applies the ReLU itself.
+  private let relu: ReLU?
   /// [layer1.0, layer1.1, layer2.0, …, layer4.1]
   public let blocks: [BasicBlock]
   private let pool = GlobalAvgPool()
@@ -37,6 +38,7 @@ public final class ResNet18: Encoder, ProgressHooks {
       stride: 1, padding: 1, bias: false)
     stemNormOffset = arena.parameterCount
     bn1 = try makeNorm("\(prefix).bn1", 64)
+    relu = (bn1 as? BatchNorm)?.fuseReLU() == true ? nil : ReLU()
     var blocks: [BasicBlock] = []
     var blockOffsets: [Int] = []
     var channels = 64
@@ -68,7 +70,7 @@ public final class ResNet18: Encoder, ProgressHooks {
   public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
     var h = try conv1.forward(x, training: training)
     h = try bn1.forward(h, training: training)
-    h = try relu.forward(h, training: training)
+    if let relu { h = try relu.forward(h, training: training) }
     onForward?(stemOffset)
     for (i, b) in blocks.enumerated() {
       h = try b.forward(h, training: training)
@@ -86,7 +88,7 @@ public final class ResNet18: Encoder, ProgressHooks {
       g = try blocks[i].backward(g)
       onBackward?(blockOffsets[i])
     }
-    g = try relu.backward(g)
+    if let relu { g = try relu.backward(g) }
     g = try bn1.backward(g)
     onBackward?(stemNormOffset)
     let dx = try conv1.backward(g)

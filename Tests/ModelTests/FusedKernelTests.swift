@@ -1,0 +1,138 @@
+import Model
+import XCTest
+
+/// The fused and specialised fast paths against their naive twins: BatchNorm + ReLU in one
+/// layer vs BatchNorm then ReLU, 2×2 MaxPool vs the general loop, and the AVX-512 stride-1
+/// im2col/col2im vs the portable loops (through whole Conv2d forward/backward passes).
+final class FusedKernelTests: XCTestCase {
+  func testBatchNormReLUMatchesBatchNormThenReLU() throws {
+    for s in [Shape(4, 3, 5, 7), Shape(2, 5, 16, 16), Shape(3, 2, 28, 28)] {
+      for training in [true, false] {
+        var outs: [[[Float]]] = []
+        // 0: unfused BN → ReLU (portable); 1: fused portable; 2: fused fast (if available).
+        for variant in 0..<(Gemm.builtinAvailable ? 3 : 2) {
+          let arena = ParameterArena()
+          let bn = BatchNorm(arena: arena, name: "bn", channels: s.c)
+          bn.usesFastKernels = variant == 2
+          if variant > 0 { bn.fuseReLU() }
+          arena.allocate(seed: 1)
+          arena.set(arena.parameter(named: "bn.weight")!, TestData.uniform(s.c, seed: 2, 0.5, 1.5))
+          arena.set(arena.parameter(named: "bn.bias")!, TestData.uniform(s.c, seed: 3))
+          let relu = ReLU()
+          let x = TestData.tensor(s, TestData.uniform(s.count, seed: 10, -2, 3))
+          var y = try bn.forward(x, training: training)
+          if variant == 0 { y = try relu.forward(y, training: training) }
+          let yv = y.toArray()
+          var g = TestData.tensor(s, TestData.uniform(s.count, seed: 99))
+          if variant == 0 { g = try relu.backward(g) }
+          let dx = try bn.backward(g).toArray()
+          outs.append([
+            yv, dx, arena.gradient(of: arena.parameter(named: "bn.weight")!),
+            arena.gradient(of: arena.parameter(named: "bn.bias")!),
+          ])
+        }
+        for v in 1..<outs.count {
+          for (k, what) in ["y", "dx", "dweight", "dbias"].enumerated() {
+            assertClose(
+              outs[v][k], outs[0][k], tolerance: 1e-5,
+              "\(s) training \(training) variant \(v) \(what)")
+          }
+        }
+      }
+    }
+  }
+
+  func testMaxPool2x2FastMatchesGeneral() throws {
+    for s in [Shape(2, 3, 28, 28), Shape(3, 2, 7, 7), Shape(1, 2, 3, 5), Shape(2, 2, 70, 69)] {
+      var x = TestData.uniform(s.count, seed: 5)
+      // Ties and NaN: first in scan order wins ties, NaN wins.
+      x[0] = 1
+      x[1] = 1
+      x[s.w] = 1
+      x[s.w + 1] = 1
+      x[2] = .nan
+      x[s.w + 3] = .nan
+      var outs: [[Float]] = []
+      // (fast path, AVX-512 kernels): 0 AVX-512, 1 Swift 2×2 loops, 2 general loop.
+      for (fast, kernels) in [(true, true), (true, false), (false, false)] {
+        let pool = MaxPool2d(kernel: 2, stride: 2)
+        pool.usesFastPath = fast
+        pool.usesFastKernels = kernels && Gemm.builtinAvailable
+        let y = try pool.forward(TestData.tensor(s, x), training: true).toArray()
+        let ys = pool.outputShape(s)
+        let dx = try pool.backward(TestData.tensor(ys, TestData.uniform(ys.count, seed: 6)))
+          .toArray()
+        outs.append(y.map { $0.isNaN ? 1e30 : $0 })
+        outs.append(dx)
+      }
+      for v in 1..<3 {
+        XCTAssertEqual(outs[2 * v - 2], outs[4], "\(s) y variant \(v - 1)")
+        XCTAssertEqual(outs[2 * v - 1], outs[5], "\(s) dx variant \(v - 1)")
+      }
+    }
+  }
+
+  func testConvFastIm2colMatchesPortable() throws {
+    try XCTSkipUnless(Gemm.builtinAvailable, "no AVX-512 on this CPU: only the portable path runs")
+    // (input shape, out channels, kernel, padding, column budget forcing chunks of 1 or 3)
+    let cases = [
+      (Shape(5, 3, 7, 7), 4, 3, 1, 1 << 21), (Shape(5, 3, 7, 7), 4, 3, 1, 27 * 49 * 3),
+      (Shape(2, 2, 28, 28), 8, 3, 1, 1), (Shape(3, 4, 4, 4), 6, 1, 0, 1 << 21),
+      (Shape(2, 2, 20, 19), 3, 5, 2, 1 << 21), (Shape(4, 2, 3, 3), 5, 3, 1, 18 * 9 * 3),
+    ]
+    for (s, o, k, pad, budget) in cases {
+      var outs: [[Float]] = []
+      for fast in [true, false] {
+        let arena = ParameterArena()
+        let conv = Conv2d(
+          arena: arena, name: "c", inChannels: s.c, outChannels: o, kernel: k, stride: 1,
+          padding: pad, bias: true)
+        conv.usesFastKernels = fast
+        conv.columnBudget = budget
+        arena.allocate(seed: 3)
+        let y = try conv.forward(
+          TestData.tensor(s, TestData.uniform(s.count, seed: 7)), training: true)
+        let dy = TestData.tensor(y.shape, TestData.uniform(y.count, seed: 8))
+        let yv = y.toArray()
+        let dx = try conv.backward(dy).toArray()
+        outs.append(yv)
+        outs.append(dx)
+        outs.append(arena.gradient(of: arena.parameter(named: "c.weight")!))
+        outs.append(arena.gradient(of: arena.parameter(named: "c.bias")!))
+      }
+      for (i, what) in ["y", "dx", "dweight", "dbias"].enumerated() {
+        assertClose(
+          outs[i], outs[i + 4], tolerance: 1e-5, "\(s) k \(k) pad \(pad) budget \(budget) \(what)")
+      }
+    }
+  }
+
+  /// Conv → BN+ReLU → MaxPool with the memory-bound loops split over 2 threads equals the
+  /// serial run exactly (disjoint ranges, same per-channel reductions).
+  func testThreadedLoopsMatchSerial() throws {
+    let s = Shape(16, 8, 28, 28)
+    var runs: [[[Float]]] = []
+    for threads in [1, 2] {
+      Gemm.threads = threads
+      defer { Gemm.threads = 1 }
+      let arena = ParameterArena()
+      let conv = Conv2d(
+        arena: arena, name: "c", inChannels: s.c, outChannels: 8, kernel: 3, stride: 1,
+        padding: 1, bias: true)
+      let bn = BatchNorm(arena: arena, name: "bn", channels: 8)
+      bn.fuseReLU()
+      let pool = MaxPool2d(kernel: 2, stride: 2)
+      arena.allocate(seed: 4)
+      let x = TestData.tensor(s, TestData.uniform(s.count, seed: 11))
+      let y = try pool.forward(
+        try bn.forward(try conv.forward(x, training: true), training: true), training: true)
+      let yv = y.toArray()
+      let dy = TestData.tensor(y.shape, TestData.uniform(y.count, seed: 12))
+      let dx = try conv.backward(try bn.backward(try pool.backward(dy))).toArray()
+      runs.append([yv, dx, arena.gradient(of: arena.parameter(named: "c.weight")!)])
+    }
+    for (k, what) in ["y", "dx", "dweight"].enumerated() {
+      XCTAssertEqual(runs[0][k], runs[1][k], what)
+    }
+  }
+}
