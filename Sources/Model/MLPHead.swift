@@ -58,22 +58,24 @@ public final class MLPHead: Layer, ProgressHooks {
 
   /// SimSiam's projector (Chen & He 2021): `Linear → BN → ReLU` twice, then `Linear → BN`.
   public static func simSiamProjector(
-    arena: ParameterArena, prefix: String, inFeatures: Int, dim: Int, makeNorm: NormFactory
+    arena: ParameterArena, prefix: String, inFeatures: Int, dim: Int, bias: Bool = true,
+    makeNorm: NormFactory
   ) rethrows -> MLPHead {
     try MLPHead(
       arena: arena, prefix: prefix, inFeatures: inFeatures,
       specs: [.init(dim, norm: true, relu: true), .init(dim, norm: true, relu: true), .init(dim, norm: true, relu: false)],
-      makeNorm: makeNorm)
+      bias: bias, makeNorm: makeNorm)
   }
 
   /// SimSiam's predictor, a bottleneck: `Linear(d, h) → BN → ReLU → Linear(h, d)`.
   public static func simSiamPredictor(
-    arena: ParameterArena, prefix: String, dim: Int, hidden: Int, makeNorm: NormFactory
+    arena: ParameterArena, prefix: String, dim: Int, hidden: Int, bias: Bool = true,
+    makeNorm: NormFactory
   ) rethrows -> MLPHead {
     try MLPHead(
       arena: arena, prefix: prefix, inFeatures: dim,
       specs: [.init(hidden, norm: true, relu: true), .init(dim, norm: false, relu: false)],
-      makeNorm: makeNorm)
+      bias: bias, makeNorm: makeNorm)
   }
 
   public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
