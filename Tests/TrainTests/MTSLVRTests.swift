@@ -175,7 +175,10 @@ final class MTSLVRTests: XCTestCase {
     XCTAssertGreaterThan(relativeDifference(one, fresh).0, 1e-3)
   }
 
-  /// max over tensors of ‖a − b‖ / ‖a‖.
+  /// max over tensors of ‖a − b‖ / max(‖a‖, 10⁻⁴). The floor matters for BN biases whose
+  /// gradient vanishes identically (a BN followed by Linear → BN, as SimSiam's projector
+  /// output and MT-SLVR's final task norms are: a shift is removed by the next BN): they hold
+  /// float noise of ~10⁻⁹ that differs with the summation order.
   func relativeDifference(_ a: [String: SafeTensors.Entry], _ b: [String: SafeTensors.Entry]) -> (Double, String) {
     var worst = (0.0, "")
     XCTAssertEqual(Set(a.keys), Set(b.keys))
@@ -188,7 +191,7 @@ final class MTSLVRTests: XCTestCase {
         num += d * d
         den += Double(ea.values[i]) * Double(ea.values[i])
       }
-      let rel = num.squareRoot() / max(den.squareRoot(), 1e-12)
+      let rel = num.squareRoot() / max(den.squareRoot(), 1e-4)
       if rel > worst.0 { worst = (rel, k) }
     }
     return worst
