@@ -128,13 +128,11 @@ final class SimSiamBranch: MethodBranch {
 /// Keeps the last step's logits so its macro mAP can be logged. Names `transform_head.*`.
 final class TransformPredictionBranch: MethodBranch {
   let head: MLPHead
-  let loss: MLPHeadLoss
+  let loss: MultiLabelBCELoss
   let labelCount: Int
   /// The last forward's logits and labels (rank-local rows), for the mAP log.
   private(set) var lastLogits: [Float] = []
   private(set) var lastLabels: [Float] = []
-
-  typealias MLPHeadLoss = MultiLabelBCELoss
 
   init(arena: ParameterArena, inFeatures d: Int, labelCount: Int, config: PretrainConfig, collective: Collective) {
     self.labelCount = labelCount
