@@ -13,6 +13,8 @@ public final class ContrastiveBatchLoader {
   public let augment: SimCLRAugment
   /// Seed of the augmentation streams.
   public let seed: UInt64
+  /// How each view's augmentations are chosen.
+  public var sampling: AugmentSampling = .simclr
   /// [H, W] bytes of the sample being augmented.
   private let pixels: UnsafeMutablePointer<UInt8>
 
@@ -42,17 +44,41 @@ public final class ContrastiveBatchLoader {
   public var floatsPerBatch: Int { rows * source.height * source.width }
 
   /// Writes both views of this rank's part of a global batch into `x`, shaped
-  /// [2·B_local, 1, H, W].
-  public func load(epoch: Int, batch: Int, into x: UnsafeMutablePointer<Float>) throws {
+  /// [2·B_local, 1, H, W], and, when non-nil, the multi-hot labels of the augmentations each
+  /// row received into `transforms` [2·B_local, `ImageAugmentationSet.count`].
+  ///
+  /// With `.mtslvr` sampling the augmentations of a sample are drawn once from
+  /// `KeyedRandom(seed, epoch, sample, .transform)` and both views share them (and the label),
+  /// each view drawing its own parameters from its `.view1`/`.view2` stream.
+  public func load(
+    epoch: Int, batch: Int, into x: UnsafeMutablePointer<Float>,
+    transforms: UnsafeMutablePointer<Float>? = nil
+  ) throws {
     let indices = try sampler.localIndices(epoch: epoch, batch: batch)
     let h = source.height, w = source.width, n = h * w
     let b = indices.count
+    let t = ImageAugmentationSet.count
     for (row, sample) in indices.enumerated() {
       try source.pixels(sample, into: pixels)
       var rng1 = KeyedRandom(seed: seed, epoch: epoch, sample: sample, purpose: .view1)
-      augment.apply(pixels, height: h, width: w, into: x + row * n, rng: &rng1)
       var rng2 = KeyedRandom(seed: seed, epoch: epoch, sample: sample, purpose: .view2)
-      augment.apply(pixels, height: h, width: w, into: x + (b + row) * n, rng: &rng2)
+      let a1: ImageAugmentationSet
+      let a2: ImageAugmentationSet
+      switch sampling {
+      case .simclr:
+        a1 = augment.apply(pixels, height: h, width: w, into: x + row * n, rng: &rng1)
+        a2 = augment.apply(pixels, height: h, width: w, into: x + (b + row) * n, rng: &rng2)
+      case .mtslvr:
+        var choice = KeyedRandom(seed: seed, epoch: epoch, sample: sample, purpose: .transform)
+        let chosen = SimCLRAugment.sampleAugmentations(rng: &choice)
+        a1 = augment.apply(pixels, height: h, width: w, into: x + row * n, chosen: chosen, rng: &rng1)
+        a2 = augment.apply(
+          pixels, height: h, width: w, into: x + (b + row) * n, chosen: chosen, rng: &rng2)
+      }
+      if let transforms {
+        a1.writeMultiHot(into: transforms + row * t)
+        a2.writeMultiHot(into: transforms + (b + row) * t)
+      }
     }
   }
 
@@ -60,4 +86,13 @@ public final class ContrastiveBatchLoader {
   public func labels(epoch: Int, batch: Int) throws -> [Int] {
     try sampler.localIndices(epoch: epoch, batch: batch).map { source.label($0) }
   }
+}
+
+/// How the augmentations of a view are chosen.
+public enum AugmentSampling: String, Sendable, CaseIterable {
+  /// SimCLR's pipeline: each step with its own probability, independently per view.
+  case simclr
+  /// MT-SLVR's: per sample k ~ U{1…n} distinct augmentations in random order, shared by both
+  /// views (each with its own parameters), so both views carry the same label.
+  case mtslvr
 }

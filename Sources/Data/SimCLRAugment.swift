@@ -165,53 +165,122 @@ public final class SimCLRAugment {
   ///   - src: [H, W] pixel bytes.
   ///   - dst: [H, W] floats.
   ///   - rng: the view's stream, e.g. `KeyedRandom(seed, epoch, sample, .view1)`.
+  /// - Returns: the augmentations that changed the view (the crop counts when its box is not
+  ///   the whole image), the multi-hot label of transformation prediction.
+  @discardableResult
   public func apply(
     _ src: UnsafePointer<UInt8>, height: Int, width: Int, into dst: UnsafeMutablePointer<Float>,
     rng: inout KeyedRandom
-  ) {
+  ) -> ImageAugmentationSet {
     reserve(height: height, width: width)
     let c = config
-    let n = height * width
+    var applied = ImageAugmentationSet()
     let (top, left, cropH, cropW) = cropBox(height: height, width: width, rng: &rng)
     let flip = c.flipProbability > 0 && rng.bernoulli(c.flipProbability)
+    if cropH != height || cropW != width || top != 0 || left != 0 { applied.insert(.crop) }
+    if flip { applied.insert(.flip) }
     resize(
       src, height: height, width: width, top: top, left: left, cropH: cropH, cropW: cropW,
       flip: flip)
-
     if c.jitterProbability > 0 && rng.bernoulli(c.jitterProbability) {
-      let brightnessFirst = rng.bernoulli(0.5)
-      let b = rng.uniform(max(0, 1 - c.brightness), 1 + c.brightness)
-      let k = rng.uniform(max(0, 1 - c.contrast), 1 + c.contrast)
-      if brightnessFirst {
-        scaleBrightness(n, b)
-        adjustContrast(n, k)
-      } else {
-        adjustContrast(n, k)
-        scaleBrightness(n, b)
-      }
+      jitter(height * width, rng: &rng)
+      applied.insert(.jitter)
     }
-
     if c.blurProbability > 0 && rng.bernoulli(c.blurProbability) && !c.blurKernelSizes.isEmpty {
-      let sigma = rng.uniform(c.blurSigma.lower, c.blurSigma.upper)
-      let size = c.blurKernelSizes[rng.nextInt(below: c.blurKernelSizes.count)]
-      blur(height: height, width: width, kernelSize: min(size, Self.maxKernel), sigma: sigma)
+      blur(height: height, width: width, rng: &rng)
+      applied.insert(.blur)
     }
-
     if c.noiseProbability > 0 && rng.bernoulli(c.noiseProbability) && c.noiseStd > 0 {
-      // Box–Muller pairs: both deviates used.
-      var i = 0
-      while i < n {
-        let u1 = 1 - rng.nextDouble(), u2 = rng.nextDouble()
-        let r = (-2 * log(u1)).squareRoot() * Double(c.noiseStd)
-        let t = 2 * Double.pi * u2
-        image[i] += Float(r * cos(t))
-        if i + 1 < n { image[i + 1] += Float(r * sin(t)) }
-        i += 2
+      addNoise(height * width, rng: &rng)
+      applied.insert(.noise)
+    }
+    finish(height * width, into: dst)
+    return applied
+  }
+
+  /// MT-SLVR's sampling (Heggan et al. 2023): the augmentations of a sample, `k ~ U{1…n}`
+  /// distinct ones of the `n` = 5 in random order, drawn once per sample from
+  /// `KeyedRandom(seed, epoch, sample, .transform)` and shared by both views.
+  public static func sampleAugmentations(rng: inout KeyedRandom) -> [ImageAugmentation] {
+    var all = ImageAugmentation.allCases
+    let k = 1 + rng.nextInt(below: all.count)
+    // Partial Fisher–Yates: the first k of a random permutation.
+    for i in 0..<k {
+      let j = i + rng.nextInt(below: all.count - i)
+      all.swapAt(i, j)
+    }
+    return Array(all[0..<k])
+  }
+
+  /// Writes one view of `src` with exactly the augmentations `chosen`, each applied (no
+  /// probabilities), with this view's own parameters from `rng`. The crop (a resample of the
+  /// source bytes) and the flip (which commutes with the pixel-wise and symmetric steps) are
+  /// done first; jitter, blur and noise follow in the order of `chosen`.
+  /// - Returns: the set of `chosen` (the label, whatever the parameters drawn).
+  @discardableResult
+  public func apply(
+    _ src: UnsafePointer<UInt8>, height: Int, width: Int, into dst: UnsafeMutablePointer<Float>,
+    chosen: [ImageAugmentation], rng: inout KeyedRandom
+  ) -> ImageAugmentationSet {
+    reserve(height: height, width: width)
+    let set = ImageAugmentationSet(chosen)
+    var box = (0, 0, height, width)
+    if set.contains(.crop) { box = cropBox(height: height, width: width, rng: &rng) }
+    resize(
+      src, height: height, width: width, top: box.0, left: box.1, cropH: box.2, cropW: box.3,
+      flip: set.contains(.flip))
+    let n = height * width
+    for a in chosen {
+      switch a {
+      case .crop, .flip: break
+      case .jitter: jitter(n, rng: &rng)
+      case .blur: if !config.blurKernelSizes.isEmpty { blur(height: height, width: width, rng: &rng) }
+      case .noise: addNoise(n, rng: &rng)
       }
     }
+    finish(n, into: dst)
+    return set
+  }
 
-    let invStd = 1 / c.std
-    for i in 0..<n { dst[i] = (image[i] - c.mean) * invStd }
+  /// Brightness and contrast in random order.
+  private func jitter(_ n: Int, rng: inout KeyedRandom) {
+    let c = config
+    let brightnessFirst = rng.bernoulli(0.5)
+    let b = rng.uniform(max(0, 1 - c.brightness), 1 + c.brightness)
+    let k = rng.uniform(max(0, 1 - c.contrast), 1 + c.contrast)
+    if brightnessFirst {
+      scaleBrightness(n, b)
+      adjustContrast(n, k)
+    } else {
+      adjustContrast(n, k)
+      scaleBrightness(n, b)
+    }
+  }
+
+  private func blur(height: Int, width: Int, rng: inout KeyedRandom) {
+    let c = config
+    let sigma = rng.uniform(c.blurSigma.lower, c.blurSigma.upper)
+    let size = c.blurKernelSizes[rng.nextInt(below: c.blurKernelSizes.count)]
+    blur(height: height, width: width, kernelSize: min(size, Self.maxKernel), sigma: sigma)
+  }
+
+  /// Additive Gaussian noise; Box–Muller pairs, both deviates used.
+  private func addNoise(_ n: Int, rng: inout KeyedRandom) {
+    var i = 0
+    while i < n {
+      let u1 = 1 - rng.nextDouble(), u2 = rng.nextDouble()
+      let r = (-2 * log(u1)).squareRoot() * Double(config.noiseStd)
+      let t = 2 * Double.pi * u2
+      image[i] += Float(r * cos(t))
+      if i + 1 < n { image[i + 1] += Float(r * sin(t)) }
+      i += 2
+    }
+  }
+
+  /// Normalises the working image into `dst`.
+  private func finish(_ n: Int, into dst: UnsafeMutablePointer<Float>) {
+    let invStd = 1 / config.std
+    for i in 0..<n { dst[i] = (image[i] - config.mean) * invStd }
   }
 
   /// torchvision's `RandomResizedCrop.get_params`: ten tries at a box of random area and
@@ -333,5 +402,31 @@ public final class SimCLRAugment {
       if j >= n { j = 2 * (n - 1) - j }
     }
     return j
+  }
+}
+
+/// The augmentations of `SimCLRAugment`, in label-column order.
+public enum ImageAugmentation: Int, CaseIterable, Sendable {
+  case crop, flip, jitter, blur, noise
+}
+
+/// A set of `ImageAugmentation`s: a bit per case, written out as a multi-hot row.
+public struct ImageAugmentationSet: OptionSet, Sendable, Hashable {
+  public var rawValue: UInt8
+  public init(rawValue: UInt8) { self.rawValue = rawValue }
+  public init(_ list: [ImageAugmentation]) {
+    self.init(rawValue: 0)
+    for a in list { insert(a) }
+  }
+
+  public func contains(_ a: ImageAugmentation) -> Bool { rawValue & (1 << a.rawValue) != 0 }
+  public mutating func insert(_ a: ImageAugmentation) { rawValue |= 1 << a.rawValue }
+
+  /// Columns of the multi-hot label.
+  public static var count: Int { ImageAugmentation.allCases.count }
+
+  /// Writes `count` floats, 1 for each member, into `row`.
+  public func writeMultiHot(into row: UnsafeMutablePointer<Float>) {
+    for a in ImageAugmentation.allCases { row[a.rawValue] = contains(a) ? 1 : 0 }
   }
 }

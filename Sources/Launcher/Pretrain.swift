@@ -39,6 +39,11 @@ struct Pretrain: ParsableCommand {
   @Option(help: "Write a Chrome trace-event timeline (JSON, all ranks) to this file.") var timeline: String?
   @Option(help: "Abort the job when a rank waits longer than this in one phase of a step (s; 0: off).") var stallTimeout: Double?
   @Option(help: "Compare parameter checksums across ranks every N steps (0: never).") var checkEvery: Int?
+  @Option(help: "MT-SLVR: weight of the predictive loss (total = contrastive + w·predictive).") var predWeight: Float?
+  @Option(help: "MT-SLVR adapters: \(PretrainConfig.adapters.joined(separator: ", ")).") var adapter: String?
+  @Option(help: "MT-SLVR contrastive branch: simclr or simsiam.") var contrastive: String?
+  @Option(help: "SimSiam predictor bottleneck width (0: projection-dim / 4).") var predictorDim: Int?
+  @Option(help: "Image augmentation choice: auto, simclr (each with its probability) or mtslvr (k ~ U{1..n} per sample, shared by both views).") var augmentSampling: String?
   @Option(help: .hidden) var debugStallRank: Int = -1
   @Option(help: .hidden) var debugStallStep: Int = 2
   @Option(help: .hidden) var debugStallSeconds: Double = 0
@@ -81,6 +86,11 @@ struct Pretrain: ParsableCommand {
     if let v = timeline { c.timeline = v }
     if let v = stallTimeout { c.stallTimeout = v }
     if let v = checkEvery { c.checkEvery = v }
+    if let v = predWeight { c.predWeight = v }
+    if let v = adapter { c.adapter = v }
+    if let v = contrastive { c.contrastive = v }
+    if let v = predictorDim { c.predictorDim = v }
+    if let v = augmentSampling { c.augmentSampling = v }
     return c
   }
 

@@ -53,10 +53,25 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
   public var stallTimeout: Double = 60
   /// Compare parameter checksums across ranks every N steps (0: never).
   public var checkEvery = 0
+  /// MT-SLVR: weight w of the predictive loss (total = contrastive + w·predictive).
+  public var predWeight: Float = 1
+  /// MT-SLVR adapters: none, bn (task-specific BN), series or parallel (residual adapters).
+  public var adapter = "parallel"
+  /// MT-SLVR's contrastive branch: simclr or simsiam.
+  public var contrastive = "simclr"
+  /// SimSiam predictor bottleneck width (0: projection-dim / 4).
+  public var predictorDim = 0
+  /// How image augmentations are chosen: auto (mtslvr for transform-pred and mtslvr, else
+  /// simclr), simclr (each step with its probability) or mtslvr (k ~ U{1…n} distinct
+  /// augmentations per sample, shared by both views).
+  public var augmentSampling = "auto"
 
   public init() {}
 
-  public static let methods = ["simclr"]
+  public static let methods = ["simclr", "simsiam", "transform-pred", "mtslvr"]
+  public static let adapters = ["none", "bn", "series", "parallel"]
+  public static let contrastiveBranches = ["simclr", "simsiam"]
+  public static let augmentSamplings = ["auto", "simclr", "mtslvr"]
   public static let models = ["conv4", "resnet18"]
   public static let datasets = ["fashion-mnist"]
   public static let optimizers = ["lars", "sgd"]
@@ -110,6 +125,17 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     }
     guard stallTimeout >= 0, stallTimeout.isFinite else { throw bad("stall-timeout must be ≥ 0") }
     guard checkEvery >= 0 else { throw bad("check-every must be ≥ 0") }
+    guard Self.adapters.contains(adapter) else {
+      throw bad("unknown adapter '\(adapter)' (known: \(Self.adapters.joined(separator: ", ")))")
+    }
+    guard Self.contrastiveBranches.contains(contrastive) else {
+      throw bad("unknown contrastive '\(contrastive)' (known: simclr, simsiam)")
+    }
+    guard predWeight >= 0, predWeight.isFinite else { throw bad("pred-weight must be ≥ 0 (got \(predWeight))") }
+    guard predictorDim >= 0 else { throw bad("predictor-dim must be ≥ 0 (got \(predictorDim))") }
+    guard Self.augmentSamplings.contains(augmentSampling) else {
+      throw bad("unknown augment-sampling '\(augmentSampling)' (known: auto, simclr, mtslvr)")
+    }
   }
 
   /// Reads a YAML preset. Keys absent from the file keep their defaults; unknown keys are an
@@ -148,6 +174,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     case lrScaling, momentum, weightDecay, larsEta, warmupSteps, temperature, augmentStrength
     case syncBN, projectionDim, seed, runDir, checkpointEvery, keep, logEvery
     case bucketMB, accumulate, gradDType, syncProgress, timeline, stallTimeout, checkEvery
+    case predWeight, adapter, contrastive, predictorDim, augmentSampling
     static var allKeys: [String] { allCases.map(\.rawValue) }
   }
 
@@ -171,6 +198,9 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     try get(.gradDType, &gradDType); try get(.syncProgress, &syncProgress)
     try get(.timeline, &timeline); try get(.stallTimeout, &stallTimeout)
     try get(.checkEvery, &checkEvery)
+    try get(.predWeight, &predWeight); try get(.adapter, &adapter)
+    try get(.contrastive, &contrastive); try get(.predictorDim, &predictorDim)
+    try get(.augmentSampling, &augmentSampling)
   }
 }
 

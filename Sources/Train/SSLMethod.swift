@@ -37,6 +37,12 @@ public enum Methods {
     switch config.method {
     case "simclr":
       return try SimCLRMethod(config: config, collective: collective)
+    case "simsiam":
+      return try SimSiamMethod(config: config, collective: collective)
+    case "transform-pred":
+      return try TransformPredictionMethod(config: config, collective: collective)
+    case "mtslvr":
+      return try MTSLVRMethod(config: config, collective: collective)
     default:
       throw ConfigError(
         message: "unknown method '\(config.method)' (known: \(PretrainConfig.methods.joined(separator: ", ")))")

@@ -21,25 +21,30 @@ extension ViewBatchSource {
   public var batchShape: Shape { Shape(2 * localBatch, sampleShape.c, sampleShape.h, sampleShape.w) }
 }
 
-/// Fashion-MNIST (or any `ImageSource`) with the SimCLR augmentations.
+/// Fashion-MNIST (or any `ImageSource`) with the SimCLR augmentations; reports which of
+/// them each row received (`ImageAugmentation` columns).
 public final class ImageViewSource: ViewBatchSource {
   let loader: ContrastiveBatchLoader
   let sampler: DistributedSampler
   let image: ImageSource
 
-  public init(source: ImageSource, sampler: DistributedSampler, augment: SimCLRAugment, seed: UInt64) throws {
+  public init(
+    source: ImageSource, sampler: DistributedSampler, augment: SimCLRAugment, seed: UInt64,
+    sampling: AugmentSampling = .simclr
+  ) throws {
     self.sampler = sampler
     image = source
     loader = try ContrastiveBatchLoader(source: source, sampler: sampler, augment: augment, seed: seed)
+    loader.sampling = sampling
   }
 
   public var sampleShape: Shape { Shape(1, image.channels, image.height, image.width) }
   public var localBatch: Int { sampler.localBatch }
   public var batchesPerEpoch: Int { sampler.batchesPerEpoch }
-  public var transformCount: Int { 0 }
+  public var transformCount: Int { ImageAugmentationSet.count }
 
   public func load(epoch: Int, batch: Int, into x: UnsafeMutablePointer<Float>, transforms: UnsafeMutablePointer<Float>?) throws {
-    try loader.load(epoch: epoch, batch: batch, into: x)
+    try loader.load(epoch: epoch, batch: batch, into: x, transforms: transforms)
   }
 }
 
@@ -58,7 +63,9 @@ public enum ViewSources {
       let augment =
         config.augmentStrength > 0
         ? SimCLRAugment(strength: config.augmentStrength) : SimCLRAugment(config: .identity)
-      return try ImageViewSource(source: train, sampler: sampler, augment: augment, seed: config.seed)
+      return try ImageViewSource(
+        source: train, sampler: sampler, augment: augment, seed: config.seed,
+        sampling: config.resolvedAugmentSampling)
     default:
       throw ConfigError(
         message: "unknown data '\(config.data)' (known: \(PretrainConfig.datasets.joined(separator: ", ")))")

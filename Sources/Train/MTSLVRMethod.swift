@@ -1,0 +1,155 @@
+import Foundation
+import Model
+
+/// MT-SLVR (Heggan et al., InterSpeech 2023): one backbone learns augmentation-invariant
+/// features (a contrastive task, SimCLR or SimSiam) and augmentation-equivariant ones
+/// (predicting the multi-hot vector of augmentations applied) at once:
+///
+///     L = L_contrastive + w · L_predictive
+///
+/// Both views go through both branches. With adapters `bn`, `series` or `parallel` the encoder
+/// is a `MultiTaskEncoder`: first stage shared, later stages adapted per task, task-specific
+/// final BN; task 0 feeds the contrastive branch, task 1 the predictive one, and `encoder`
+/// outputs their concatenation for downstream use. With `none` both branches share every
+/// encoder parameter (and with w = 0 the update is the contrastive method's).
+///
+/// Arena: `encoder.*`, the contrastive branch (`head.*` or `projector.*`/`predictor.*`), then
+/// `transform_head.*`; backward runs in the reverse order, so progress reports stay valid.
+public final class MTSLVRMethod: SSLMethod {
+  public let arena: ParameterArena
+  public let encoder: any Encoder
+  public let adapter: AdapterMode
+  public let predWeight: Float
+  let contrastive: MethodBranch
+  let predictive: TransformPredictionBranch
+  /// 1 (`none`: both branches read the same features) or 2.
+  let tasks: Int
+  let taskDim: Int
+  let collective: Collective
+  let logEvery: Int
+  let accumulate: Int
+  private var calls = 0
+  /// [2B, d] each task's features, [2B, T·d] their gradients (T = 2).
+  private let hc = Storage()
+  private let hp = Storage()
+  private let dh = Storage()
+  /// Set once the parameter summary has been printed (this process).
+  nonisolated(unsafe) private static var announced = false
+
+  public init(config: PretrainConfig, collective: Collective) throws {
+    guard let mode = AdapterMode(rawValue: config.adapter) else {
+      throw ConfigError(message: "unknown adapter '\(config.adapter)' (known: \(PretrainConfig.adapters.joined(separator: ", ")))")
+    }
+    adapter = mode
+    predWeight = config.predWeight
+    self.collective = collective
+    logEvery = config.logEvery
+    accumulate = config.accumulate
+    arena = ParameterArena()
+    let bnWorld = config.syncBN ? collective : nil
+    if mode == .none {
+      encoder = try SimCLRNetwork.makeEncoder(config.model, arena: arena, prefix: "encoder", collective: bnWorld)
+      tasks = 1
+      taskDim = encoder.featureDim
+    } else {
+      let norm = SimCLRNetwork.norm(arena, bnWorld)
+      let enc: MultiTaskEncoder
+      switch config.model {
+      case "conv4": enc = MultiTaskEncoder.conv4(arena: arena, prefix: "encoder", mode: mode, makeNorm: norm)
+      case "resnet18": enc = MultiTaskEncoder.resnet18(arena: arena, prefix: "encoder", mode: mode, makeNorm: norm)
+      case "samplecnn": enc = try MultiTaskEncoder.sampleCNN(arena: arena, prefix: "encoder", mode: mode, makeNorm: norm)
+      default:
+        throw ConfigError(message: "mtslvr adapters support conv4, resnet18 and samplecnn (got '\(config.model)')")
+      }
+      enc.computesInputGradient = false
+      encoder = enc
+      tasks = enc.taskCount
+      taskDim = enc.taskFeatureDim
+    }
+    switch config.contrastive {
+    case "simclr":
+      contrastive = SimCLRBranch(arena: arena, inFeatures: taskDim, config: config, collective: collective)
+    case "simsiam":
+      contrastive = SimSiamBranch(arena: arena, inFeatures: taskDim, config: config, collective: collective)
+    default:
+      throw ConfigError(message: "unknown contrastive '\(config.contrastive)' (known: simclr, simsiam)")
+    }
+    predictive = TransformPredictionBranch(
+      arena: arena, inFeatures: taskDim, labelCount: config.transformLabelCount, config: config,
+      collective: collective)
+    arena.allocate(seed: config.seed)
+    if !Self.announced {
+      Self.announced = true
+      rankZeroPrint(collective, summary(config))
+    }
+  }
+
+  /// Shared and per-task parameter counts (heads count for their task).
+  public func parameterCounts() -> (shared: Int, contrastive: Int, predictive: Int) {
+    let (shared, perTask) = MultiTaskEncoder.parameterCounts(arena, tasks: 2, prefix: "encoder")
+    var c = perTask[0], p = perTask[1]
+    for r in arena.parameterRanges where !r.name.hasPrefix("encoder.") {
+      if r.name.hasPrefix("transform_head.") { p += r.count } else { c += r.count }
+    }
+    return (shared, c, p)
+  }
+
+  func summary(_ config: PretrainConfig) -> String {
+    let (s, c, p) = parameterCounts()
+    let (_, enc) = MultiTaskEncoder.parameterCounts(arena, tasks: 2, prefix: "encoder")
+    return
+      "mtslvr: \(config.model) · adapter \(adapter.rawValue) · contrastive \(config.contrastive) · pred-weight \(predWeight) · parameters: shared \(s), contrastive task \(c) (encoder \(enc[0]) + head \(c - enc[0])), predictive task \(p) (encoder \(enc[1]) + head \(p - enc[1])) · downstream features \(encoder.featureDim)"
+  }
+
+  public var progressReporters: [ProgressHooks] {
+    predictive.reporters + contrastive.reporters + [encoder as? ProgressHooks].compactMap { $0 }
+  }
+
+  public func forwardBackward(_ x: Tensor, transforms: UnsafePointer<Float>?, lossScale: Float) throws -> Float {
+    let h = try encoder.forward(x, training: true)
+    let n = h.shape.n
+    let d = taskDim
+    let flat = h.reshaped(Shape(n, h.shape.perSample))
+    var inC = flat
+    var inP = flat
+    if tasks == 2 {
+      inC = hc.tensor(Shape(n, d))
+      inP = hp.tensor(Shape(n, d))
+      for i in 0..<n {
+        (inC.data + i * d).update(from: h.data + i * 2 * d, count: d)
+        (inP.data + i * d).update(from: h.data + i * 2 * d + d, count: d)
+      }
+    }
+    let lc = try contrastive.forward(inC, labels: nil)
+    let lp = try predictive.forward(inP, labels: transforms)
+    // The predictive head is registered last, so its backward (and progress) comes first.
+    let dP = try predictive.backward(scale: predWeight * lossScale)
+    let dC = try contrastive.backward(scale: lossScale)
+    let g = dh.tensor(Shape(n, tasks * d))
+    if tasks == 1 {
+      for i in 0..<g.count { g.data[i] = dC.data[i] + dP.data[i] }
+    } else {
+      for i in 0..<n {
+        (g.data + i * 2 * d).update(from: dC.data + i * d, count: d)
+        (g.data + i * 2 * d + d).update(from: dP.data + i * d, count: d)
+      }
+    }
+    _ = try encoder.backward(g.reshaped(h.shape))
+    calls += 1
+    if calls % accumulate == 0, (calls / accumulate) % logEvery == 0 {
+      rankZeroPrint(
+        collective,
+        String(
+          format: "mtslvr step %d: contrastive %.4f · predictive %.4f · macro mAP %.4f (rank 0 rows)",
+          calls / accumulate, lc, lp, predictive.lastMacroAP))
+    }
+    return lc + predWeight * lp
+  }
+
+  public func forwardFLOPs(_ shape: Shape) -> Int? {
+    guard tasks == 1, let enc = encoder as? FLOPCounting else { return nil }
+    let (fe, h) = enc.forwardFLOPs(shape)
+    let s = Shape(h.n, h.perSample)
+    return fe + contrastive.forwardFLOPs(s) + predictive.forwardFLOPs(s)
+  }
+}

@@ -1,0 +1,207 @@
+import Foundation
+import Model
+import XCTest
+
+@testable import Train
+
+/// Issue 7: SimSiam, transformation prediction and MT-SLVR.
+final class MTSLVRTests: XCTestCase {
+  func config(_ method: String, _ edit: (inout PretrainConfig) -> Void = { _ in }) -> PretrainConfig {
+    var c = PretrainConfig()
+    c.method = method
+    c.model = "conv4"
+    c.seed = 5
+    edit(&c)
+    return c
+  }
+
+  /// x [2B, 1, 28, 28] and multi-hot labels [2B, 5], fixed.
+  func batch(_ b: Int) -> (Storage, Storage) {
+    let x = Storage(2 * b * 784)
+    var rng = SplitMix64(seed: 9)
+    for i in 0..<(2 * b * 784) { x.data[i] = rng.nextUnitFloat() * 2 - 1 }
+    let t = Storage(2 * b * 5)
+    for i in 0..<(2 * b * 5) { t.data[i] = rng.nextUnitFloat() < 0.5 ? 1 : 0 }
+    return (x, t)
+  }
+
+  /// One forward/backward; the gradients by name.
+  func gradients(_ c: PretrainConfig, b: Int = 6) throws -> (Float, [String: [Float]]) {
+    let m = try Methods.make(c, collective: LocalCollective())
+    let (x, t) = batch(b)
+    m.arena.zeroGrads()
+    let loss = try m.forwardBackward(Tensor(x.data, Shape(2 * b, 1, 28, 28)), transforms: t.data, lossScale: 1)
+    var g: [String: [Float]] = [:]
+    for r in m.arena.parameterRanges { g[r.name] = m.arena.gradient(of: r) }
+    return (loss, g)
+  }
+
+  /// With adapters `none` and w = 0, MT-SLVR's update is its contrastive method's: same
+  /// loss, and bit-identical gradients on every parameter the two share (same names, same
+  /// initial values); the predictive head receives none.
+  func testNoAdaptersZeroWeightIsContrastiveMethod() throws {
+    for branch in ["simclr", "simsiam"] {
+      let (l0, g0) = try gradients(config(branch))
+      let (l1, g1) = try gradients(config("mtslvr") { $0.adapter = "none"; $0.predWeight = 0; $0.contrastive = branch })
+      XCTAssertEqual(l0, l1, branch)
+      XCTAssertEqual(Set(g0.keys).subtracting(g1.keys), [], branch)
+      for (name, g) in g0 { XCTAssertEqual(g1[name], g, "\(branch): \(name)") }
+      for (name, g) in g1 where name.hasPrefix("transform_head") {
+        XCTAssertEqual(g.map(abs).max(), 0, name)
+      }
+      // And w > 0 does change the encoder's gradient (the test can fail).
+      let (_, g2) = try gradients(config("mtslvr") { $0.adapter = "none"; $0.predWeight = 1; $0.contrastive = branch })
+      XCTAssertNotEqual(g2["encoder.0.weight"], g0["encoder.0.weight"])
+    }
+  }
+
+  /// The downstream encoder of an adapted MT-SLVR outputs both tasks' features.
+  func testAdaptedEncoderConcatenatesTasks() throws {
+    for adapter in ["bn", "series", "parallel"] {
+      let m = try Methods.make(config("mtslvr") { $0.adapter = adapter }, collective: LocalCollective())
+      XCTAssertEqual(m.encoder.featureDim, 128, adapter)
+      XCTAssertEqual(m.encoder.prePoolDim, 2 * 576, adapter)
+      let counts = (m as! MTSLVRMethod).parameterCounts()
+      XCTAssertEqual(counts.shared + counts.contrastive + counts.predictive, m.arena.parameterCount)
+    }
+    let none = try Methods.make(config("mtslvr") { $0.adapter = "none" }, collective: LocalCollective())
+    XCTAssertEqual(none.encoder.featureDim, 64)
+  }
+
+  /// Finite differences of the composed loss `L_c + w·L_p` (SimCLR branch and transformation
+  /// prediction on the same features) with respect to the features and both heads.
+  func testComposedLossGradients() throws {
+    let w: Float = 0.7
+    let c = config("mtslvr") { $0.syncBN = false; $0.projectionDim = 4 }
+    let arena = ParameterArena()
+    let contrastive = SimCLRBranch(arena: arena, inFeatures: 5, config: c, collective: LocalCollective())
+    let predictive = TransformPredictionBranch(arena: arena, inFeatures: 5, labelCount: 5, config: c, collective: LocalCollective())
+    arena.allocate(seed: 3)
+    let (hs, ts) = (Storage(8 * 5), Storage(8 * 5))
+    var rng = SplitMix64(seed: 4)
+    for i in 0..<40 {
+      hs.data[i] = rng.nextUnitFloat() * 2 - 1
+      ts.data[i] = rng.nextUnitFloat() < 0.5 ? 1 : 0
+    }
+    let h = Tensor(hs.data, Shape(8, 5))
+    func loss() throws -> Double {
+      Double(try contrastive.forward(h, labels: nil)) + Double(w) * Double(try predictive.forward(h, labels: ts.data))
+    }
+    arena.zeroGrads()
+    _ = try loss()
+    let dp = try predictive.backward(scale: w).toArray()
+    let dc = try contrastive.backward(scale: 1).toArray()
+    let dh = zip(dp, dc).map { $0 + $1 }
+    let eps: Float = 1e-3
+    func numeric(_ p: UnsafeMutablePointer<Float>, _ i: Int) throws -> Float {
+      let v = p[i]
+      p[i] = v + eps
+      let up = try loss()
+      p[i] = v - eps
+      let down = try loss()
+      p[i] = v
+      return Float((up - down) / Double(2 * eps))
+    }
+    // Float rounding of L over a 2·10⁻³ step leaves ~10⁻³ of noise; a ReLU kink inside the
+    // step would show as a large error.
+    func check(_ a: Float, _ n: Float, _ what: String) {
+      XCTAssertEqual(a, n, accuracy: max(2e-3, 1e-2 * abs(n)), what)
+    }
+    for i in 0..<40 { check(dh[i], try numeric(hs.data, i), "dh[\(i)]") }
+    for r in arena.parameterRanges {
+      let g = arena.gradient(of: r)
+      for i in 0..<r.count { check(g[i], try numeric(arena.params + r.offset, i), "\(r.name)[\(i)]") }
+    }
+  }
+
+  /// Image views carry the multi-hot labels; under MT-SLVR sampling both views share them and
+  /// each has 1…5 augmentations.
+  func testImageLabelsSharedByViews() throws {
+    var c = config("mtslvr")
+    c.maxSteps = 1
+    let src = try ViewSources.make(c, globalBatch: 16, rank: 0, worldSize: 1)
+    XCTAssertEqual(src.transformCount, 5)
+    let x = Storage(src.batchShape.count)
+    let t = Storage(32 * 5)
+    try src.load(epoch: 0, batch: 0, into: x.data, transforms: t.data)
+    var sizes = Set<Int>()
+    var identical = 0
+    for row in 0..<16 {
+      let a = (0..<5).map { t.data[row * 5 + $0] }
+      let b = (0..<5).map { t.data[(16 + row) * 5 + $0] }
+      XCTAssertEqual(a, b)
+      let k = Int(a.reduce(0, +))
+      XCTAssertTrue((1...5).contains(k))
+      sizes.insert(k)
+      // Each view draws its own parameters (a flip alone is the same for both).
+      if Array(UnsafeBufferPointer(start: x.data + row * 784, count: 784))
+        == Array(UnsafeBufferPointer(start: x.data + (16 + row) * 784, count: 784))
+      {
+        identical += 1
+        XCTAssertEqual(a, [0, 1, 0, 0, 0])
+      }
+    }
+    XCTAssertLessThan(identical, 8)
+    XCTAssertGreaterThan(sizes.count, 2)
+    // SimCLR sampling reports per view, and views differ in what they received.
+    let s = try ViewSources.make(config("simclr"), globalBatch: 16, rank: 0, worldSize: 1)
+    try s.load(epoch: 0, batch: 0, into: x.data, transforms: t.data)
+    var differ = false
+    for row in 0..<16 where (0..<5).contains(where: { t.data[row * 5 + $0] != t.data[(16 + row) * 5 + $0] }) { differ = true }
+    XCTAssertTrue(differ)
+  }
+
+  // MARK: W ranks ≡ 1 rank (mpirun)
+
+  func pretrain(np: Int, name: String, _ extra: [String]) throws -> [String: SafeTensors.Entry] {
+    let dir = Processes.temporaryDirectory(name)
+    let r = try Processes.parallax(
+      np: np,
+      [
+        "pretrain", "--model", "conv4", "--global-batch", "32", "--max-steps", "3", "--warmup-steps", "1",
+        "--seed", "11", "--threads", "1", "--run-dir", dir,
+      ] + extra)
+    XCTAssertEqual(r.status, 0, "np \(np) failed:\n\(r.stdout)\n\(r.stderr)")
+    return try SafeTensors.read(URL(fileURLWithPath: dir + "/latest/model.safetensors")).entries
+  }
+
+  func assertRankInvariant(_ extra: [String], _ name: String) throws {
+    let one = try pretrain(np: 1, name: "\(name)-w1", extra)
+    let two = try pretrain(np: 2, name: "\(name)-w2", extra)
+    let (rel, worst) = relativeDifference(one, two)
+    XCTAssertLessThanOrEqual(rel, 1e-4, "\(name): worst tensor \(worst)")
+    // The steps moved the parameters.
+    let fresh = try pretrain(np: 1, name: "\(name)-lr", extra + ["--base-lr", "0.6"])
+    XCTAssertGreaterThan(relativeDifference(one, fresh).0, 1e-3)
+  }
+
+  /// max over tensors of ‖a − b‖ / max(‖a‖, 10⁻⁴). The floor matters for BN biases whose
+  /// gradient vanishes identically (a BN followed by Linear → BN, as SimSiam's projector
+  /// output and MT-SLVR's final task norms are: a shift is removed by the next BN): they hold
+  /// float noise of ~10⁻⁹ that differs with the summation order.
+  func relativeDifference(_ a: [String: SafeTensors.Entry], _ b: [String: SafeTensors.Entry]) -> (Double, String) {
+    var worst = (0.0, "")
+    XCTAssertEqual(Set(a.keys), Set(b.keys))
+    for (k, ea) in a {
+      guard let eb = b[k] else { continue }
+      var num = 0.0
+      var den = 0.0
+      for i in 0..<ea.values.count {
+        let d = Double(ea.values[i]) - Double(eb.values[i])
+        num += d * d
+        den += Double(ea.values[i]) * Double(ea.values[i])
+      }
+      let rel = num.squareRoot() / max(den.squareRoot(), 1e-4)
+      if rel > worst.0 { worst = (rel, k) }
+    }
+    return worst
+  }
+
+  func testMTSLVRParallelTwoRanksMatchOneRank() throws {
+    try assertRankInvariant(["--method", "mtslvr", "--adapter", "parallel"], "mtslvr-parallel")
+  }
+
+  func testSimSiamTwoRanksMatchOneRank() throws {
+    try assertRankInvariant(["--method", "simsiam"], "simsiam")
+  }
+}
