@@ -8,14 +8,15 @@ import Train
 /// 1. **Transport**: `bench allreduce` at each `--ranks` count through `--launcher` (e.g. on
 ///    shaped namespace hosts); α and β of the ring model are fitted to all sweeps together
 ///    (`LinkModel.fit`, relative least squares).
-/// 2. **Compute**: the same pretraining with a timeline on this machine's shared memory at
-///    1 rank and at each `--ranks` count (so that oversubscribed cores are in the baseline):
-///    per step the slowest rank's time minus its exposed wait, backward's duration, and
-///    each bucket's size and issue time as a fraction of backward. (`bench step` reports the
-///    same compute split but neither the backward share nor the buckets' timing.)
-/// 3. **Validation** (`--validate`): the pretraining at each `--ranks` count on the
-///    transport, bucketed and (with `--compare-fused`) fused, against the prediction from
-///    1 + 2 at that rank count.
+/// 2. **Compute**: the same pretraining with a timeline at 1 rank and at each `--ranks`
+///    count (oversubscribed cores are then in the baseline) — on the same hosts with the
+///    shaping removed (`--unshape-cmd`), or on this machine's shared memory: per step the
+///    slowest rank's time minus its exposed wait, backward's duration, and each bucket's
+///    size and issue time as a fraction of backward. (`bench step` reports the same compute
+///    split but neither the backward share nor the buckets' timing.)
+/// 3. **Validation** (`--validate`), right after each rank count's profile: the pretraining
+///    on the (re-shaped, `--shape-cmd`) transport, bucketed and (with `--compare-fused`)
+///    fused, against the prediction from 1 + 2.
 /// 4. **Prediction**: the 1-rank profile (each node has its own cores) on `--nodes` nodes
 ///    for the fitted link and for `--link-speeds` at the fitted (or `--alpha-us`) latency,
 ///    with and without overlap → CSV, Markdown and SVG in `--out`.
@@ -34,6 +35,7 @@ extension Scale {
     let multi = rankList.filter { $0 > 1 }
     guard !multi.isEmpty else { throw ValidationError("--predict needs --ranks with at least one count > 1") }
     // 1. Transport sweep.
+    try shell(shapeCmd)
     var samples: [LinkModel.Sample] = []
     for p in multi {
       let csv = out + "/allreduce-\(label)-\(p).csv"
@@ -51,43 +53,44 @@ extension Scale {
       sweepTable += String(format: "| %d | %.0f | %.1f | %.1f | %+.1f%% |\n", s.ranks, s.bytes, s.seconds * 1e6, m * 1e6, (m / s.seconds - 1) * 100)
     }
 
-    // 2. Compute profiles on shared memory.
+    // 2 + 3. Per rank count, the compute profile (unshaped hosts, or shared memory) right
+    // before the validation runs on the shaped transport, so both see the same load.
     var profiles: [Int: Profiled] = [:]
-    for p in [1] + multi {
-      let dir = out + "/compute-\(model)-\(p)"
-      try pretrainRun(ranks: p, bucketMB: bucketMB, dir: dir, launcher: nil, bindTo: "none")
-      profiles[p] = try profile(timeline: dir + "/timeline.json", ranks: p, runDir: dir)
-      let q = profiles[p]!
-      say(String(format: "compute at %d rank(s) (shared memory): step %.1f ms, compute %.1f ms, backward %.1f ms, %d bucket(s), %.0f gradient bytes", p, q.step * 1e3, q.profile.compute * 1e3, q.profile.backward * 1e3, q.profile.buckets.count, q.profile.gradientBytes))
-    }
-    let bucketsTemplate = profiles[multi[0]]!.profile.buckets
-
-    // 3. Validation on the transport.
-    var rows: [String] = []
     var md = "| link | ranks | sync | measured step (ms) | predicted (ms) | error | predicted compute / collectives / exposed (ms) |\n|---|---:|---|---:|---:|---:|---|\n"
     var csv = "link,ranks,mode,measured_step_ms,predicted_step_ms,error,compute_ms,collectives_ms,gradient_comm_ms,exposed_ms,alpha_us,beta_s_per_byte\n"
-    if validateOnTransport {
-      for p in multi {
-        for (mode, mb) in [("bucketed", bucketMB)] + (compareFused && bucketMB > 0 ? [("fused", 0.0)] : []) {
-          let dir = out + "/validate-\(label)-\(model)-\(p)-\(mode)"
-          try pretrainRun(ranks: p, bucketMB: mb, dir: dir, launcher: launcher, bindTo: "none")
-          let measured = try parse(timeline: dir + "/timeline.json", ranks: p, mode: mode)
-          var prof = profiles[p]!.profile
-          if mode == "fused" { prof.buckets = [StepProfile.Bucket(bytes: prof.gradientBytes, ready: 1)] }
-          let pred = ScalingModel.predict(prof, link: fitted, ranks: p, overlap: mode == "bucketed")
-          let err = pred.step / measured.stepSeconds - 1
-          md += String(
-            format: "| %@ | %d | %@ | %.1f | %.1f | %+.1f%% | %.1f / %.1f / %.1f |\n", link, p, mode, measured.stepSeconds * 1e3,
-            pred.step * 1e3, err * 100, pred.compute * 1e3, pred.collectives * 1e3, pred.exposed * 1e3)
-          csv += String(
-            format: "%@,%d,%@,%.2f,%.2f,%.4f,%.2f,%.2f,%.2f,%.2f,%.2f,%.6g\n", link, p, mode, measured.stepSeconds * 1e3, pred.step * 1e3, err,
-            pred.compute * 1e3, pred.collectives * 1e3, pred.gradientComm * 1e3, pred.exposed * 1e3, fitted.alpha * 1e6, fitted.beta)
-          rows.append(mode)
-        }
+    for p in [1] + multi {
+      let dir = out + "/compute-\(model)-\(p)"
+      let onHosts = unshapeCmd != nil && launcher != nil && p > 1
+      if onHosts { try shell(unshapeCmd) }
+      try pretrainRun(ranks: p, bucketMB: bucketMB, dir: dir, launcher: onHosts ? launcher : nil, bindTo: "none")
+      let q = try profile(timeline: dir + "/timeline.json", ranks: p, runDir: dir)
+      profiles[p] = q
+      say(String(format: "compute at %d rank(s) (%@): step %.1f ms, compute %.1f ms, backward %.1f ms, %d bucket(s), %.0f gradient bytes", p, onHosts ? "unshaped hosts" : "shared memory", q.step * 1e3, q.profile.compute * 1e3, q.profile.backward * 1e3, q.profile.buckets.count, q.profile.gradientBytes))
+      guard validateOnTransport, p > 1 else { continue }
+      try shell(shapeCmd)
+      for (mode, mb) in [("bucketed", bucketMB)] + (compareFused && bucketMB > 0 ? [("fused", 0.0)] : []) {
+        let vdir = out + "/validate-\(label)-\(model)-\(p)-\(mode)"
+        try pretrainRun(ranks: p, bucketMB: mb, dir: vdir, launcher: launcher, bindTo: "none")
+        let measured = try parse(timeline: vdir + "/timeline.json", ranks: p, mode: mode)
+        var prof = q.profile
+        if mode == "fused" { prof.buckets = [StepProfile.Bucket(bytes: prof.gradientBytes, ready: 1)] }
+        let pred = ScalingModel.predict(prof, link: fitted, ranks: p, overlap: mode == "bucketed")
+        let err = pred.step / measured.stepSeconds - 1
+        let row = String(
+          format: "| %@ | %d | %@ | %.1f | %.1f | %+.1f%% | %.1f / %.1f / %.1f |\n", link, p, mode, measured.stepSeconds * 1e3,
+          pred.step * 1e3, err * 100, pred.compute * 1e3, pred.collectives * 1e3, pred.exposed * 1e3)
+        say(row.trimmingCharacters(in: .newlines))
+        md += row
+        csv += String(
+          format: "%@,%d,%@,%.2f,%.2f,%.4f,%.2f,%.2f,%.2f,%.2f,%.2f,%.6g\n", link, p, mode, measured.stepSeconds * 1e3, pred.step * 1e3, err,
+          pred.compute * 1e3, pred.collectives * 1e3, pred.gradientComm * 1e3, pred.exposed * 1e3, fitted.alpha * 1e6, fitted.beta)
       }
+    }
+    let bucketsTemplate = profiles[multi[0]]!.profile.buckets
+    if validateOnTransport {
       try AtomicFile.write(Data(csv.utf8), to: out + "/validation-\(label).csv")
       try AtomicFile.write(Data(md.utf8), to: out + "/validation-\(label).md")
-      print("predicted vs measured on \(link) (compute from shared memory at the same rank count, α–β from the sweep):")
+      print("predicted vs measured on \(link) (compute profiled at the same rank count, α–β from the sweep):")
       print(md)
     }
 
@@ -132,6 +135,17 @@ extension Scale {
     try AtomicFile.write(Data(("α–β fit, \(link): \(fitted.description), rms relative error \(String(format: "%.1f%%", rms * 100))\n\n" + sweepTable).utf8), to: out + "/fit-\(label).md")
     print(header + pmd)
     print("wrote \(stem).{csv,md,svg}, \(out)/fit-\(label).md\(validateOnTransport ? ", \(out)/validation-\(label).{csv,md}" : "")")
+  }
+
+  /// Runs a shell command line (shaping); nil does nothing.
+  func shell(_ command: String?) throws {
+    guard let command else { return }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", command]
+    try p.run()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw ValidationError("'\(command)' failed (status \(p.terminationStatus))") }
   }
 
   func say(_ s: String) { FileHandle.standardError.write(Data(("scale: " + s + "\n").utf8)) }
