@@ -39,6 +39,7 @@ struct Scale: ParsableCommand {
   @Option(help: "Latency α in µs for those link speeds (default: the fitted α) (--predict).") var alphaUs: Double?
   @Option(help: "Command that shapes the transport's links, run before the sweep and each validation run (--predict), e.g. 'cluster/local-hosts shape --bandwidth 50mbit'.") var shapeCmd: String?
   @Option(help: "Command that removes the shaping, run before each compute-profile run, which then runs through --launcher on the same hosts (--predict), e.g. 'cluster/local-hosts shape'. Without it the profile runs on this machine's shared memory.") var unshapeCmd: String?
+  @Flag(help: "Reuse the transport sweep CSVs already in --out instead of measuring again (--predict).") var reuseSweep = false
   @Option(name: .customLong("validate"), help: "Measure the --ranks counts on the transport and compare with the prediction: true or false (--predict).") var validateOnTransport: Bool = true
 
   struct Measure {

@@ -39,6 +39,10 @@ extension Scale {
     var samples: [LinkModel.Sample] = []
     for p in multi {
       let csv = out + "/allreduce-\(label)-\(p).csv"
+      if reuseSweep && FileManager.default.fileExists(atPath: csv) {
+        samples += try Self.readSweep(csv, ranks: p)
+        continue
+      }
       try mpirun(
         ranks: p, launcher: launcher, bindTo: "none",
         ["bench", "allreduce", "--min-bytes", "\(sweepMinBytes)", "--max-bytes", "\(sweepMaxBytes)", "--rounds", "3",
@@ -100,8 +104,8 @@ extension Scale {
     let alpha = alphaUs.map { $0 * 1e-6 } ?? fitted.alpha
     var links: [(String, LinkModel)] = [("fitted \(link)", fitted)]
     links += speedList.map { (String(format: "%g Gbit/s", $0), LinkModel(gbitPerSecond: $0, alpha: alpha)) }
-    var pcsv = "link,alpha_us,gbit_s,nodes,overlap,step_ms,samples_per_s,efficiency,compute_ms,collectives_ms,gradient_comm_ms,exposed_ms\n"
-    var pmd = "| link | nodes | step (ms), overlap | samples/s | efficiency | step (ms), fused | efficiency, fused |\n|---|---:|---:|---:|---:|---:|---:|\n"
+    var pcsv = "link,algorithm,alpha_us,gbit_s,nodes,overlap,step_ms,samples_per_s,efficiency,compute_ms,collectives_ms,gradient_comm_ms,exposed_ms\n"
+    var pmd = "| link | nodes | step (ms), overlap | samples/s | efficiency | step (ms), fused | efficiency, fused | efficiency, overlap, log₂ latency |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
     var series: [(String, Bool, [(Int, Double)])] = []
     for (name, l) in links {
       var on: [(Int, Double)] = []
@@ -109,15 +113,19 @@ extension Scale {
       for n in nodeList {
         let a = ScalingModel.predict(one, link: l, ranks: n, overlap: true)
         let b = ScalingModel.predict(one, link: l, ranks: n, overlap: false)
-        for (ov, x) in [(true, a), (false, b)] {
+        var lg = l
+        lg.algorithm = .logarithmic
+        let c = ScalingModel.predict(one, link: lg, ranks: n, overlap: true)
+        let d = ScalingModel.predict(one, link: lg, ranks: n, overlap: false)
+        for (alg, ov, x) in [("ring", true, a), ("ring", false, b), ("logarithmic", true, c), ("logarithmic", false, d)] {
           pcsv += String(
-            format: "%@,%.2f,%.4g,%d,%@,%.3f,%.2f,%.4f,%.3f,%.3f,%.3f,%.3f\n", name, l.alpha * 1e6, l.gbitPerSecond, n, ov ? "yes" : "no",
+            format: "%@,%@,%.2f,%.4g,%d,%@,%.3f,%.2f,%.4f,%.3f,%.3f,%.3f,%.3f\n", name, alg, l.alpha * 1e6, l.gbitPerSecond, n, ov ? "yes" : "no",
             x.step * 1e3, Double(n * batchPerRank) / x.step, one.compute / x.step, x.compute * 1e3, x.collectives * 1e3,
             x.gradientComm * 1e3, x.exposed * 1e3)
         }
         pmd += String(
-          format: "| %@ | %d | %.1f | %.0f | %.1f%% | %.1f | %.1f%% |\n", name, n, a.step * 1e3, Double(n * batchPerRank) / a.step,
-          one.compute / a.step * 100, b.step * 1e3, one.compute / b.step * 100)
+          format: "| %@ | %d | %.1f | %.0f | %.1f%% | %.1f | %.1f%% | %.1f%% |\n", name, n, a.step * 1e3, Double(n * batchPerRank) / a.step,
+          one.compute / a.step * 100, b.step * 1e3, one.compute / b.step * 100, one.compute / c.step * 100)
         on.append((n, one.compute / a.step))
         off.append((n, one.compute / b.step))
       }
@@ -126,7 +134,7 @@ extension Scale {
     }
     let stem = out + "/predict-\(model)-\(label)"
     let header = String(
-      format: "%@, %d samples/rank, bucket cap %g MiB (%d buckets, %.0f KB of gradients); compute %.1f ms/step (backward %.1f ms) from 1 rank; fitted %@; link speeds at α = %.1f µs\n\n",
+      format: "%@, %d samples/rank, bucket cap %g MiB (%d buckets, %.0f KB of gradients); compute %.1f ms/step (backward %.1f ms) from 1 rank; fitted %@; link speeds at α = %.1f µs. Ring collectives (2(p−1) latencies per all-reduce) except the last column (2⌈log₂p⌉).\n\n",
       model, batchPerRank, bucketMB, one.buckets.count, one.gradientBytes / 1e3, one.compute * 1e3, one.backward * 1e3,
       fitted.description, alpha * 1e6)
     try AtomicFile.write(Data(pcsv.utf8), to: stem + ".csv")

@@ -11,19 +11,36 @@ import Foundation
 /// libraries switch to tree or recursive-doubling algorithms for small messages, so a fitted
 /// α is an *effective* latency for the message sizes and rank counts it was fitted on.
 public struct LinkModel: Sendable, Equatable, CustomStringConvertible {
+  /// How many latencies a collective pays. Both move the bandwidth-optimal 2(p−1)/p·n
+  /// bytes per rank; `ring` pays 2(p−1) latencies per all-reduce ((p−1) per all-gather),
+  /// `logarithmic` (Rabenseifner's recursive halving + doubling, what MPI libraries use for
+  /// small and medium messages at scale) 2⌈log₂p⌉ (⌈log₂p⌉). Identical at p = 2.
+  public enum Algorithm: String, Sendable, CaseIterable { case ring, logarithmic }
+
   /// Per-message latency in seconds.
   public var alpha: Double
   /// Seconds per byte (1 / bandwidth).
   public var beta: Double
+  public var algorithm: Algorithm
 
-  public init(alpha: Double, beta: Double) {
+  public init(alpha: Double, beta: Double, algorithm: Algorithm = .ring) {
     self.alpha = alpha
     self.beta = beta
+    self.algorithm = algorithm
   }
 
   /// A link of `gbitPerSecond` with latency `alpha` seconds.
-  public init(gbitPerSecond: Double, alpha: Double) {
-    self.init(alpha: alpha, beta: 8 / (gbitPerSecond * 1e9))
+  public init(gbitPerSecond: Double, alpha: Double, algorithm: Algorithm = .ring) {
+    self.init(alpha: alpha, beta: 8 / (gbitPerSecond * 1e9), algorithm: algorithm)
+  }
+
+  /// Latency rounds of one all-gather (an all-reduce pays twice as many).
+  public static func rounds(_ p: Int, _ algorithm: Algorithm) -> Double {
+    guard p > 1 else { return 0 }
+    switch algorithm {
+    case .ring: return Double(p - 1)
+    case .logarithmic: return ceil(log2(Double(p)))
+    }
   }
 
   /// Bandwidth in Gbit/s.
@@ -33,24 +50,24 @@ public struct LinkModel: Sendable, Equatable, CustomStringConvertible {
     String(format: "α = %.1f µs, β = %.4g s/B (%.3g Gbit/s)", alpha * 1e6, beta, gbitPerSecond)
   }
 
-  /// The two regressors of the ring all-reduce model: time = α·x0 + β·x1.
-  public static func allReduceTerms(bytes: Double, ranks p: Int) -> (Double, Double) {
+  /// The two regressors of the all-reduce model: time = α·x0 + β·x1.
+  public static func allReduceTerms(bytes: Double, ranks p: Int, algorithm: Algorithm = .ring) -> (Double, Double) {
     guard p > 1 else { return (0, 0) }
     let q = Double(p)
-    return (2 * (q - 1), 2 * (q - 1) / q * bytes)
+    return (2 * rounds(p, algorithm), 2 * (q - 1) / q * bytes)
   }
 
-  /// Ring all-reduce of `bytes` on `p` ranks.
+  /// All-reduce of `bytes` on `p` ranks.
   public func allReduce(bytes: Double, ranks p: Int) -> Double {
-    let (x0, x1) = Self.allReduceTerms(bytes: bytes, ranks: p)
+    let (x0, x1) = Self.allReduceTerms(bytes: bytes, ranks: p, algorithm: algorithm)
     return alpha * x0 + beta * x1
   }
 
-  /// Ring all-gather whose result (all ranks' parts together) is `totalBytes`.
+  /// All-gather whose result (all ranks' parts together) is `totalBytes`.
   public func allGather(totalBytes: Double, ranks p: Int) -> Double {
     guard p > 1 else { return 0 }
     let q = Double(p)
-    return (q - 1) * alpha + (q - 1) / q * totalBytes * beta
+    return Self.rounds(p, algorithm) * alpha + (q - 1) / q * totalBytes * beta
   }
 
   /// One timed all-reduce: `ranks`, message `bytes`, `seconds`.
@@ -72,13 +89,13 @@ public struct LinkModel: Sendable, Equatable, CustomStringConvertible {
   /// (bandwidth-bound, milliseconds); otherwise plain least squares. Solves the 2×2 normal
   /// equations; a negative coefficient is clamped to 0 and the other refitted alone.
   /// - Returns: the model and the root-mean-square relative error of the fit.
-  public static func fit(_ samples: [Sample], relative: Bool = true) -> (model: LinkModel, rmsRelativeError: Double) {
+  public static func fit(_ samples: [Sample], relative: Bool = true, algorithm: Algorithm = .ring) -> (model: LinkModel, rmsRelativeError: Double) {
     let rows = samples.filter { $0.ranks > 1 && $0.seconds > 0 }.map { s -> (Double, Double, Double, Double) in
-      let (x0, x1) = allReduceTerms(bytes: s.bytes, ranks: s.ranks)
+      let (x0, x1) = allReduceTerms(bytes: s.bytes, ranks: s.ranks, algorithm: algorithm)
       let w = relative ? 1 / s.seconds : 1
       return (x0 * w, x1 * w, s.seconds * w, s.seconds)
     }
-    guard !rows.isEmpty else { return (LinkModel(alpha: 0, beta: 0), 0) }
+    guard !rows.isEmpty else { return (LinkModel(alpha: 0, beta: 0, algorithm: algorithm), 0) }
     var a00 = 0.0, a01 = 0.0, a11 = 0.0, b0 = 0.0, b1 = 0.0
     for (x0, x1, y, _) in rows {
       a00 += x0 * x0
@@ -101,7 +118,7 @@ public struct LinkModel: Sendable, Equatable, CustomStringConvertible {
       beta = 0
       alpha = a00 > 0 ? max(0, b0 / a00) : 0
     }
-    let model = LinkModel(alpha: alpha, beta: beta)
+    let model = LinkModel(alpha: alpha, beta: beta, algorithm: algorithm)
     var sq = 0.0
     for s in samples where s.ranks > 1 && s.seconds > 0 {
       let e = (model.allReduce(bytes: s.bytes, ranks: s.ranks) - s.seconds) / s.seconds

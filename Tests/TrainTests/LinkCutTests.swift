@@ -68,8 +68,11 @@ final class LinkCutTests: XCTestCase {
     XCTAssertTrue(r.stdout.contains("at step \(ck.state.step)"), r.stdout)
     XCTAssertEqual(Jobs.checkpointStep(dir + "/latest"), ck.state.step + 1)
 
+    // `down` after the failed run: kills what is still inside the namespaces (the cut-off
+    // host's orted and rank may linger: nothing could reach them), then removes them.
     let teardown = try Processes.run("/bin/bash", [Self.script, "down"], timeout: 60)
     XCTAssertEqual(teardown.status, 0, teardown.stderr)
+    XCTAssertTrue(Jobs.processes(mentioning: dir).isEmpty, "left behind after down: \(Jobs.processes(mentioning: dir))")
     let list = try Processes.run("/usr/sbin/ip", ["netns", "list"], timeout: 30)
     XCTAssertFalse(list.stdout.contains("px-"), "namespaces left after down: \(list.stdout)")
   }
