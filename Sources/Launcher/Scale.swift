@@ -29,6 +29,18 @@ struct Scale: ParsableCommand {
   @Option(help: "mpirun --bind-to value.") var bindTo: String = "core"
   @Option(help: "Output directory.") var out: String = "bench/scale"
   @Option(help: "Directory of the Fashion-MNIST IDX files.") var dataDir: String = "/usr/share/datasets/fashion-mnist"
+  @Flag(help: "Fit an α–β model of the transport and predict step time, samples/s and efficiency for many nodes and link speeds (see cluster/README.md).") var predict = false
+  @Option(help: "Command that replaces `mpirun` for runs on the transport under study, e.g. 'cluster/local-hosts mpirun' (--predict).") var launcher: String?
+  @Option(help: "Label of the transport (--predict), e.g. 200mbit-1ms.") var link: String = "local"
+  @Option(help: "Smallest all-reduce of the transport sweep in bytes (--predict).") var sweepMinBytes: Int = 256
+  @Option(help: "Largest all-reduce of the transport sweep in bytes (--predict).") var sweepMaxBytes: Int = 4 << 20
+  @Option(help: "Node counts to predict for (--predict).") var nodes: String = "2,4,8,16,32,64,128,256,512,1024"
+  @Option(help: "Link speeds in Gbit/s to predict for (--predict).") var linkSpeeds: String = "1,10,25,100"
+  @Option(help: "Latency α in µs for those link speeds (default: the fitted α) (--predict).") var alphaUs: Double?
+  @Option(help: "Command that shapes the transport's links, run before the sweep and each validation run (--predict), e.g. 'cluster/local-hosts shape --bandwidth 50mbit'.") var shapeCmd: String?
+  @Option(help: "Command that removes the shaping, run before each compute-profile run, which then runs through --launcher on the same hosts (--predict), e.g. 'cluster/local-hosts shape'. Without it the profile runs on this machine's shared memory.") var unshapeCmd: String?
+  @Flag(help: "Reuse the transport sweep CSVs already in --out instead of measuring again (--predict).") var reuseSweep = false
+  @Option(name: .customLong("validate"), help: "Measure the --ranks counts on the transport and compare with the prediction: true or false (--predict).") var validateOnTransport: Bool = true
 
   struct Measure {
     var ranks: Int
@@ -48,6 +60,7 @@ struct Scale: ParsableCommand {
 
   func run() throws {
     try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+    if predict { return try runPredict() }
     var results: [Measure] = []
     for n in rankList {
       results.append(try measure(ranks: n, bucketMB: bucketMB, mode: n > 1 ? "bucketed" : "single"))
@@ -58,21 +71,32 @@ struct Scale: ParsableCommand {
 
   func measure(ranks n: Int, bucketMB: Double, mode: String) throws -> Measure {
     let dir = out + "/run-\(model)-\(n)-\(mode)"
-    try? FileManager.default.removeItem(atPath: dir)
-    let timeline = dir + "/timeline.json"
+    try pretrainRun(ranks: n, bucketMB: bucketMB, dir: dir, launcher: nil)
+    return try parse(timeline: dir + "/timeline.json", ranks: n, mode: mode)
+  }
+
+  /// This executable's path (for mpirun to start).
+  static var me: String {
     let exe = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
-    let me = FileManager.default.fileExists(atPath: exe) ? exe : (Bundle.main.executablePath ?? "parallax")
-    var args = ["-np", "\(n)", "--bind-to", bindTo]
-    if let hostfile { args += ["--hostfile", hostfile] }
-    args += [
-      me, "pretrain", "--model", model, "--global-batch", "\(n * batchPerRank)", "--max-steps",
-      "\(steps + warmup)", "--warmup-steps", "1", "--threads", "\(threads)", "--run-dir", dir,
-      "--timeline", timeline, "--bucket-mb", "\(bucketMB)", "--sync-progress", syncProgress,
-      "--data-dir", dataDir, "--log-every", "1000",
-    ]
-    FileHandle.standardError.write(Data("scale: mpirun \(args.joined(separator: " "))\n".utf8))
+    return FileManager.default.fileExists(atPath: exe) ? exe : (Bundle.main.executablePath ?? "parallax")
+  }
+
+  /// Runs `mpirun -np n … parallax ARGS` (or `launcher -np n … ARGS`) and waits.
+  func mpirun(ranks n: Int, launcher: String?, bindTo: String, _ tail: [String]) throws {
+    var command: [String]
+    if let launcher {
+      command = launcher.split(separator: " ").map(String.init)
+      if !command[0].contains("/") { command[0] = Self.which(command[0]) }
+    } else {
+      command = [Self.which("mpirun")]
+    }
+    var args = Array(command.dropFirst()) + ["-np", "\(n)", "--bind-to", bindTo]
+    if launcher == nil && n > 1 { args += ["--oversubscribe"] }
+    if let hostfile, launcher == nil { args += ["--hostfile", hostfile] }
+    args += [Self.me] + tail
+    FileHandle.standardError.write(Data("scale: \(command[0]) \(args.joined(separator: " "))\n".utf8))
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: Self.which("mpirun"))
+    p.executableURL = URL(fileURLWithPath: command[0])
     p.arguments = args
     var env = ProcessInfo.processInfo.environment
     if getuid() == 0 {
@@ -82,8 +106,20 @@ struct Scale: ParsableCommand {
     p.environment = env
     try p.run()
     p.waitUntilExit()
-    guard p.terminationStatus == 0 else { throw ValidationError("mpirun -np \(n) failed (status \(p.terminationStatus))") }
-    return try parse(timeline: timeline, ranks: n, mode: mode)
+    guard p.terminationStatus == 0 else { throw ValidationError("\(command[0]) -np \(n) failed (status \(p.terminationStatus))") }
+  }
+
+  /// A timed pretraining run with a timeline in `dir`.
+  func pretrainRun(ranks n: Int, bucketMB: Double, dir: String, launcher: String?, bindTo: String? = nil) throws {
+    try? FileManager.default.removeItem(atPath: dir)
+    let timeline = dir + "/timeline.json"
+    let args = [
+      "pretrain", "--model", model, "--global-batch", "\(n * batchPerRank)", "--max-steps",
+      "\(steps + warmup)", "--warmup-steps", "1", "--threads", "\(threads)", "--run-dir", dir,
+      "--timeline", timeline, "--bucket-mb", "\(bucketMB)", "--sync-progress", syncProgress,
+      "--data-dir", dataDir, "--log-every", "1000",
+    ]
+    try mpirun(ranks: n, launcher: launcher, bindTo: bindTo ?? self.bindTo, args)
   }
 
   /// Per-step figures from a timeline: the slowest rank's step, the union of that rank's

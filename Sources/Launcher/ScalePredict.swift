@@ -1,0 +1,275 @@
+import ArgumentParser
+import Foundation
+import Model
+import Train
+
+/// `parallax scale --predict`: fit the transport, profile the step, predict, validate.
+///
+/// 1. **Transport**: `bench allreduce` at each `--ranks` count through `--launcher` (e.g. on
+///    shaped namespace hosts); α and β of the ring model are fitted to all sweeps together
+///    (`LinkModel.fit`, relative least squares).
+/// 2. **Compute**: the same pretraining with a timeline at 1 rank and at each `--ranks`
+///    count (oversubscribed cores are then in the baseline) — on the same hosts with the
+///    shaping removed (`--unshape-cmd`), or on this machine's shared memory: per step the
+///    slowest rank's time minus its exposed wait, backward's duration, and each bucket's
+///    size and issue time as a fraction of backward. (`bench step` reports the same compute
+///    split but neither the backward share nor the buckets' timing.)
+/// 3. **Validation** (`--validate`), right after each rank count's profile: the pretraining
+///    on the (re-shaped, `--shape-cmd`) transport, bucketed and (with `--compare-fused`)
+///    fused, against the prediction from 1 + 2.
+/// 4. **Prediction**: the 1-rank profile (each node has its own cores) on `--nodes` nodes
+///    for the fitted link and for `--link-speeds` at the fitted (or `--alpha-us`) latency,
+///    with and without overlap → CSV, Markdown and SVG in `--out`.
+extension Scale {
+  struct Profiled {
+    var ranks: Int
+    var step: Double
+    var profile: StepProfile
+  }
+
+  var nodeList: [Int] { nodes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+  var speedList: [Double] { linkSpeeds.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) } }
+  var label: String { link.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "-" }.reduce("") { $0 + String($1) } }
+
+  func runPredict() throws {
+    let multi = rankList.filter { $0 > 1 }
+    guard !multi.isEmpty else { throw ValidationError("--predict needs --ranks with at least one count > 1") }
+    // 1. Transport sweep.
+    try shell(shapeCmd)
+    var samples: [LinkModel.Sample] = []
+    for p in multi {
+      let csv = out + "/allreduce-\(label)-\(p).csv"
+      if reuseSweep && FileManager.default.fileExists(atPath: csv) {
+        samples += try Self.readSweep(csv, ranks: p)
+        continue
+      }
+      try mpirun(
+        ranks: p, launcher: launcher, bindTo: "none",
+        ["bench", "allreduce", "--min-bytes", "\(sweepMinBytes)", "--max-bytes", "\(sweepMaxBytes)", "--rounds", "3",
+         "--budget-bytes", "\(2 << 20)", "--csv", csv])
+      samples += try Self.readSweep(csv, ranks: p)
+    }
+    let (fitted, rms) = LinkModel.fit(samples)
+    say(String(format: "transport %@: %@ (fit over %d sizes × ranks %@, rms relative error %.1f%%)", link, fitted.description, samples.count, multi.map(String.init).joined(separator: ","), rms * 100))
+    var sweepTable = "| ranks | bytes | measured µs | model µs | error |\n|---:|---:|---:|---:|---:|\n"
+    for s in samples {
+      let m = fitted.allReduce(bytes: s.bytes, ranks: s.ranks)
+      sweepTable += String(format: "| %d | %.0f | %.1f | %.1f | %+.1f%% |\n", s.ranks, s.bytes, s.seconds * 1e6, m * 1e6, (m / s.seconds - 1) * 100)
+    }
+
+    // 2 + 3. Per rank count, the compute profile (unshaped hosts, or shared memory) right
+    // before the validation runs on the shaped transport, so both see the same load.
+    var profiles: [Int: Profiled] = [:]
+    var md = "| link | ranks | sync | measured step (ms) | predicted (ms) | error | predicted compute / collectives / exposed (ms) |\n|---|---:|---|---:|---:|---:|---|\n"
+    var csv = "link,ranks,mode,measured_step_ms,predicted_step_ms,error,compute_ms,collectives_ms,gradient_comm_ms,exposed_ms,alpha_us,beta_s_per_byte\n"
+    for p in [1] + multi {
+      let dir = out + "/compute-\(model)-\(p)"
+      let onHosts = unshapeCmd != nil && launcher != nil && p > 1
+      if onHosts { try shell(unshapeCmd) }
+      try pretrainRun(ranks: p, bucketMB: bucketMB, dir: dir, launcher: onHosts ? launcher : nil, bindTo: "none")
+      let q = try profile(timeline: dir + "/timeline.json", ranks: p, runDir: dir)
+      profiles[p] = q
+      say(String(format: "compute at %d rank(s) (%@): step %.1f ms, compute %.1f ms, backward %.1f ms, %d bucket(s), %.0f gradient bytes", p, onHosts ? "unshaped hosts" : "shared memory", q.step * 1e3, q.profile.compute * 1e3, q.profile.backward * 1e3, q.profile.buckets.count, q.profile.gradientBytes))
+      guard validateOnTransport, p > 1 else { continue }
+      try shell(shapeCmd)
+      for (mode, mb) in [("bucketed", bucketMB)] + (compareFused && bucketMB > 0 ? [("fused", 0.0)] : []) {
+        let vdir = out + "/validate-\(label)-\(model)-\(p)-\(mode)"
+        try pretrainRun(ranks: p, bucketMB: mb, dir: vdir, launcher: launcher, bindTo: "none")
+        let measured = try parse(timeline: vdir + "/timeline.json", ranks: p, mode: mode)
+        var prof = q.profile
+        if mode == "fused" { prof.buckets = [StepProfile.Bucket(bytes: prof.gradientBytes, ready: 1)] }
+        let pred = ScalingModel.predict(prof, link: fitted, ranks: p, overlap: mode == "bucketed")
+        let err = pred.step / measured.stepSeconds - 1
+        let row = String(
+          format: "| %@ | %d | %@ | %.1f | %.1f | %+.1f%% | %.1f / %.1f / %.1f |\n", link, p, mode, measured.stepSeconds * 1e3,
+          pred.step * 1e3, err * 100, pred.compute * 1e3, pred.collectives * 1e3, pred.exposed * 1e3)
+        say(row.trimmingCharacters(in: .newlines))
+        md += row
+        csv += String(
+          format: "%@,%d,%@,%.2f,%.2f,%.4f,%.2f,%.2f,%.2f,%.2f,%.2f,%.6g\n", link, p, mode, measured.stepSeconds * 1e3, pred.step * 1e3, err,
+          pred.compute * 1e3, pred.collectives * 1e3, pred.gradientComm * 1e3, pred.exposed * 1e3, fitted.alpha * 1e6, fitted.beta)
+      }
+    }
+    let bucketsTemplate = profiles[multi[0]]!.profile.buckets
+    if validateOnTransport {
+      try AtomicFile.write(Data(csv.utf8), to: out + "/validation-\(label).csv")
+      try AtomicFile.write(Data(md.utf8), to: out + "/validation-\(label).md")
+      print("predicted vs measured on \(link) (compute profiled at the same rank count, α–β from the sweep):")
+      print(md)
+    }
+
+    // 4. Prediction from the 1-rank profile.
+    var one = profiles[1]!.profile
+    one.buckets = bucketsTemplate
+    let alpha = alphaUs.map { $0 * 1e-6 } ?? fitted.alpha
+    var links: [(String, LinkModel)] = [("fitted \(link)", fitted)]
+    links += speedList.map { (String(format: "%g Gbit/s", $0), LinkModel(gbitPerSecond: $0, alpha: alpha)) }
+    var pcsv = "link,algorithm,alpha_us,gbit_s,nodes,overlap,step_ms,samples_per_s,efficiency,compute_ms,collectives_ms,gradient_comm_ms,exposed_ms\n"
+    var pmd = "| link | nodes | step (ms), overlap | samples/s | efficiency | step (ms), fused | efficiency, fused | efficiency, overlap, log₂ latency |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    var series: [(String, Bool, [(Int, Double)])] = []
+    for (name, l) in links {
+      var on: [(Int, Double)] = []
+      var off: [(Int, Double)] = []
+      for n in nodeList {
+        let a = ScalingModel.predict(one, link: l, ranks: n, overlap: true)
+        let b = ScalingModel.predict(one, link: l, ranks: n, overlap: false)
+        var lg = l
+        lg.algorithm = .logarithmic
+        let c = ScalingModel.predict(one, link: lg, ranks: n, overlap: true)
+        let d = ScalingModel.predict(one, link: lg, ranks: n, overlap: false)
+        for (alg, ov, x) in [("ring", true, a), ("ring", false, b), ("logarithmic", true, c), ("logarithmic", false, d)] {
+          pcsv += String(
+            format: "%@,%@,%.2f,%.4g,%d,%@,%.3f,%.2f,%.4f,%.3f,%.3f,%.3f,%.3f\n", name, alg, l.alpha * 1e6, l.gbitPerSecond, n, ov ? "yes" : "no",
+            x.step * 1e3, Double(n * batchPerRank) / x.step, one.compute / x.step, x.compute * 1e3, x.collectives * 1e3,
+            x.gradientComm * 1e3, x.exposed * 1e3)
+        }
+        pmd += String(
+          format: "| %@ | %d | %.1f | %.0f | %.1f%% | %.1f | %.1f%% | %.1f%% |\n", name, n, a.step * 1e3, Double(n * batchPerRank) / a.step,
+          one.compute / a.step * 100, b.step * 1e3, one.compute / b.step * 100, one.compute / c.step * 100)
+        on.append((n, one.compute / a.step))
+        off.append((n, one.compute / b.step))
+      }
+      series.append((name, true, on))
+      series.append((name, false, off))
+    }
+    let stem = out + "/predict-\(model)-\(label)"
+    let header = String(
+      format: "%@, %d samples/rank, bucket cap %g MiB (%d buckets, %.0f KB of gradients); compute %.1f ms/step (backward %.1f ms) from 1 rank; fitted %@; link speeds at α = %.1f µs. Ring collectives (2(p−1) latencies per all-reduce) except the last column (2⌈log₂p⌉).\n\n",
+      model, batchPerRank, bucketMB, one.buckets.count, one.gradientBytes / 1e3, one.compute * 1e3, one.backward * 1e3,
+      fitted.description, alpha * 1e6)
+    try AtomicFile.write(Data(pcsv.utf8), to: stem + ".csv")
+    try AtomicFile.write(Data((header + pmd).utf8), to: stem + ".md")
+    try AtomicFile.write(Data(predictionSVG(series).utf8), to: stem + ".svg")
+    try AtomicFile.write(Data(("α–β fit, \(link): \(fitted.description), rms relative error \(String(format: "%.1f%%", rms * 100))\n\n" + sweepTable).utf8), to: out + "/fit-\(label).md")
+    print(header + pmd)
+    print("wrote \(stem).{csv,md,svg}, \(out)/fit-\(label).md\(validateOnTransport ? ", \(out)/validation-\(label).{csv,md}" : "")")
+  }
+
+  /// Runs a shell command line (shaping); nil does nothing.
+  func shell(_ command: String?) throws {
+    guard let command else { return }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", command]
+    try p.run()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw ValidationError("'\(command)' failed (status \(p.terminationStatus))") }
+  }
+
+  func say(_ s: String) { FileHandle.standardError.write(Data(("scale: " + s + "\n").utf8)) }
+
+  /// (ranks, bytes, seconds) from a `bench allreduce --csv` file (raw MPI_Allreduce column).
+  static func readSweep(_ path: String, ranks: Int) throws -> [LinkModel.Sample] {
+    let text = try String(contentsOfFile: path, encoding: .utf8)
+    var lines = text.split(separator: "\n").map { $0.split(separator: ",").map(String.init) }
+    guard let head = lines.first, let b = head.firstIndex(of: "bytes"), let r = head.firstIndex(of: "raw_us") else {
+      throw ValidationError("\(path): not a bench allreduce CSV")
+    }
+    lines.removeFirst()
+    return lines.compactMap { row in
+      guard row.count > max(b, r), let bytes = Double(row[b]), let us = Double(row[r]) else { return nil }
+      return LinkModel.Sample(ranks: ranks, bytes: bytes, seconds: us * 1e-6)
+    }
+  }
+
+  /// The step profile of the slowest rank per timed step (medians over steps).
+  func profile(timeline path: String, ranks n: Int, runDir: String) throws -> Profiled {
+    let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
+    guard let events = (json as? [String: Any])?["traceEvents"] as? [[String: Any]] else {
+      throw ValidationError("\(path): no traceEvents")
+    }
+    struct Span { var ts: Double; var end: Double }
+    var stepSpans: [Int: [Int: (Span, Double)]] = [:]  // step → pid → (span, exposed s)
+    var backward: [Int: [Span]] = [:]  // pid → spans
+    var buckets: [Int: [Int: [(Int, Double, Double)]]] = [:]  // step → pid → (index, ts, bytes)
+    for e in events where (e["ph"] as? String) == "X" {
+      guard let pid = e["pid"] as? Int, let ts = (e["ts"] as? NSNumber)?.doubleValue,
+        let dur = (e["dur"] as? NSNumber)?.doubleValue
+      else { continue }
+      let args = e["args"] as? [String: Any] ?? [:]
+      let step = (args["step"] as? NSNumber)?.intValue ?? -1
+      switch e["cat"] as? String {
+      case "step" where step > warmup:
+        stepSpans[step, default: [:]][pid] = (Span(ts: ts, end: ts + dur), ((args["exposed_ms"] as? NSNumber)?.doubleValue ?? 0) / 1e3)
+      case "backward":
+        backward[pid, default: []].append(Span(ts: ts, end: ts + dur))
+      case "allreduce" where step > warmup:
+        let idx = (args["bucket"] as? NSNumber)?.intValue ?? 0
+        let bytes = (args["bytes"] as? NSNumber)?.doubleValue ?? 0
+        buckets[step, default: [:]][pid, default: []].append((idx, ts, bytes))
+      default: break
+      }
+    }
+    func median(_ x: [Double]) -> Double { x.isEmpty ? 0 : x.sorted()[x.count / 2] }
+    var steps: [Double] = []
+    var computes: [Double] = []
+    var backwards: [Double] = []
+    var readies: [Int: [Double]] = [:]
+    var sizes: [Int: Double] = [:]
+    for (step, perRank) in stepSpans {
+      guard let (pid, (span, exposed)) = perRank.max(by: { ($0.value.0.end - $0.value.0.ts) < ($1.value.0.end - $1.value.0.ts) }) else { continue }
+      let dur = (span.end - span.ts) / 1e6
+      steps.append(dur)
+      computes.append(dur - exposed)
+      let bw = (backward[pid] ?? []).filter { $0.ts >= span.ts && $0.end <= span.end }
+      guard let b0 = bw.map(\.ts).min(), let b1 = bw.map(\.end).max(), b1 > b0 else { continue }
+      backwards.append((b1 - b0) / 1e6)
+      for (idx, ts, bytes) in buckets[step]?[pid] ?? [] {
+        readies[idx, default: []].append(min(1, max(0, (ts - b0) / (b1 - b0))))
+        sizes[idx] = bytes
+      }
+    }
+    guard !steps.isEmpty else { throw ValidationError("\(path): no timed steps") }
+    let bucketList = sizes.keys.sorted().map { StepProfile.Bucket(bytes: sizes[$0]!, ready: median(readies[$0]!)) }
+    // Sync BN layers (their running means) from the run's final checkpoint.
+    var channels: [Int] = []
+    if let st = try? SafeTensors.read(URL(fileURLWithPath: runDir + "/latest/model.safetensors")) {
+      channels = st.entries.filter { $0.key.hasSuffix(".running_mean") }.sorted { $0.key < $1.key }.map { $0.value.values.count }
+    }
+    let collectives = ScalingModel.simclrCollectives(
+      bnChannels: channels, rowsPerRank: 2 * batchPerRank, dim: PretrainConfig().projectionDim)
+    return Profiled(
+      ranks: n, step: median(steps),
+      profile: StepProfile(compute: median(computes), backward: median(backwards), buckets: bucketList, collectives: collectives))
+  }
+
+  /// Efficiency against nodes (log₂ axis), one colour per link, solid with overlap, dashed
+  /// fused.
+  func predictionSVG(_ series: [(String, Bool, [(Int, Double)])]) -> String {
+    let w = 760.0, h = 380.0, left = 60.0, right = 200.0, top = 40.0, bottom = 50.0
+    let ns = nodeList.sorted()
+    let lo = log2(Double(ns.first ?? 2)), hi = log2(Double(ns.last ?? 4))
+    func x(_ n: Int) -> Double { left + (hi > lo ? (log2(Double(n)) - lo) / (hi - lo) : 0.5) * (w - left - right) }
+    func y(_ v: Double) -> Double { h - bottom - min(max(v, 0), 1) * (h - top - bottom) }
+    var s = #"<svg xmlns="http://www.w3.org/2000/svg" width="\#(Int(w))" height="\#(Int(h))" font-family="sans-serif" font-size="12">"# + "\n"
+    s += #"<rect width="100%" height="100%" fill="white"/>"# + "\n"
+    s += #"<text x="\#(left)" y="20" font-weight="bold">\#(model), \#(batchPerRank) samples/rank, \#(bucketMB) MiB buckets: predicted weak-scaling efficiency</text>"# + "\n"
+    s += #"<line x1="\#(left)" y1="\#(h - bottom)" x2="\#(w - right)" y2="\#(h - bottom)" stroke="black"/>"#
+    s += #"<line x1="\#(left)" y1="\#(top)" x2="\#(left)" y2="\#(h - bottom)" stroke="black"/>"# + "\n"
+    for n in ns {
+      s += #"<text x="\#(x(n))" y="\#(h - bottom + 16)" text-anchor="middle">\#(n)</text>"# + "\n"
+    }
+    s += #"<text x="\#((left + w - right) / 2)" y="\#(h - 12)" text-anchor="middle">nodes (1 rank each)</text>"# + "\n"
+    for t in stride(from: 0.0, through: 1.0, by: 0.25) {
+      s += #"<text x="\#(left - 6)" y="\#(y(t) + 4)" text-anchor="end">\#(Int(t * 100))%</text>"#
+      s += ##"<line x1="\##(left)" y1="\##(y(t))" x2="\##(w - right)" y2="\##(y(t))" stroke="#ddd"/>"## + "\n"
+    }
+    let colors = ["#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    var names: [String] = []
+    for (name, _, _) in series where !names.contains(name) { names.append(name) }
+    for (name, overlap, pts) in series {
+      let c = colors[(names.firstIndex(of: name) ?? 0) % colors.count]
+      let p = pts.map { String(format: "%.1f,%.1f", x($0.0), y($0.1)) }.joined(separator: " ")
+      s += #"<polyline fill="none" stroke="\#(c)" stroke-width="2" \#(overlap ? "" : #"stroke-dasharray="5,4""#) points="\#(p)"/>"# + "\n"
+    }
+    for (i, name) in names.enumerated() {
+      let c = colors[i % colors.count]
+      let ly = top + 10 + Double(i) * 18
+      s += #"<line x1="\#(w - right + 10)" y1="\#(ly)" x2="\#(w - right + 30)" y2="\#(ly)" stroke="\#(c)" stroke-width="2"/><text x="\#(w - right + 36)" y="\#(ly + 4)">\#(name)</text>"# + "\n"
+    }
+    let ly = top + 10 + Double(names.count) * 18 + 10
+    s += #"<text x="\#(w - right + 10)" y="\#(ly)">solid: overlapped buckets</text>"# + "\n"
+    s += #"<text x="\#(w - right + 10)" y="\#(ly + 16)">dashed: fused after backward</text>"# + "\n"
+    return s + "</svg>\n"
+  }
+}
