@@ -217,6 +217,67 @@ __attribute__((target("avx512f"))) static inline void px_pack_b(
   }
 }
 
+/* Implicit im2col: B[K = C·k·k, N = S·h·w] of a stride-1 "same" convolution (k = 2·pad + 1,
+ * output h×w = input h×w) read straight from x [S, C, h, w]: B[(c·k + ki)·k + kj, s·h·w + i·w + j]
+ * = x[s, c, i + ki − pad, j + kj − pad], zero outside the plane. The column buffer is never
+ * written. */
+typedef struct { long C, h, w, k, pad; } px_conv;
+enum { PX_CONV_KMAX = 7 };
+
+/* Packs rows k0 ..< k0+kc, columns j0 ..< j0+nc of the implicit B as px_pack_b does. */
+__attribute__((target("avx512f"))) static inline void px_pack_b_conv(
+    float *dst, const float *x, const px_conv *cv, long k0, long kc, long j0, long nc) {
+  long h = cv->h, w = cv->w, hw = h * w, kk = cv->k, pad = cv->pad;
+  for (long jr = 0; jr < nc; jr += PX_NR) {
+    long nr = nc - jr < PX_NR ? nc - jr : PX_NR;
+    float *d = dst + jr * kc;
+    for (long half = 0; half < 2; half++) {
+      long n = nr - 16 * half;
+      if (n > 16) n = 16;
+      if (n <= 0) {
+        for (long k = 0; k < kc; k++) _mm512_storeu_ps(d + k * PX_NR + 16, _mm512_setzero_ps());
+        continue;
+      }
+      /* Runs of lanes within one sample; per-lane validity of each kernel row/column. */
+      long j = j0 + jr + 16 * half;
+      int runs = 0, lane[17];
+      long base[16];
+      __mmask16 rowOK[PX_CONV_KMAX], colOK[PX_CONV_KMAX];
+      for (long q = 0; q < kk; q++) rowOK[q] = colOK[q] = 0;
+      long s = j / hw, p = j % hw;
+      for (long t = 0; t < n; t++) {
+        if (t == 0 || p == 0) {
+          lane[runs] = (int)t;
+          base[runs] = s * cv->C * hw + p - t;
+          runs++;
+        }
+        long i = p / w, jj = p % w;
+        for (long q = 0; q < kk; q++) {
+          long y = i + q - pad, xx = jj + q - pad;
+          if (y >= 0 && y < h) rowOK[q] |= (__mmask16)(1u << t);
+          if (xx >= 0 && xx < w) colOK[q] |= (__mmask16)(1u << t);
+        }
+        if (++p == hw) { p = 0; s++; }
+      }
+      lane[runs] = (int)n;
+      long r = k0;
+      long c = r / (kk * kk), ki = (r / kk) % kk, kj = r % kk;
+      for (long k = 0; k < kc; k++) {
+        __mmask16 ok = rowOK[ki] & colOK[kj];
+        const float *src = x + c * hw + (ki - pad) * w + (kj - pad);
+        __m512 v = _mm512_maskz_loadu_ps(ok & px_lanes(0, lane[1]), src + base[0]);
+        for (int q = 1; q < runs; q++)
+          v = _mm512_mask_loadu_ps(v, ok & px_lanes(lane[q], lane[q + 1]), src + base[q]);
+        _mm512_storeu_ps(d + k * PX_NR + 16 * half, v);
+        if (++kj == kk) {
+          kj = 0;
+          if (++ki == kk) { ki = 0; c++; }
+        }
+      }
+    }
+  }
+}
+
 /* Where a micro-tile's 32 columns go: each 16-column half is one run at c + off (`run`
  * set) or scattered to c + idx[lane]. */
 typedef struct { int run0, run1; long off0, off1; __m512i idx0, idx1; } px_tile_cols;
@@ -283,10 +344,12 @@ __attribute__((target("avx512f,fma"))) static inline void px_kernel_8x32(
  * (transA == 0 only), `bcols` B's N columns (transB == 0 only) and `ccols` C's N columns;
  * logical column j of B and C is column `jorg + j` of the layout (a thread's slice of N).
  * `bias` (NULL or [M]) is added to every row of C once. */
-__attribute__((target("avx512f"))) static inline void px_sgemm_ex(
+/* As px_sgemm_ex, with `bconv` (not NULL, transB == 0) making B the implicit im2col of the
+ * NCHW tensor at `B` (ldb and bcols unused). */
+__attribute__((target("avx512f"))) static inline void px_sgemm_conv(
     int transA, int transB, long M, long N, long K, float alpha, const float *A, long lda,
-    px_cols acols, const float *B, long ldb, px_cols bcols, float beta, float *C, long ldc,
-    px_cols ccols, long jorg, const float *bias, float *packA, float *packB) {
+    px_cols acols, const float *B, long ldb, px_cols bcols, const px_conv *bconv, float beta,
+    float *C, long ldc, px_cols ccols, long jorg, const float *bias, float *packA, float *packB) {
   if (M <= 0 || N <= 0) return;
   if (transB) B += jorg * ldb;
   if (K <= 0) {
@@ -302,7 +365,8 @@ __attribute__((target("avx512f"))) static inline void px_sgemm_ex(
     for (long pc = 0; pc < K; pc += PX_KC) {
       long kc = K - pc < PX_KC ? K - pc : PX_KC;
       float bt = pc == 0 ? beta : 1.0f;
-      px_pack_b(packB, B, ldb, transB, pc, kc, transB ? jc : jorg + jc, nc, bcols);
+      if (bconv) px_pack_b_conv(packB, B, bconv, pc, kc, jorg + jc, nc);
+      else px_pack_b(packB, B, ldb, transB, pc, kc, transB ? jc : jorg + jc, nc, bcols);
       for (long ic = 0; ic < M; ic += PX_MC) {
         long mc = M - ic < PX_MC ? M - ic : PX_MC;
         px_pack_a(packA, A, lda, transA, ic, mc, pc, kc, acols);
@@ -337,6 +401,14 @@ __attribute__((target("avx512f"))) static inline void px_sgemm_ex(
       }
     }
   }
+}
+
+__attribute__((target("avx512f"))) static inline void px_sgemm_ex(
+    int transA, int transB, long M, long N, long K, float alpha, const float *A, long lda,
+    px_cols acols, const float *B, long ldb, px_cols bcols, float beta, float *C, long ldc,
+    px_cols ccols, long jorg, const float *bias, float *packA, float *packB) {
+  px_sgemm_conv(transA, transB, M, N, K, alpha, A, lda, acols, B, ldb, bcols, 0, beta, C, ldc,
+                ccols, jorg, bias, packA, packB);
 }
 
 /* Plain row-major matrices (cblas_sgemm's contract). */
