@@ -128,6 +128,7 @@ final class FusedKernelTests: XCTestCase {
             arena: arena, name: "c", inChannels: s.c, outChannels: o, kernel: k, stride: 1,
             padding: pad, bias: true)
           conv.usesImplicitGemm = implicit
+          conv.usesImplicitInputGradient = implicit
           arena.allocate(seed: 5)
           let y = try conv.forward(
             TestData.tensor(s, TestData.uniform(s.count, seed: 9)), training: true)
