@@ -37,6 +37,98 @@ static inline int px_sgemm_available(void) {
   return (b >> 16) & 1u;
 }
 
+/* Lanes a ..< b of 16 (0 ≤ a ≤ b ≤ 16). */
+static inline __mmask16 px_lanes(long a, long b) {
+  return (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
+}
+
+/* Logical columns j ..< j + n (n ≤ 16) of layout L as contiguous runs: lanes
+ * lane[r] ..< lane[r + 1] read s + base[r] + lane (so one masked load per run, no gather). */
+typedef struct { int count; int lane[17]; long base[16]; } px_runs;
+static inline void px_make_runs(px_runs *R, px_cols L, long j, long n) {
+  R->count = 0;
+  long t = 0;
+  while (t < n) {
+    long len = L.blk ? L.blk - (j + t) % L.blk : n - t;
+    if (len > n - t) len = n - t;
+    R->lane[R->count] = (int)t;
+    R->base[R->count] = px_coff(L, j + t) - t;
+    R->count++;
+    t += len;
+  }
+  R->lane[R->count] = (int)n;
+}
+__attribute__((target("avx512f"))) static inline __m512 px_load_runs(const float *s,
+                                                                    const px_runs *R) {
+  if (R->count == 1) return _mm512_maskz_loadu_ps(px_lanes(0, R->lane[1]), s + R->base[0]);
+  __m512 v = _mm512_setzero_ps();
+  for (int r = 0; r < R->count; r++)
+    v = _mm512_mask_loadu_ps(v, px_lanes(R->lane[r], R->lane[r + 1]), s + R->base[r]);
+  return v;
+}
+
+/* Transposes rows r[0..7] (16 columns each) into d[t·8 + i] = r[i][t] for t < n (n ≤ 16). */
+__attribute__((target("avx512f"))) static inline void px_store_t8x16(float *d, const __m512 *r,
+                                                                    long n) {
+  __m512 t0 = _mm512_unpacklo_ps(r[0], r[1]), t1 = _mm512_unpackhi_ps(r[0], r[1]);
+  __m512 t2 = _mm512_unpacklo_ps(r[2], r[3]), t3 = _mm512_unpackhi_ps(r[2], r[3]);
+  __m512 t4 = _mm512_unpacklo_ps(r[4], r[5]), t5 = _mm512_unpackhi_ps(r[4], r[5]);
+  __m512 t6 = _mm512_unpacklo_ps(r[6], r[7]), t7 = _mm512_unpackhi_ps(r[6], r[7]);
+  /* u[q] (rows 0-3) and u[4 + q] (rows 4-7): 128-bit lane l holds column 4l + q. */
+  __m512 u[8] = {_mm512_shuffle_ps(t0, t2, 0x44), _mm512_shuffle_ps(t0, t2, 0xEE),
+                 _mm512_shuffle_ps(t1, t3, 0x44), _mm512_shuffle_ps(t1, t3, 0xEE),
+                 _mm512_shuffle_ps(t4, t6, 0x44), _mm512_shuffle_ps(t4, t6, 0xEE),
+                 _mm512_shuffle_ps(t5, t7, 0x44), _mm512_shuffle_ps(t5, t7, 0xEE)};
+  const __m512i lo = _mm512_set_epi32(23, 22, 21, 20, 7, 6, 5, 4, 19, 18, 17, 16, 3, 2, 1, 0);
+  const __m512i hi = _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 27, 26, 25, 24, 11, 10, 9, 8);
+  __m512 p[8]; /* p[q]: columns q, 4 + q; p[4 + q]: columns 8 + q, 12 + q (8 rows each). */
+  for (int q = 0; q < 4; q++) {
+    p[q] = _mm512_permutex2var_ps(u[q], lo, u[4 + q]);
+    p[4 + q] = _mm512_permutex2var_ps(u[q], hi, u[4 + q]);
+  }
+  /* Column pairs (c, c + 1) and where they go. */
+  __m512 o[8] = {_mm512_shuffle_f32x4(p[0], p[1], 0x44), _mm512_shuffle_f32x4(p[2], p[3], 0x44),
+                 _mm512_shuffle_f32x4(p[0], p[1], 0xEE), _mm512_shuffle_f32x4(p[2], p[3], 0xEE),
+                 _mm512_shuffle_f32x4(p[4], p[5], 0x44), _mm512_shuffle_f32x4(p[6], p[7], 0x44),
+                 _mm512_shuffle_f32x4(p[4], p[5], 0xEE), _mm512_shuffle_f32x4(p[6], p[7], 0xEE)};
+  if (n == 16) {
+    for (int c = 0; c < 8; c++) _mm512_storeu_ps(d + 16 * c, o[c]);
+    return;
+  }
+  for (int c = 0; c < 8; c++) {
+    long t = 2 * c;
+    if (t >= n) break;
+    _mm512_mask_storeu_ps(d + 16 * c, t + 1 < n ? (__mmask16)0xFFFF : (__mmask16)0xFF, o[c]);
+  }
+}
+
+/* Transposes rows r[0..15] (16 columns each) into d[t·ld + i] = r[i][t] for t < n (n ≤ 16). */
+__attribute__((target("avx512f"))) static inline void px_store_t16x16(float *d, long ld,
+                                                                      const __m512 *r, long n) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  /* u[4g + q]: rows 4g ..< 4g + 4, 128-bit lane l = column 4l + q. */
+  for (int g = 0; g < 4; g++) {
+    u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+  for (int q = 0; q < 4; q++) {
+    __m512 a = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x88);
+    __m512 b = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xDD);
+    __m512 c = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x88);
+    __m512 e = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xDD);
+    if (q < n) _mm512_storeu_ps(d + q * ld, _mm512_shuffle_f32x4(a, c, 0x88));
+    if (4 + q < n) _mm512_storeu_ps(d + (4 + q) * ld, _mm512_shuffle_f32x4(b, e, 0x88));
+    if (8 + q < n) _mm512_storeu_ps(d + (8 + q) * ld, _mm512_shuffle_f32x4(a, c, 0xDD));
+    if (12 + q < n) _mm512_storeu_ps(d + (12 + q) * ld, _mm512_shuffle_f32x4(b, e, 0xDD));
+  }
+}
+
 /* Packs op(A)[i0 ..< i0+mc, k0 ..< k0+kc] as MR-row strips, each [kc][MR], zero-padded. */
 __attribute__((target("avx512f"))) static inline void px_pack_a(
     float *dst, const float *A, long lda, int transA, long i0, long mc, long k0, long kc,
@@ -59,37 +151,19 @@ __attribute__((target("avx512f"))) static inline void px_pack_a(
         const float *s = A + (k0 + k) * lda + i0 + ir;
         _mm512_mask_storeu_ps(d + k * PX_MR, 0xFF, _mm512_maskz_loadu_ps(m, s));
       }
-    } else if (acols.blk) {
-      /* Blocked columns: lanes 0-7 read column k of the 8 rows, lanes 8-15 column k + 1. */
-      const float *s = A + (i0 + ir) * lda;
-      __m512i rowi = _mm512_mullo_epi32(_mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0),
-                                        _mm512_set1_epi32((int)lda));
-      __mmask16 rows = (__mmask16)(((1u << mr) - 1) | (((1u << mr) - 1) << 8));
-      for (long k = 0; k < kc; k += 2) {
-        int o0 = (int)px_coff(acols, k0 + k);
-        int o1 = k + 1 < kc ? (int)px_coff(acols, k0 + k + 1) : o0;
-        __m512i idx = _mm512_add_epi32(rowi, _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(o0),
-                                                                     _mm512_set1_epi32(o1)));
-        __mmask16 m = k + 1 < kc ? rows : (__mmask16)(rows & 0xFF);
-        __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, s, 4);
-        if (k + 1 < kc) _mm512_storeu_ps(d + k * PX_MR, v);
-        else _mm512_mask_storeu_ps(d + k * PX_MR, 0xFF, v);
-      }
     } else {
-      /* Lane l of a 16-lane gather reads row l % 8 at column k + l / 8. */
-      const float *s = A + (i0 + ir) * lda + k0;
-      __m512i idx = _mm512_add_epi32(
-          _mm512_mullo_epi32(_mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0),
-                             _mm512_set1_epi32((int)lda)),
-          _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
-      __mmask16 rows = (__mmask16)(((1u << mr) - 1) | (((1u << mr) - 1) << 8));
-      long k = 0;
-      for (; k + 2 <= kc; k += 2)
-        _mm512_storeu_ps(d + k * PX_MR,
-                         _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rows, idx, s + k, 4));
-      if (k < kc)
-        _mm512_mask_storeu_ps(d + k * PX_MR, 0xFF,
-                              _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rows & 0xFF, idx, s + k, 4));
+      /* 16 columns of the 8 rows at a time (contiguous runs of the layout), transposed in
+       * registers. */
+      const float *s = A + (i0 + ir) * lda;
+      for (long k = 0; k < kc; k += 16) {
+        long n = kc - k < 16 ? kc - k : 16;
+        px_runs R;
+        px_make_runs(&R, acols, k0 + k, n);
+        __m512 r[8];
+        for (long i = 0; i < 8; i++)
+          r[i] = i < mr ? px_load_runs(s + i * lda, &R) : _mm512_setzero_ps();
+        px_store_t8x16(d + k * PX_MR, r, n);
+      }
     }
   }
 }
@@ -104,22 +178,15 @@ __attribute__((target("avx512f"))) static inline void px_pack_b(
     __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
     float *d = dst + jr * kc;
     if (!transB && bcols.blk) {
-      /* Blocked columns: each half of the strip is one load when contiguous, else a gather. */
-      int off[32];
-      for (long j = 0; j < 32; j++) off[j] = (int)px_coff(bcols, j0 + jr + (j < nr ? j : 0));
-      __m512i i0 = _mm512_loadu_si512(off), i1 = _mm512_loadu_si512(off + 16);
+      /* Blocked columns: each half of the strip as contiguous runs (one masked load each). */
       long n0 = nr < 16 ? nr : 16;
-      int c0 = off[n0 - 1] - off[0] == n0 - 1;
-      int c1 = nr <= 16 || off[nr - 1] - off[16] == nr - 17;
+      px_runs R0, R1;
+      px_make_runs(&R0, bcols, j0 + jr, n0);
+      if (nr > 16) px_make_runs(&R1, bcols, j0 + jr + 16, nr - 16);
       for (long k = 0; k < kc; k++) {
         const float *s = B + (k0 + k) * ldb;
-        __m512 v0 = c0 ? _mm512_maskz_loadu_ps(m0, s + off[0])
-                       : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, i0, s, 4);
-        __m512 v1 = m1 == 0 ? _mm512_setzero_ps()
-                    : c1 ? _mm512_maskz_loadu_ps(m1, s + off[16])
-                         : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, i1, s, 4);
-        _mm512_storeu_ps(d + k * PX_NR, v0);
-        _mm512_storeu_ps(d + k * PX_NR + 16, v1);
+        _mm512_storeu_ps(d + k * PX_NR, px_load_runs(s, &R0));
+        _mm512_storeu_ps(d + k * PX_NR + 16, nr > 16 ? px_load_runs(s, &R1) : _mm512_setzero_ps());
       }
     } else if (!transB) {
       for (long k = 0; k < kc; k++) {
@@ -128,17 +195,84 @@ __attribute__((target("avx512f"))) static inline void px_pack_b(
         _mm512_storeu_ps(d + k * PX_NR + 16, _mm512_maskz_loadu_ps(m1, s + 16));
       }
     } else {
-      /* Column j of op(B) is row j of B: gather lane j from row j0 + jr + j. */
-      const float *s = B + (j0 + jr) * ldb + k0;
-      __m512i idx = _mm512_mullo_epi32(
-          _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-          _mm512_set1_epi32((int)ldb));
-      const float *s1 = s + 16 * ldb;
+      /* Column j of op(B) is row j of B: 16 rows × 16 k at a time, transposed in registers. */
+      for (long h = 0; h < 2; h++) {
+        long rows = nr - 16 * h;
+        if (rows > 16) rows = 16;
+        if (rows <= 0) {
+          for (long k = 0; k < kc; k++) _mm512_storeu_ps(d + k * PX_NR + 16, _mm512_setzero_ps());
+          continue;
+        }
+        const float *s = B + (j0 + jr + 16 * h) * ldb + k0;
+        for (long k = 0; k < kc; k += 16) {
+          long n = kc - k < 16 ? kc - k : 16;
+          __mmask16 km = px_lanes(0, n);
+          __m512 r[16];
+          for (long i = 0; i < 16; i++)
+            r[i] = i < rows ? _mm512_maskz_loadu_ps(km, s + i * ldb + k) : _mm512_setzero_ps();
+          px_store_t16x16(d + k * PX_NR + 16 * h, PX_NR, r, n);
+        }
+      }
+    }
+  }
+}
+
+/* Implicit im2col: B[K = C·k·k, N = S·h·w] of a stride-1 "same" convolution (k = 2·pad + 1,
+ * output h×w = input h×w) read straight from x [S, C, h, w]: B[(c·k + ki)·k + kj, s·h·w + i·w + j]
+ * = x[s, c, i + ki − pad, j + kj − pad], zero outside the plane. The column buffer is never
+ * written. */
+typedef struct { long C, h, w, k, pad; } px_conv;
+enum { PX_CONV_KMAX = 7 };
+
+/* Packs rows k0 ..< k0+kc, columns j0 ..< j0+nc of the implicit B as px_pack_b does. */
+__attribute__((target("avx512f"))) static inline void px_pack_b_conv(
+    float *dst, const float *x, const px_conv *cv, long k0, long kc, long j0, long nc) {
+  long h = cv->h, w = cv->w, hw = h * w, kk = cv->k, pad = cv->pad;
+  for (long jr = 0; jr < nc; jr += PX_NR) {
+    long nr = nc - jr < PX_NR ? nc - jr : PX_NR;
+    float *d = dst + jr * kc;
+    for (long half = 0; half < 2; half++) {
+      long n = nr - 16 * half;
+      if (n > 16) n = 16;
+      if (n <= 0) {
+        for (long k = 0; k < kc; k++) _mm512_storeu_ps(d + k * PX_NR + 16, _mm512_setzero_ps());
+        continue;
+      }
+      /* Runs of lanes within one sample; per-lane validity of each kernel row/column. */
+      long j = j0 + jr + 16 * half;
+      int runs = 0, lane[17];
+      long base[16];
+      __mmask16 rowOK[PX_CONV_KMAX], colOK[PX_CONV_KMAX];
+      for (long q = 0; q < kk; q++) rowOK[q] = colOK[q] = 0;
+      long s = j / hw, p = j % hw;
+      for (long t = 0; t < n; t++) {
+        if (t == 0 || p == 0) {
+          lane[runs] = (int)t;
+          base[runs] = s * cv->C * hw + p - t;
+          runs++;
+        }
+        long i = p / w, jj = p % w;
+        for (long q = 0; q < kk; q++) {
+          long y = i + q - pad, xx = jj + q - pad;
+          if (y >= 0 && y < h) rowOK[q] |= (__mmask16)(1u << t);
+          if (xx >= 0 && xx < w) colOK[q] |= (__mmask16)(1u << t);
+        }
+        if (++p == hw) { p = 0; s++; }
+      }
+      lane[runs] = (int)n;
+      long r = k0;
+      long c = r / (kk * kk), ki = (r / kk) % kk, kj = r % kk;
       for (long k = 0; k < kc; k++) {
-        _mm512_storeu_ps(d + k * PX_NR,
-                         _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, idx, s + k, 4));
-        _mm512_storeu_ps(d + k * PX_NR + 16,
-                         _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, idx, s1 + k, 4));
+        __mmask16 ok = rowOK[ki] & colOK[kj];
+        const float *src = x + c * hw + (ki - pad) * w + (kj - pad);
+        __m512 v = _mm512_maskz_loadu_ps(ok & px_lanes(0, lane[1]), src + base[0]);
+        for (int q = 1; q < runs; q++)
+          v = _mm512_mask_loadu_ps(v, ok & px_lanes(lane[q], lane[q + 1]), src + base[q]);
+        _mm512_storeu_ps(d + k * PX_NR + 16 * half, v);
+        if (++kj == kk) {
+          kj = 0;
+          if (++ki == kk) { ki = 0; c++; }
+        }
       }
     }
   }
@@ -210,10 +344,12 @@ __attribute__((target("avx512f,fma"))) static inline void px_kernel_8x32(
  * (transA == 0 only), `bcols` B's N columns (transB == 0 only) and `ccols` C's N columns;
  * logical column j of B and C is column `jorg + j` of the layout (a thread's slice of N).
  * `bias` (NULL or [M]) is added to every row of C once. */
-__attribute__((target("avx512f"))) static inline void px_sgemm_ex(
+/* As px_sgemm_ex, with `bconv` (not NULL, transB == 0) making B the implicit im2col of the
+ * NCHW tensor at `B` (ldb and bcols unused). */
+__attribute__((target("avx512f"))) static inline void px_sgemm_conv(
     int transA, int transB, long M, long N, long K, float alpha, const float *A, long lda,
-    px_cols acols, const float *B, long ldb, px_cols bcols, float beta, float *C, long ldc,
-    px_cols ccols, long jorg, const float *bias, float *packA, float *packB) {
+    px_cols acols, const float *B, long ldb, px_cols bcols, const px_conv *bconv, float beta,
+    float *C, long ldc, px_cols ccols, long jorg, const float *bias, float *packA, float *packB) {
   if (M <= 0 || N <= 0) return;
   if (transB) B += jorg * ldb;
   if (K <= 0) {
@@ -229,7 +365,8 @@ __attribute__((target("avx512f"))) static inline void px_sgemm_ex(
     for (long pc = 0; pc < K; pc += PX_KC) {
       long kc = K - pc < PX_KC ? K - pc : PX_KC;
       float bt = pc == 0 ? beta : 1.0f;
-      px_pack_b(packB, B, ldb, transB, pc, kc, transB ? jc : jorg + jc, nc, bcols);
+      if (bconv) px_pack_b_conv(packB, B, bconv, pc, kc, jorg + jc, nc);
+      else px_pack_b(packB, B, ldb, transB, pc, kc, transB ? jc : jorg + jc, nc, bcols);
       for (long ic = 0; ic < M; ic += PX_MC) {
         long mc = M - ic < PX_MC ? M - ic : PX_MC;
         px_pack_a(packA, A, lda, transA, ic, mc, pc, kc, acols);
@@ -264,6 +401,14 @@ __attribute__((target("avx512f"))) static inline void px_sgemm_ex(
       }
     }
   }
+}
+
+__attribute__((target("avx512f"))) static inline void px_sgemm_ex(
+    int transA, int transB, long M, long N, long K, float alpha, const float *A, long lda,
+    px_cols acols, const float *B, long ldb, px_cols bcols, float beta, float *C, long ldc,
+    px_cols ccols, long jorg, const float *bias, float *packA, float *packB) {
+  px_sgemm_conv(transA, transB, M, N, K, alpha, A, lda, acols, B, ldb, bcols, 0, beta, C, ldc,
+                ccols, jorg, bias, packA, packB);
 }
 
 /* Plain row-major matrices (cblas_sgemm's contract). */

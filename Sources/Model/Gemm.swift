@@ -100,6 +100,41 @@ public enum Gemm {
         Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
       return
     }
+    builtin(
+      transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+      aColumns: aColumns, b: b, ldb: ldb, bColumns: bColumns, conv: nil, beta: beta, c: c,
+      ldc: ldc, cColumns: cColumns, bias: bias)
+  }
+
+  /// Whether `sgemmImplicitConv` can run here (the built-in kernel is available and in use).
+  public static var implicitConvAvailable: Bool { useBuiltin && builtinAvailable }
+
+  /// `C[M×N] = α·A·B + β·C` where B [C·k·k, S·h·w] is the im2col of the stride-1 "same"
+  /// convolution (`kernel = 2·padding + 1`, `kernel ≤ 7`) of `x` [S, C, h, w], packed straight
+  /// from `x` (no column buffer). Only when `implicitConvAvailable`.
+  public static func sgemmImplicitConv(
+    m: Int, samples: Int, channels: Int, height: Int, width: Int, kernel: Int, padding: Int,
+    alpha: Float, a: UnsafePointer<Float>, lda: Int, x: UnsafePointer<Float>, beta: Float,
+    c: UnsafeMutablePointer<Float>, ldc: Int, cColumns: GemmColumns, bias: UnsafePointer<Float>?
+  ) {
+    precondition(implicitConvAvailable && kernel == 2 * padding + 1 && kernel <= Int(PX_CONV_KMAX))
+    var cv = px_conv(C: channels, h: height, w: width, k: kernel, pad: padding)
+    withUnsafePointer(to: &cv) { cvp in
+      builtin(
+        transA: false, transB: false, m: m, n: samples * height * width,
+        k: channels * kernel * kernel, alpha: alpha, a: a, lda: lda, aColumns: .plain, b: x,
+        ldb: 0, bColumns: .plain, conv: cvp, beta: beta, c: c, ldc: ldc, cColumns: cColumns,
+        bias: bias)
+    }
+  }
+
+  private static func builtin(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+    a: UnsafePointer<Float>, lda: Int, aColumns: GemmColumns, b: UnsafePointer<Float>, ldb: Int,
+    bColumns: GemmColumns, conv: UnsafePointer<px_conv>?, beta: Float,
+    c: UnsafeMutablePointer<Float>, ldc: Int, cColumns: GemmColumns, bias: UnsafePointer<Float>?
+  ) {
+    guard m > 0, n > 0 else { return }
     let nr = Int(PX_NR)
     // Column slices of whole micro-tiles, at least 4 tiles each, so small N stays serial.
     let parts = max(1, min(threads, (n + 4 * nr - 1) / (4 * nr)))
@@ -111,8 +146,9 @@ public enum Gemm {
     let bc = px_cols(blk: bColumns.block, bst: bColumns.blockStride)
     let cc = px_cols(blk: cColumns.block, bst: cColumns.blockStride)
     if parts == 1 {
-      px_sgemm_ex(
-        ta, tb, m, n, k, alpha, a, lda, ac, b, ldb, bc, beta, c, ldc, cc, 0, bias, ps[0].0, ps[0].1)
+      px_sgemm_conv(
+        ta, tb, m, n, k, alpha, a, lda, ac, b, ldb, bc, conv, beta, c, ldc, cc, 0, bias, ps[0].0,
+        ps[0].1)
       return
     }
     let tiles = (n + nr - 1) / nr
@@ -120,8 +156,8 @@ public enum Gemm {
       let j0 = tiles * p / parts * nr
       let j1 = min(n, tiles * (p + 1) / parts * nr)
       guard j1 > j0 else { return }
-      px_sgemm_ex(
-        ta, tb, m, j1 - j0, k, alpha, a, lda, ac, b, ldb, bc, beta, c, ldc, cc, j0, bias,
+      px_sgemm_conv(
+        ta, tb, m, j1 - j0, k, alpha, a, lda, ac, b, ldb, bc, conv, beta, c, ldc, cc, j0, bias,
         ps[p].0, ps[p].1)
     }
   }

@@ -107,6 +107,45 @@ final class FusedKernelTests: XCTestCase {
     }
   }
 
+  /// The implicit GEMM (B packed straight from x; dX as the convolution of dY with the flipped
+  /// weights) against im2col + GEMM + col2im, serial and split over threads, on planes smaller
+  /// than, straddling and larger than the 16-lane halves of a packed strip.
+  func testConvImplicitGemmMatchesIm2col() throws {
+    try XCTSkipUnless(Gemm.builtinAvailable, "no AVX-512 on this CPU: only the portable path runs")
+    let cases = [
+      (Shape(3, 5, 7, 7), 9, 3, 1), (Shape(2, 3, 4, 4), 4, 3, 1), (Shape(3, 4, 3, 5), 6, 3, 1),
+      (Shape(2, 16, 28, 28), 20, 3, 1), (Shape(2, 2, 9, 11), 3, 5, 2), (Shape(4, 6, 2, 2), 7, 1, 0),
+      (Shape(1, 1, 1, 1), 3, 3, 1),
+    ]
+    for threads in [1, 2] {
+      Gemm.threads = threads
+      defer { Gemm.threads = 1 }
+      for (s, o, k, pad) in cases {
+        var outs: [[Float]] = []
+        for implicit in [true, false] {
+          let arena = ParameterArena()
+          let conv = Conv2d(
+            arena: arena, name: "c", inChannels: s.c, outChannels: o, kernel: k, stride: 1,
+            padding: pad, bias: true)
+          conv.usesImplicitGemm = implicit
+          conv.usesImplicitInputGradient = implicit
+          arena.allocate(seed: 5)
+          let y = try conv.forward(
+            TestData.tensor(s, TestData.uniform(s.count, seed: 9)), training: true)
+          let dy = TestData.tensor(y.shape, TestData.uniform(y.count, seed: 10))
+          outs.append(y.toArray())
+          outs.append(try conv.backward(dy).toArray())
+          outs.append(arena.gradient(of: arena.parameter(named: "c.weight")!))
+        }
+        for (i, what) in ["y", "dx", "dweight"].enumerated() {
+          assertClose(
+            outs[i], outs[i + 3], tolerance: 1e-5,
+            "\(s) o \(o) k \(k) pad \(pad) threads \(threads) \(what)")
+        }
+      }
+    }
+  }
+
   /// Conv → BN+ReLU → MaxPool with the memory-bound loops split over 2 threads equals the
   /// serial run exactly (disjoint ranges, same per-channel reductions).
   func testThreadedLoopsMatchSerial() throws {
