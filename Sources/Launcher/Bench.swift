@@ -7,7 +7,7 @@ import Train
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Benchmarks that print figures (nothing here asserts).",
-    subcommands: [Step.self, BenchAllreduce.self, GemmShapes.self])
+    subcommands: [Step.self, BenchAllreduce.self, GemmShapes.self, BenchData.self])
 
   struct Step: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -14,7 +14,14 @@ struct Pretrain: ParsableCommand {
   @Option(help: "Method: \(PretrainConfig.methods.joined(separator: ", ")).") var method: String?
   @Option(help: "Encoder: \(PretrainConfig.models.joined(separator: ", ")).") var model: String?
   @Option(help: "Dataset: \(PretrainConfig.datasets.joined(separator: ", ")).") var data: String?
-  @Option(help: "Directory of the Fashion-MNIST IDX files.") var dataDir: String?
+  @Option(help: "Directory of the Fashion-MNIST IDX files; for audio a corpus folder with manifest.csv (`parallax data spoken-digits --out DIR`), a CSV manifest or an audio shard (`parallax data pack`).") var dataDir: String?
+  @Option(help: "Audio: samples per view (0: 59049 for raw samplecnn, one second for logmel).") var audioLength: Int?
+  @Option(help: "Audio: sample rate to decode to, Hz.") var sampleRate: Int?
+  @Option(help: "Audio front end: raw (samplecnn) or logmel (resnet18).") var frontEnd: String?
+  @Option(name: .customLong("n-fft"), help: "Log-mel FFT size (a power of two).") var nFFT: Int?
+  @Option(help: "Log-mel hop, samples.") var hop: Int?
+  @Option(name: .customLong("n-mels"), help: "Log-mel bands.") var nMels: Int?
+  @Option(help: "Audio augmentation set: clmr, mtslvr or none.") var augmentPreset: String?
   @Option(help: "Global batch (all ranks together); must divide by the rank count.") var globalBatch: Int?
   @Option(help: "Epochs over the training set.") var epochs: Int?
   @Option(help: "Stop after this many optimizer steps (0: all epochs).") var maxSteps: Int?
@@ -53,7 +60,7 @@ struct Pretrain: ParsableCommand {
   @Option(help: "OpenBLAS threads per rank (default: node cores / ranks on the node).") var threads: Int = 0
   @Option(help: "Resume from a checkpoint directory, or 'latest' in the run directory (falls back to the previous good checkpoint if the newest is damaged).") var resume: String?
   @Option(help: "Stop cleanly with a checkpoint after this many steps, as a pre-empted job would (the schedule still spans the whole run; continue with --resume).") var stopAfter: Int?
-  @Flag(help: "After pretraining, run linear probes: trained encoder, random encoder, raw pixels.") var probe = false
+  @Flag(help: "After pretraining, run linear probes: trained encoder, random encoder, raw pixels (audio: word and language accuracy of the trained and a random encoder).") var probe = false
   @Option(help: "Linear-probe epochs (with --probe).") var probeEpochs: Int = 30
 
   func resolved() throws -> PretrainConfig {
@@ -62,6 +69,13 @@ struct Pretrain: ParsableCommand {
     if let v = model { c.model = v }
     if let v = data { c.data = v }
     if let v = dataDir { c.dataDir = v }
+    if let v = audioLength { c.audioLength = v }
+    if let v = sampleRate { c.sampleRate = v }
+    if let v = frontEnd { c.frontEnd = v }
+    if let v = nFFT { c.nFFT = v }
+    if let v = hop { c.hop = v }
+    if let v = nMels { c.nMels = v }
+    if let v = augmentPreset { c.augmentPreset = v }
     if let v = globalBatch { c.globalBatch = v }
     if let v = epochs { c.epochs = v }
     if let v = maxSteps { c.maxSteps = v }

@@ -26,11 +26,12 @@ public final class ResNet18: Encoder, ProgressHooks {
   public var onForward: ((_ firstOffset: Int) -> Void)?
 
   /// - Parameters:
-  ///   - inputSize: the height and width of the inputs, which fix `prePoolDim`
-  ///     (512 × 4 × 4 on 28×28).
+  ///   - inputSize: the height (and, without `inputWidth`, the width) of the inputs, which fix
+  ///     `prePoolDim` (512 × 4 × 4 on 28×28).
+  ///   - inputWidth: the width of non-square inputs (log-mel spectrograms, nMels × frames).
   public init(
     arena: ParameterArena, prefix: String, inChannels: Int = 1, inputSize: Int = 28,
-    makeNorm: NormFactory
+    inputWidth: Int? = nil, makeNorm: NormFactory
   ) rethrows {
     stemOffset = arena.parameterCount
     conv1 = Conv2d(
@@ -43,6 +44,7 @@ public final class ResNet18: Encoder, ProgressHooks {
     var blockOffsets: [Int] = []
     var channels = 64
     var size = inputSize
+    var columns = inputWidth ?? inputSize
     for (stage, (width, stride)) in [(64, 1), (128, 2), (256, 2), (512, 2)].enumerated() {
       for b in 0..<2 {
         let s = b == 0 ? stride : 1
@@ -53,11 +55,12 @@ public final class ResNet18: Encoder, ProgressHooks {
             outChannels: width, stride: s, makeNorm: makeNorm))
         channels = width
         size = Conv2dReference.outputSize(size, kernel: 3, stride: s, padding: 1)
+        columns = Conv2dReference.outputSize(columns, kernel: 3, stride: s, padding: 1)
       }
     }
     self.blocks = blocks
     self.blockOffsets = blockOffsets
-    prePoolDim = 512 * size * size
+    prePoolDim = 512 * size * columns
   }
 
   /// `false`: backward skips the input gradient of the stem convolution (returns zeros);

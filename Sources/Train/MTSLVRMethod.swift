@@ -48,7 +48,8 @@ public final class MTSLVRMethod: SSLMethod {
     arena = ParameterArena()
     let bnWorld = config.syncBN ? collective : nil
     if mode == .none {
-      encoder = try SimCLRNetwork.makeEncoder(config.model, arena: arena, prefix: "encoder", collective: bnWorld)
+      encoder = try SimCLRNetwork.makeEncoder(
+        config.model, arena: arena, prefix: "encoder", collective: bnWorld, input: config.sampleShape)
       tasks = 1
       taskDim = encoder.featureDim
     } else {

@@ -1,4 +1,5 @@
 import Foundation
+import Model
 import Yams
 
 /// Everything a pretraining run depends on. Loaded from a YAML preset (`configs/*.yaml`),
@@ -66,14 +67,49 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
   /// augmentations per sample, shared by both views).
   public var augmentSampling = "auto"
 
+  // Audio (`spoken-digits`, `audio-manifest`, `audio-folder`).
+  /// Samples per view (0: the front end's default — 59049 = 3^10 for raw `samplecnn`, one
+  /// second of audio for `logmel`).
+  public var audioLength = 0
+  /// Sample rate clips are decoded (resampled) to, Hz.
+  public var sampleRate = 16000
+  /// `raw` (views [N, 1, 1, L], for samplecnn) or `logmel` (views [N, 1, nMels, frames], for
+  /// 2-d encoders such as resnet18).
+  public var frontEnd = "raw"
+  /// Log-mel FFT size (a power of two), hop and mel bands.
+  public var nFFT = 512
+  public var hop = 160
+  public var nMels = 64
+  /// Time-domain augmentation set: clmr, mtslvr or none.
+  public var augmentPreset = "clmr"
+
   public init() {}
 
   public static let methods = ["simclr", "simsiam", "transform-pred", "mtslvr"]
   public static let adapters = ["none", "bn", "series", "parallel"]
   public static let contrastiveBranches = ["simclr", "simsiam"]
   public static let augmentSamplings = ["auto", "simclr", "mtslvr"]
-  public static let models = ["conv4", "resnet18"]
-  public static let datasets = ["fashion-mnist"]
+  public static let models = ["conv4", "resnet18", "samplecnn"]
+  public static let datasets = ["fashion-mnist", "spoken-digits", "audio-manifest", "audio-folder"]
+  public static let audioDatasets: Set<String> = ["spoken-digits", "audio-manifest", "audio-folder"]
+  public static let frontEnds = ["raw", "logmel"]
+  public static let augmentPresets = ["clmr", "mtslvr", "none"]
+
+  /// Whether the data is audio (views from `AudioViewSource`).
+  public var isAudio: Bool { Self.audioDatasets.contains(data) }
+
+  /// Samples per audio view: `audioLength`, or the front end's default.
+  public var resolvedAudioLength: Int {
+    audioLength > 0 ? audioLength : frontEnd == "logmel" ? sampleRate : 59049
+  }
+
+  /// One training view, `Shape(1, C, H, W)`: 1×28×28 for Fashion-MNIST, 1×1×L for raw audio,
+  /// 1×nMels×frames for log-mel.
+  public var sampleShape: Shape {
+    guard isAudio else { return Shape(1, 1, 28, 28) }
+    let L = resolvedAudioLength
+    return frontEnd == "logmel" ? Shape(1, 1, nMels, 1 + L / hop) : Shape(1, 1, 1, L)
+  }
   public static let optimizers = ["lars", "sgd"]
   public static let scalings = ["none", "linear", "sqrt"]
   public static let gradDTypes = ["fp32", "bf16", "fp16"]
@@ -136,6 +172,30 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     guard Self.augmentSamplings.contains(augmentSampling) else {
       throw bad("unknown augment-sampling '\(augmentSampling)' (known: auto, simclr, mtslvr)")
     }
+    guard audioLength >= 0 else { throw bad("audio-length must be ≥ 0 (got \(audioLength))") }
+    guard sampleRate > 0 else { throw bad("sample-rate must be positive (got \(sampleRate))") }
+    guard Self.frontEnds.contains(frontEnd) else {
+      throw bad("unknown front-end '\(frontEnd)' (known: \(Self.frontEnds.joined(separator: ", ")))")
+    }
+    guard Self.augmentPresets.contains(augmentPreset) else {
+      throw bad("unknown augment-preset '\(augmentPreset)' (known: \(Self.augmentPresets.joined(separator: ", ")))")
+    }
+    guard nFFT >= 2, nFFT & (nFFT - 1) == 0 else { throw bad("n-fft must be a power of two (got \(nFFT))") }
+    guard hop > 0 else { throw bad("hop must be positive (got \(hop))") }
+    guard nMels > 0, nMels <= nFFT / 2 + 1 else { throw bad("n-mels must be in 1…\(nFFT / 2 + 1) (got \(nMels))") }
+    if model == "samplecnn" {
+      guard isAudio, frontEnd == "raw" else {
+        throw bad("model samplecnn reads raw waveforms: use audio data with front-end raw")
+      }
+      // The stem and nine pools divide by 3^10; the 512-d output needs 1 remaining sample.
+      guard (59049..<177147).contains(resolvedAudioLength) else {
+        throw bad("samplecnn needs audio-length in 59049…177146 samples (3^10 ≤ L < 3^11; got \(resolvedAudioLength))")
+      }
+    } else if isAudio && model == "conv4" {
+      throw bad("model conv4 takes 28×28 images; on audio use samplecnn (raw) or resnet18 (logmel)")
+    } else if isAudio && frontEnd == "raw" {
+      throw bad("model \(model) is 2-d: use front-end logmel on audio (or model samplecnn)")
+    }
   }
 
   /// Reads a YAML preset. Keys absent from the file keep their defaults; unknown keys are an
@@ -175,6 +235,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     case syncBN, projectionDim, seed, runDir, checkpointEvery, keep, logEvery
     case bucketMB, accumulate, gradDType, syncProgress, timeline, stallTimeout, checkEvery
     case predWeight, adapter, contrastive, predictorDim, augmentSampling
+    case audioLength, sampleRate, frontEnd, nFFT, hop, nMels, augmentPreset
     static var allKeys: [String] { allCases.map(\.rawValue) }
   }
 
@@ -201,6 +262,9 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     try get(.predWeight, &predWeight); try get(.adapter, &adapter)
     try get(.contrastive, &contrastive); try get(.predictorDim, &predictorDim)
     try get(.augmentSampling, &augmentSampling)
+    try get(.audioLength, &audioLength); try get(.sampleRate, &sampleRate)
+    try get(.frontEnd, &frontEnd); try get(.nFFT, &nFFT); try get(.hop, &hop)
+    try get(.nMels, &nMels); try get(.augmentPreset, &augmentPreset)
   }
 }
 

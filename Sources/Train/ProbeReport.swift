@@ -43,6 +43,10 @@ public enum ProbeReport {
     config: PretrainConfig, trained: any Encoder, comm: Communicator, console: Console, epochs: Int,
     pretrainSeconds: Double, limit: Int? = nil
   ) throws {
+    if config.isAudio {
+      return try runAudio(
+        config: config, trained: trained, comm: comm, console: console, epochs: epochs, pretrainSeconds: pretrainSeconds)
+    }
     let (train, test) = try splits(config)
     console.say("linear probes (\(epochs) epochs of logistic regression on standardised frozen features)…")
     var rows = try probe(
@@ -65,6 +69,59 @@ public enum ProbeReport {
     console.say("|---|---:|---:|---:|")
     for r in rows {
       console.say(String(format: "| %@ | %d | %.2f%% | %.1f s |", r.name, r.dim, r.accuracy * 100, r.seconds))
+    }
+    console.say(String(format: "pretraining took %.1f s", pretrainSeconds))
+  }
+
+  /// One audio encoder's linear-probe accuracies on the label slots (pooled features, the
+  /// train split's clips to fit, the test split's to score); `nil` off rank 0.
+  public static func audioProbe(
+    encoder: any Encoder, config: PretrainConfig, train: AudioSource, test: AudioSource,
+    slots: [(name: String, slot: Int)], layer: FeatureLayer = .pooled, comm: Communicator, epochs: Int
+  ) throws -> (dim: Int, accuracies: [Double], seconds: Double)? {
+    let t0 = now()
+    let mel = AudioData.melFrontEnd(config)
+    let L = config.resolvedAudioLength
+    let tr = try FeatureExtractor.extract(encoder: encoder, audio: train, length: L, mel: mel, layers: [layer], comm: comm)
+    let te = try FeatureExtractor.extract(encoder: encoder, audio: test, length: L, mel: mel, layers: [layer], comm: comm)
+    guard let tr = tr?[layer], let te = te?[layer] else { return nil }
+    let acc = try slots.map {
+      try AudioEvaluation.linear(train: tr, of: train, test: te, of: test, slot: $0.slot, epochs: epochs)
+    }
+    return (tr.dim, acc, now() - t0)
+  }
+
+  /// Audio: linear-probe accuracy for word and language (the corpus's slots otherwise) of the
+  /// trained encoder against a randomly initialised one, and the majority-class rate, printed
+  /// as a table on rank 0.
+  public static func runAudio(
+    config: PretrainConfig, trained: any Encoder, comm: Communicator, console: Console, epochs: Int,
+    pretrainSeconds: Double
+  ) throws {
+    let (train, test) = try AudioData.splits(config)
+    let wanted = ["word", "language"].filter { train.slot(named: $0) != nil }
+    let slots = try AudioEvaluation.slots(train, requested: wanted.isEmpty ? nil : wanted)
+    console.say(
+      "linear probes (\(epochs) epochs of logistic regression on standardised frozen pooled features; \(train.count) train, \(test.count) test clips)…")
+    var rows: [(String, Int, [Double], Double)] = []
+    if let r = try audioProbe(encoder: trained, config: config, train: train, test: test, slots: slots, comm: comm, epochs: epochs) {
+      rows.append(("\(config.method) \(config.model)", r.dim, r.accuracies, r.seconds))
+    }
+    var randomConfig = config
+    randomConfig.seed = config.seed &+ 1
+    let random = try Methods.make(randomConfig, collective: LocalCollective())
+    if let r = try audioProbe(
+      encoder: random.encoder, config: config, train: train, test: test, slots: slots, comm: comm, epochs: epochs)
+    {
+      rows.append(("random \(config.model)", r.dim, r.accuracies, r.seconds))
+    }
+    guard comm.rank == 0 else { return }
+    rows.append(("majority class", 0, slots.map { AudioEvaluation.majority(train: train, test: test, slot: $0.slot) }, 0))
+    console.say("| features | dim | " + slots.map { "\($0.name) accuracy" }.joined(separator: " | ") + " | probe time |")
+    console.say("|---|---:|" + slots.map { _ in "---:|" }.joined() + "---:|")
+    for (name, dim, acc, seconds) in rows {
+      let cells = acc.map { String(format: "%.2f%%", $0 * 100) }.joined(separator: " | ")
+      console.say("| \(name) | \(dim > 0 ? "\(dim)" : "-") | \(cells) | " + String(format: "%.1f s |", seconds))
     }
     console.say(String(format: "pretraining took %.1f s", pretrainSeconds))
   }

@@ -57,9 +57,7 @@ public final class SimCLRMethod: SSLMethod {
   let loss: NTXentLoss
 
   public init(config: PretrainConfig, collective: Collective) throws {
-    net = try SimCLRNetwork(
-      model: config.model, projectionDim: config.projectionDim,
-      collective: config.syncBN ? collective : nil, seed: config.seed)
+    net = try SimCLRNetwork(config: config, collective: config.syncBN ? collective : nil)
     loss = NTXentLoss(temperature: config.temperature, collective: collective)
   }
 

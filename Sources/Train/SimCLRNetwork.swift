@@ -9,9 +9,12 @@ public final class SimCLRNetwork {
 
   /// - Parameters:
   ///   - collective: the world for sync BatchNorm (`nil`: per-rank statistics).
-  public init(model: String, projectionDim: Int, collective: Collective?, seed: UInt64) throws {
+  ///   - input: one input sample's shape (`config.sampleShape`); it fixes the encoder's
+  ///     `prePoolDim` (and samplecnn's input length). nil: the model's reference input
+  ///     (28×28 images, 59049 samples).
+  public init(model: String, projectionDim: Int, collective: Collective?, seed: UInt64, input: Shape? = nil) throws {
     arena = ParameterArena()
-    encoder = try Self.makeEncoder(model, arena: arena, prefix: "encoder", collective: collective)
+    encoder = try Self.makeEncoder(model, arena: arena, prefix: "encoder", collective: collective, input: input)
     let d = encoder.featureDim
     head = ProjectionHead(
       arena: arena, prefix: "head", inFeatures: d, hidden: d, outFeatures: projectionDim,
@@ -19,19 +22,35 @@ public final class SimCLRNetwork {
     arena.allocate(seed: seed)
   }
 
+  /// The network of a configuration (its model, projection and input shape).
+  public convenience init(config: PretrainConfig, collective: Collective?) throws {
+    try self.init(
+      model: config.model, projectionDim: config.projectionDim, collective: collective, seed: config.seed,
+      input: config.sampleShape)
+  }
+
   static func norm(_ arena: ParameterArena, _ collective: Collective?) -> (String, Int) -> Layer {
     { name, channels in BatchNorm(arena: arena, name: name, channels: channels, collective: collective) }
   }
 
   /// Builds a named encoder on `arena` (names from DESIGN.md's reference models).
+  /// - Parameter input: one input sample's shape, `Shape(1, C, H, W)` (nil: the model's
+  ///   reference input). It sets resnet18's `prePoolDim` on non-square log-mel inputs
+  ///   (`1 × nMels × frames`) and samplecnn's input length (`1 × 1 × L`).
   public static func makeEncoder(
-    _ model: String, arena: ParameterArena, prefix: String, collective: Collective?
+    _ model: String, arena: ParameterArena, prefix: String, collective: Collective?, input: Shape? = nil
   ) throws -> any Encoder {
     switch model {
     case "conv4":
       return Conv4(arena: arena, prefix: prefix, inChannels: 1, width: 64, makeNorm: norm(arena, collective))
     case "resnet18":
-      return ResNet18(arena: arena, prefix: prefix, inChannels: 1, makeNorm: norm(arena, collective))
+      return ResNet18(
+        arena: arena, prefix: prefix, inChannels: 1, inputSize: input?.h ?? 28, inputWidth: input?.w,
+        makeNorm: norm(arena, collective))
+    case "samplecnn":
+      return try SampleCNN(
+        arena: arena, prefix: prefix, inputLength: input.map { $0.w } ?? SampleCNN.inputLength,
+        makeNorm: norm(arena, collective))
     default:
       throw ConfigError(message: "unknown model '\(model)' (known: \(PretrainConfig.models.joined(separator: ", ")))")
     }

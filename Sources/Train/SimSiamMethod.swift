@@ -10,7 +10,8 @@ public class SingleBranchMethod: SSLMethod {
   init(config: PretrainConfig, collective: Collective, makeBranch: (ParameterArena, Int) -> MethodBranch) throws {
     arena = ParameterArena()
     encoder = try SimCLRNetwork.makeEncoder(
-      config.model, arena: arena, prefix: "encoder", collective: config.syncBN ? collective : nil)
+      config.model, arena: arena, prefix: "encoder", collective: config.syncBN ? collective : nil,
+      input: config.sampleShape)
     branch = makeBranch(arena, encoder.featureDim)
     arena.allocate(seed: config.seed)
   }

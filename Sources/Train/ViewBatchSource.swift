@@ -66,6 +66,9 @@ public enum ViewSources {
       return try ImageViewSource(
         source: train, sampler: sampler, augment: augment, seed: config.seed,
         sampling: config.resolvedAugmentSampling)
+    case _ where config.isAudio:
+      // spoken-digits, audio-manifest, audio-folder (AudioData.swift).
+      return try AudioViewSource.make(config, globalBatch: globalBatch, rank: rank, worldSize: worldSize)
     default:
       throw ConfigError(
         message: "unknown data '\(config.data)' (known: \(PretrainConfig.datasets.joined(separator: ", ")))")

@@ -42,6 +42,18 @@ final class EncoderTests: XCTestCase {
     XCTAssertEqual(dx.shape, xs)
   }
 
+  /// Log-mel inputs are not square: 1 × 16 mels × 33 frames leaves a 2 × 5 pre-pool map.
+  func testResNet18NonSquarePrePoolDim() throws {
+    let arena = ParameterArena()
+    let enc = try ResNet18(arena: arena, prefix: "encoder", inputSize: 16, inputWidth: 33, makeNorm: identity)
+    arena.allocate(seed: 1)
+    XCTAssertEqual(enc.prePoolDim, 512 * 2 * 5)
+    let xs = Shape(2, 1, 16, 33)
+    let y = try enc.forward(TestData.tensor(xs, TestData.uniform(xs.count, seed: 2)), training: true)
+    XCTAssertEqual(y.shape, Shape(2, 512, 1, 1))
+    XCTAssertEqual(enc.prePoolFeatures?.shape.perSample, enc.prePoolDim)
+  }
+
   func testResNet18Names() throws {
     let arena = ParameterArena()
     _ = try ResNet18(arena: arena, prefix: "encoder", inChannels: 3, makeNorm: bn(arena))
