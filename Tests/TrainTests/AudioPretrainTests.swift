@@ -35,24 +35,6 @@ final class AudioPretrainTests: XCTestCase {
     try SafeTensors.read(URL(fileURLWithPath: dir + "/model.safetensors")).entries
   }
 
-  /// max over tensors of ‖a − b‖ / ‖a‖.
-  func relativeDifference(_ a: [String: SafeTensors.Entry], _ b: [String: SafeTensors.Entry]) -> (Double, String) {
-    var worst = (0.0, "")
-    XCTAssertEqual(Set(a.keys), Set(b.keys))
-    for (k, ea) in a {
-      guard let eb = b[k] else { continue }
-      var num = 0.0, den = 0.0
-      for i in 0..<ea.values.count {
-        let d = Double(ea.values[i]) - Double(eb.values[i])
-        num += d * d
-        den += Double(ea.values[i]) * Double(ea.values[i])
-      }
-      let rel = num.squareRoot() / max(den.squareRoot(), 1e-12)
-      if rel > worst.0 { worst = (rel, k) }
-    }
-    return worst
-  }
-
   /// 40 synthetic 4-second clips (a tone per word plus keyed noise, 16-bit 16 kHz WAV) with
   /// `manifest.csv` (`path,word,language`): samplecnn's 59049-sample views are then all signal.
   /// (The spoken digits last under a second: their views are ~80% zero padding, constant

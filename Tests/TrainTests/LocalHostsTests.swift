@@ -31,24 +31,6 @@ final class LocalHostsTests: XCTestCase {
     return (r, dir)
   }
 
-  func maxRelativeDifference(_ a: String, _ b: String) throws -> Double {
-    let ea = try SafeTensors.read(URL(fileURLWithPath: a + "/latest/model.safetensors")).entries
-    let eb = try SafeTensors.read(URL(fileURLWithPath: b + "/latest/model.safetensors")).entries
-    XCTAssertEqual(Set(ea.keys), Set(eb.keys))
-    var worst = 0.0
-    for (k, x) in ea {
-      let y = eb[k]!.values
-      var num = 0.0
-      var den = 0.0
-      for i in 0..<x.values.count {
-        num += Double(x.values[i] - y[i]) * Double(x.values[i] - y[i])
-        den += Double(x.values[i]) * Double(x.values[i])
-      }
-      worst = max(worst, num.squareRoot() / max(den.squareRoot(), 1e-12))
-    }
-    return worst
-  }
-
   func testTwoAndFourHostsOverTCPMatchOneRank() throws {
     let single = Processes.temporaryDirectory("hosts-single")
     let one = try Processes.parallax(np: 1, pretrainArgs(single))
@@ -57,7 +39,7 @@ final class LocalHostsTests: XCTestCase {
       let (r, dir) = try runOnHosts(n)
       XCTAssertEqual(r.status, 0, "\(n) hosts:\n\(r.stdout)\n\(r.stderr)")
       XCTAssertTrue(r.stdout.contains("\(n) rank(s) on \(n) node(s)"), r.stdout)
-      XCTAssertLessThanOrEqual(try maxRelativeDifference(single, dir), 1e-4, "\(n) hosts")
+      XCTAssertLessThanOrEqual(relativeDifference(try latestModel(single), try latestModel(dir)).0, 1e-4, "\(n) hosts")
     }
   }
 

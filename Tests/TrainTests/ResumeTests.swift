@@ -45,22 +45,4 @@ final class ResumeTests: XCTestCase {
     XCTAssertTrue(Jobs.read(other + "/rank-0.log").contains("checkpoint written by 2 rank(s), resuming on 1"))
   }
 
-  /// max over tensors of ‖a − b‖ / ‖a‖.
-  func relativeDifference(_ a: [String: SafeTensors.Entry], _ b: [String: SafeTensors.Entry]) -> (Double, String) {
-    var worst = (0.0, "")
-    XCTAssertEqual(Set(a.keys), Set(b.keys))
-    for (k, ea) in a {
-      guard let eb = b[k] else { continue }
-      var num = 0.0
-      var den = 0.0
-      for i in 0..<ea.values.count {
-        let d = Double(ea.values[i]) - Double(eb.values[i])
-        num += d * d
-        den += Double(ea.values[i]) * Double(ea.values[i])
-      }
-      let rel = num.squareRoot() / max(den.squareRoot(), 1e-12)
-      if rel > worst.0 { worst = (rel, k) }
-    }
-    return worst
-  }
 }
