@@ -127,6 +127,21 @@ final class AudioPretrainTests: XCTestCase {
     XCTAssertTrue(config.contains("frontEnd: raw"), config)
   }
 
+  /// CLMR-style SimCLR on spoken digits as log-mel spectrograms (resnet18, CLMR augmentations):
+  /// 2 ranks with 4 clips each give the parameters of 1 rank with all 8, to 1e-4.
+  func testLogMelResNet18TwoRanksMatchOneRank() throws {
+    let extra = [
+      "--model", "resnet18", "--front-end", "logmel", "--audio-length", "4000", "--n-fft", "256", "--hop", "250",
+      "--n-mels", "16", "--max-steps", "2", "--augment-preset", "clmr",
+    ]
+    let one = try pretrain(np: 1, name: "mel-rank1", extra: extra).dir
+    let two = try pretrain(np: 2, name: "mel-rank2", extra: extra).dir
+    let (rel, name) = relativeDifference(try latestModel(one), try latestModel(two))
+    XCTAssertLessThanOrEqual(rel, 1e-4, "worst tensor \(name)")
+    let other = try pretrain(np: 1, name: "mel-rank1-seed", extra: extra + ["--seed", "6"]).dir
+    XCTAssertGreaterThan(relativeDifference(try latestModel(one), try latestModel(other)).0, 1e-3)
+  }
+
   /// resnet18 on 16 × 17 log-mel spectrograms (MT-SLVR augmentations) under 2 ranks with
   /// `--probe`, then `eval linear` and `eval fewshot` on its checkpoint.
   func testLogMelResNet18PretrainProbeAndEval() throws {
