@@ -212,7 +212,7 @@ extension MultiTaskEncoder {
   /// pooled 512-d features.
   public static func resnet18(
     arena: ParameterArena, prefix: String, inChannels: Int = 1, inputSize: Int = 28,
-    mode: AdapterMode, tasks: Int = 2, makeNorm: NormFactory
+    inputWidth: Int? = nil, mode: AdapterMode, tasks: Int = 2, makeNorm: NormFactory
   ) rethrows -> MultiTaskEncoder {
     let o0 = arena.parameterCount
     let conv1 = Conv2d(
@@ -227,6 +227,7 @@ extension MultiTaskEncoder {
     var adapted: [(Layer, Int)] = []
     var channels = 64
     var size = inputSize
+    var widthSize = inputWidth ?? inputSize
     for (stage, width) in [(2, 128), (3, 256), (4, 512)] {
       for b in 0..<2 {
         let s = b == 0 ? 2 : 1
@@ -237,12 +238,13 @@ extension MultiTaskEncoder {
             stride: s, mode: mode, tasks: tasks, makeNorm: makeNorm), o))
         channels = width
         size = Conv2dReference.outputSize(size, kernel: 3, stride: s, padding: 1)
+        widthSize = Conv2dReference.outputSize(widthSize, kernel: 3, stride: s, padding: 1)
       }
     }
     let fo = arena.parameterCount
     let final = TaskSplit(try (0..<tasks).map { try makeNorm("\(prefix).final_bn.task\($0)", 512) })
     return MultiTaskEncoder(
-      mode: mode, tasks: tasks, taskFeatureDim: 512, taskPrePoolDim: 512 * size * size, shared: shared,
+      mode: mode, tasks: tasks, taskFeatureDim: 512, taskPrePoolDim: 512 * size * widthSize, shared: shared,
       adapted: adapted, pool: GlobalAvgPool(), finalNorm: final, finalOffset: fo, firstConv: conv1)
   }
 

@@ -57,8 +57,14 @@ public final class MTSLVRMethod: SSLMethod {
       let enc: MultiTaskEncoder
       switch config.model {
       case "conv4": enc = MultiTaskEncoder.conv4(arena: arena, prefix: "encoder", mode: mode, makeNorm: norm)
-      case "resnet18": enc = MultiTaskEncoder.resnet18(arena: arena, prefix: "encoder", mode: mode, makeNorm: norm)
-      case "samplecnn": enc = try MultiTaskEncoder.sampleCNN(arena: arena, prefix: "encoder", mode: mode, makeNorm: norm)
+      case "resnet18":
+        let input = config.sampleShape
+        enc = MultiTaskEncoder.resnet18(
+          arena: arena, prefix: "encoder", inChannels: input.c, inputSize: input.h, inputWidth: input.w,
+          mode: mode, makeNorm: norm)
+      case "samplecnn":
+        enc = try MultiTaskEncoder.sampleCNN(
+          arena: arena, prefix: "encoder", inputLength: config.sampleShape.w, mode: mode, makeNorm: norm)
       default:
         throw ConfigError(message: "mtslvr adapters support conv4, resnet18 and samplecnn (got '\(config.model)')")
       }

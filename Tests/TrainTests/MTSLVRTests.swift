@@ -68,6 +68,22 @@ final class MTSLVRTests: XCTestCase {
     XCTAssertEqual(none.encoder.featureDim, 64)
   }
 
+  /// On non-square log-mel inputs (16 mels × 17 frames) the adapted resnet18 reports the
+  /// pre-pool size its forward pass really produces (2 tasks × 512 × 2 × 3).
+  func testAdaptedResNet18PrePoolDimOnLogMel() throws {
+    let c = config("mtslvr") {
+      $0.model = "resnet18"; $0.adapter = "parallel"; $0.data = "spoken-digits"; $0.frontEnd = "logmel"
+      $0.audioLength = 4000; $0.nFFT = 256; $0.hop = 250; $0.nMels = 16
+    }
+    XCTAssertEqual(c.sampleShape, Shape(1, 1, 16, 17))
+    let m = try Methods.make(c, collective: LocalCollective())
+    let x = Storage(2 * 16 * 17)
+    for i in 0..<(2 * 16 * 17) { x.data[i] = Float(i % 7) - 3 }
+    _ = try m.encoder.forward(Tensor(x.data, Shape(2, 1, 16, 17)), training: true)
+    XCTAssertEqual(m.encoder.prePoolDim, 2 * 512 * 2 * 3)
+    XCTAssertEqual(m.encoder.prePoolFeatures?.shape.perSample, m.encoder.prePoolDim)
+  }
+
   /// Finite differences of the composed loss `L_c + w·L_p` (SimCLR branch and transformation
   /// prediction on the same features) with respect to the features and both heads.
   func testComposedLossGradients() throws {
