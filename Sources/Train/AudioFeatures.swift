@@ -58,29 +58,14 @@ extension FeatureExtractor {
       }
       i += n
     }
-    let root = comm.rank == 0
     var result: [FeatureLayer: FeatureSet] = [:]
     for l in layers {
-      let d = dims[l]!
-      var g = [Float](repeating: 0, count: root ? per * comm.size * d : 1)
-      try local[l]!.withUnsafeBufferPointer { s in
-        try g.withUnsafeMutableBufferPointer { r in
-          try comm.gather(s.baseAddress!, count: per * d, into: r.baseAddress!, root: 0)
-        }
-      }
-      if root {
-        // Shares are padded to `per` rows; the ranks' real rows are contiguous clip ranges.
-        var values = [Float]()
-        values.reserveCapacity(total * d)
-        for r in 0..<comm.size {
-          let rlo = min(total, r * per)
-          let rhi = min(total, rlo + per)
-          values += g[(r * per * d)..<(r * per * d + (rhi - rlo) * d)]
-        }
-        result[l] = FeatureSet(dim: d, values: values, labels: Array(0..<total))
+      // Shares are padded to `per` rows; the ranks' real rows are contiguous clip ranges.
+      if let values = try FeatureExtractor.gatherShares(local[l]!, rowWidth: dims[l]!, per: per, total: total, comm: comm) {
+        result[l] = FeatureSet(dim: dims[l]!, values: values, labels: Array(0..<total))
       }
     }
-    return root ? result : nil
+    return comm.rank == 0 ? result : nil
   }
 }
 

@@ -66,37 +66,41 @@ public enum FeatureExtractor {
     }
     var labels = [Float](repeating: -1, count: per)
     for j in lo..<hi { labels[j - lo] = Float(source.label(j)) }
-    // Gather fixed-size shares (padded to `per` rows) to rank 0.
-    let root = comm.rank == 0
-    var gatheredLabels = [Float](repeating: 0, count: root ? per * comm.size : 1)
-    try labels.withUnsafeBufferPointer { s in
-      try gatheredLabels.withUnsafeMutableBufferPointer { r in
-        try comm.gather(s.baseAddress!, count: per, into: r.baseAddress!, root: 0)
-      }
-    }
+    // Every rank takes part in the same gathers, in the same order; rank 0 assembles.
+    let labs = try gatherShares(labels, rowWidth: 1, per: per, total: total, comm: comm)
     var result: [FeatureLayer: FeatureSet] = [:]
     for l in layers {
-      let d = dims[l]!
-      var g = [Float](repeating: 0, count: root ? per * comm.size * d : 1)
-      try local[l]!.withUnsafeBufferPointer { s in
-        try g.withUnsafeMutableBufferPointer { r in
-          try comm.gather(s.baseAddress!, count: per * d, into: r.baseAddress!, root: 0)
-        }
-      }
-      if root {
-        var values = [Float]()
-        values.reserveCapacity(total * d)
-        var labs = [Int]()
-        for r in 0..<comm.size {
-          let rlo = min(total, r * per)
-          let rhi = min(total, rlo + per)
-          values += g[(r * per * d)..<(r * per * d + (rhi - rlo) * d)]
-          labs += gatheredLabels[(r * per)..<(r * per + rhi - rlo)].map { Int($0) }
-        }
-        result[l] = FeatureSet(dim: d, values: values, labels: labs)
+      let values = try gatherShares(local[l]!, rowWidth: dims[l]!, per: per, total: total, comm: comm)
+      if let values, let labs {
+        result[l] = FeatureSet(dim: dims[l]!, values: values, labels: labs.map { Int($0) })
       }
     }
-    return root ? result : nil
+    return comm.rank == 0 ? result : nil
+  }
+
+  /// Gathers every rank's share of a `total`-row matrix to rank 0: rank r holds rows
+  /// `r·per ..< min(total, (r+1)·per)` padded to `per` rows of `rowWidth` floats. Returns the
+  /// rows in order without the padding on rank 0, nil elsewhere (collective on every rank).
+  static func gatherShares(
+    _ local: [Float], rowWidth d: Int, per: Int, total: Int, comm: Communicator
+  ) throws -> [Float]? {
+    precondition(local.count == per * d)
+    let root = comm.rank == 0
+    var g = [Float](repeating: 0, count: root ? per * comm.size * d : 1)
+    try local.withUnsafeBufferPointer { s in
+      try g.withUnsafeMutableBufferPointer { r in
+        try comm.gather(s.baseAddress!, count: per * d, into: r.baseAddress!, root: 0)
+      }
+    }
+    guard root else { return nil }
+    var values = [Float]()
+    values.reserveCapacity(total * d)
+    for r in 0..<comm.size {
+      let rlo = min(total, r * per)
+      let rhi = min(total, rlo + per)
+      values += g[(r * per * d)..<(r * per * d + (rhi - rlo) * d)]
+    }
+    return values
   }
 
   /// Raw normalised pixels as features (the baseline every probe must beat).
