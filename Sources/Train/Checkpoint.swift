@@ -199,12 +199,6 @@ public enum Checkpoint {
     }
   }
 
-  /// Resolves `latest` or a directory path to a checkpoint directory.
-  public static func resolve(_ spec: String, runDir: String) -> String {
-    if spec == "latest" { return (runDir as NSString).appendingPathComponent("latest") }
-    return spec
-  }
-
   /// Loads the checkpoint `spec` names. A directory must verify. `latest` tries what
   /// `runDir/latest` points at and then, newest first, the older checkpoints of the run,
   /// saying in `notes` which were refused and why.

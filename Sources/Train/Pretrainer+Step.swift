@@ -302,12 +302,6 @@ extension Pretrainer {
     try tl.write(to: config.timeline, comm: comm)
   }
 
-  /// One step for benchmarks (advances the position like training does).
-  public func benchStep() throws -> (loss: Float, compute: Double, communication: Double) {
-    let t = try benchStepTimed()
-    return (t.loss, t.data + t.compute + t.optimizer, t.communication)
-  }
-
   /// One step for benchmarks with its time split (advances the position like training does).
   public func benchStepTimed() throws -> StepTiming {
     if batchInEpoch >= data.batchesPerEpoch {
