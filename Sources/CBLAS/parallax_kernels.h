@@ -130,6 +130,36 @@ __attribute__((target("avx512f,fma"))) static inline void px_bn_relu_backward(
   }
 }
 
+/* A residual block's tail: y = a + b where that is > 0 or NaN, else 0 (Swift's max(a + b, 0)). */
+__attribute__((target("avx512f"))) static inline void px_add_relu(
+    float *y, const float *a, const float *b, long n) {
+  for (long i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : px_tail_mask(n - i);
+    __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
+    __mmask16 keep = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_maskz_mov_ps(keep, v));
+  }
+}
+
+/* Its backward through the ReLU: g = dy where y > 0, else 0. */
+__attribute__((target("avx512f"))) static inline void px_relu_backward(
+    float *g, const float *y, const float *dy, long n) {
+  for (long i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : px_tail_mask(n - i);
+    __mmask16 on = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, y + i), _mm512_setzero_ps(), _CMP_GT_OQ);
+    _mm512_mask_storeu_ps(g + i, m, _mm512_maskz_loadu_ps(on, dy + i));
+  }
+}
+
+/* y = a + b. */
+__attribute__((target("avx512f"))) static inline void px_add(
+    float *y, const float *a, const float *b, long n) {
+  for (long i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : px_tail_mask(n - i);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i)));
+  }
+}
+
 /* im2col for stride 1 (channels c0 ..< c1 of C): `samples` planes-sets src [S, C, h, w] into dst [C·k·k, S·ho·wo]
  * (row (c·k + ki)·k + kj, column s·ho·wo + i·wo + j), zero padding `pad`. */
 __attribute__((target("avx512f"))) static inline void px_im2col_s1(
@@ -185,6 +215,91 @@ __attribute__((target("avx512f"))) static inline void px_col2im_s1(
               __mmask16 m = px_tail_mask16(jHi - j < 16 ? jHi - j : 16);
               _mm512_mask_storeu_ps(line + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, line + j),
                                                                _mm512_maskz_loadu_ps(m, r + j)));
+            }
+          }
+        }
+      }
+}
+
+/* im2col for stride 2 (channels c0 ..< c1 of C), as px_im2col_s1: out column j of a row reads
+ * input column 2j − pad + kj; sixteen outputs per step from 32 raw inputs, evens picked by a
+ * permute. */
+__attribute__((target("avx512f"))) static inline void px_im2col_s2(
+    float *dst, const float *src, long samples, long C, long h, long w, long k, long pad, long ho,
+    long wo, long c0, long c1) {
+  long cols = samples * ho * wo;
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  for (long c = c0; c < c1; c++)
+    for (long ki = 0; ki < k; ki++)
+      for (long kj = 0; kj < k; kj++) {
+        float *row = dst + ((c * k + ki) * k + kj) * cols;
+        /* Valid outputs: 0 ≤ 2j − pad + kj < w. */
+        long jLo = pad - kj > 0 ? (pad - kj + 1) / 2 : 0;
+        long jHi = w + pad - kj > 0 ? (w + pad - kj + 1) / 2 : 0;
+        if (jHi > wo) jHi = wo;
+        if (jHi < jLo) jHi = jLo;
+        for (long s = 0; s < samples; s++) {
+          const float *plane = src + (s * C + c) * h * w;
+          for (long i = 0; i < ho; i++) {
+            float *r = row + (s * ho + i) * wo;
+            long y = 2 * i - pad + ki;
+            const float *line = plane + y * w - pad + kj;
+            int inside = y >= 0 && y < h;
+            for (long j = 0; j < wo; j += 16) {
+              long n = wo - j < 16 ? wo - j : 16;
+              long lo = jLo > j ? jLo - j : 0, hi = jHi - j < n ? jHi - j : n;
+              __m512 v = _mm512_setzero_ps();
+              if (inside && hi > lo) {
+                /* Raw inputs 2·lo ..< 2·hi − 1 relative to line + 2j (all inside the line). */
+                long r0 = 2 * lo, r1 = 2 * hi - 1;
+                __mmask16 m0 = (__mmask16)(px_tail_mask16(r1 < 16 ? r1 : 16) & ~px_tail_mask16(r0 < 16 ? r0 : 16));
+                __mmask16 m1 = (__mmask16)(px_tail_mask16(r1 > 16 ? r1 - 16 : 0) & ~px_tail_mask16(r0 > 16 ? r0 - 16 : 0));
+                __m512 a = _mm512_maskz_loadu_ps(m0, line + 2 * j);
+                __m512 b = _mm512_maskz_loadu_ps(m1, line + 2 * j + 16);
+                v = _mm512_maskz_permutex2var_ps((__mmask16)(px_tail_mask16(hi) & ~px_tail_mask16(lo)), a, even, b);
+              }
+              _mm512_mask_storeu_ps(r + j, px_tail_mask16(n), v);
+            }
+          }
+        }
+      }
+}
+
+/* The adjoint of px_im2col_s2: adds the columns of src [C·k·k, S·ho·wo] into dst [S, C, h, w]. */
+__attribute__((target("avx512f"))) static inline void px_col2im_s2(
+    float *dst, const float *src, long samples, long C, long h, long w, long k, long pad, long ho,
+    long wo, long c0, long c1) {
+  long cols = samples * ho * wo;
+  /* Output j of a 16-step goes to raw lane 2j: spread 8 values per 16-lane half. */
+  const __m512i spreadLo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  const __m512i spreadHi = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
+  for (long c = c0; c < c1; c++)
+    for (long ki = 0; ki < k; ki++)
+      for (long kj = 0; kj < k; kj++) {
+        const float *row = src + ((c * k + ki) * k + kj) * cols;
+        long jLo = pad - kj > 0 ? (pad - kj + 1) / 2 : 0;
+        long jHi = w + pad - kj > 0 ? (w + pad - kj + 1) / 2 : 0;
+        if (jHi > wo) jHi = wo;
+        if (jHi <= jLo) continue;
+        for (long s = 0; s < samples; s++) {
+          float *plane = dst + (s * C + c) * h * w;
+          for (long i = 0; i < ho; i++) {
+            long y = 2 * i - pad + ki;
+            if (y < 0 || y >= h) continue;
+            const float *r = row + (s * ho + i) * wo;
+            float *line = plane + y * w - pad + kj;
+            for (long j = jLo; j < jHi; j += 16) {
+              long n = jHi - j < 16 ? jHi - j : 16;
+              __m512 v = _mm512_maskz_loadu_ps(px_tail_mask16(n), r + j);
+              /* Even raw lanes 2t for t < n: halves hold t < 8 and 8 ≤ t < 16. */
+              __mmask16 e0 = (__mmask16)(0x5555 & px_tail_mask16(2 * n < 16 ? 2 * n : 16));
+              __mmask16 e1 = (__mmask16)(0x5555 & px_tail_mask16(2 * n > 16 ? 2 * n - 16 : 0));
+              float *l0 = line + 2 * j;
+              _mm512_mask_storeu_ps(l0, e0, _mm512_add_ps(_mm512_maskz_loadu_ps(e0, l0),
+                                                          _mm512_permutexvar_ps(spreadLo, v)));
+              if (e1)
+                _mm512_mask_storeu_ps(l0 + 16, e1, _mm512_add_ps(_mm512_maskz_loadu_ps(e1, l0 + 16),
+                                                                 _mm512_permutexvar_ps(spreadHi, v)));
             }
           }
         }

@@ -18,7 +18,9 @@
 #include <cpuid.h>
 #include <immintrin.h>
 
-enum { PX_MR = 8, PX_NR = 32, PX_KC = 256, PX_MC = 128, PX_NC = 4096 };
+/* KC·NC floats of packed B (1 MiB) stay within a core's L2 (2 MiB here); 4096 columns did not
+ * and ran the 64-channel convolutions ~20 % slower. */
+enum { PX_MR = 8, PX_NR = 32, PX_KC = 256, PX_MC = 128, PX_NC = 1024 };
 
 /* Where logical column j of a matrix lives: `blk == 0` plain (offset j); otherwise columns
  * come in blocks of `blk` that are `bst` floats apart: offset (j / blk)·bst + j % blk. A
@@ -221,7 +223,7 @@ __attribute__((target("avx512f"))) static inline void px_pack_b(
  * output h×w = input h×w) read straight from x [S, C, h, w]: B[(c·k + ki)·k + kj, s·h·w + i·w + j]
  * = x[s, c, i + ki − pad, j + kj − pad], zero outside the plane. The column buffer is never
  * written. */
-typedef struct { long C, h, w, k, pad; } px_conv;
+typedef struct { long C, h, w, k, pad, transposed; } px_conv;
 enum { PX_CONV_KMAX = 7 };
 
 /* Packs rows k0 ..< k0+kc, columns j0 ..< j0+nc of the implicit B as px_pack_b does. */
@@ -273,6 +275,64 @@ __attribute__((target("avx512f"))) static inline void px_pack_b_conv(
           kj = 0;
           if (++ki == kk) { ki = 0; c++; }
         }
+      }
+    }
+  }
+}
+
+/* The transposed implicit im2col, for a convolution's weight gradient dW = dY · colᵀ:
+ * op(B)[K = S·h·w, N = C·k·k] with op(B)[s·h·w + i·w + j, (c·k + ki)·k + kj]
+ * = x[s, c, i + ki − pad, j + kj − pad] (zero outside the plane). Packs rows k0 ..< k0+kc,
+ * columns j0 ..< j0+nc as px_pack_b does: 16 positions × 16 columns at a time, each column a
+ * shifted (masked) run of x, transposed in registers. */
+__attribute__((target("avx512f"))) static inline void px_pack_b_conv_t(
+    float *dst, const float *x, const px_conv *cv, long k0, long kc, long j0, long nc) {
+  long h = cv->h, w = cv->w, hw = h * w, kk = cv->k, pad = cv->pad;
+  for (long k = 0; k < kc; k += 16) {
+    long n = kc - k < 16 ? kc - k : 16;
+    /* Runs of positions within one sample, and per-lane validity of each kernel offset. */
+    int runs = 0, lane[17];
+    long base[16];
+    __mmask16 rowOK[PX_CONV_KMAX], colOK[PX_CONV_KMAX];
+    for (long q = 0; q < kk; q++) rowOK[q] = colOK[q] = 0;
+    long s = (k0 + k) / hw, p = (k0 + k) % hw;
+    for (long t = 0; t < n; t++) {
+      if (t == 0 || p == 0) {
+        lane[runs] = (int)t;
+        base[runs] = s * cv->C * hw + p - t;
+        runs++;
+      }
+      long i = p / w, jj = p % w;
+      for (long q = 0; q < kk; q++) {
+        long y = i + q - pad, xx = jj + q - pad;
+        if (y >= 0 && y < h) rowOK[q] |= (__mmask16)(1u << t);
+        if (xx >= 0 && xx < w) colOK[q] |= (__mmask16)(1u << t);
+      }
+      if (++p == hw) { p = 0; s++; }
+    }
+    lane[runs] = (int)n;
+    for (long jr = 0; jr < nc; jr += PX_NR) {
+      float *d = dst + jr * kc + k * PX_NR;
+      for (long half = 0; half < 2; half++) {
+        long j = jr + 16 * half;
+        long cols = nc - j < 16 ? nc - j : 16;
+        __m512 r[16];
+        long col = j0 + j;
+        long c = col / (kk * kk), ki = (col / kk) % kk, kj = col % kk;
+        for (long i = 0; i < 16; i++) {
+          if (i >= cols) { r[i] = _mm512_setzero_ps(); continue; }
+          __mmask16 ok = rowOK[ki] & colOK[kj];
+          const float *src = x + c * hw + (ki - pad) * w + (kj - pad);
+          __m512 v = _mm512_maskz_loadu_ps(ok & px_lanes(0, lane[1]), src + base[0]);
+          for (int q = 1; q < runs; q++)
+            v = _mm512_mask_loadu_ps(v, ok & px_lanes(lane[q], lane[q + 1]), src + base[q]);
+          r[i] = v;
+          if (++kj == kk) {
+            kj = 0;
+            if (++ki == kk) { ki = 0; c++; }
+          }
+        }
+        px_store_t16x16(d + 16 * half, PX_NR, r, n);
       }
     }
   }
@@ -345,7 +405,7 @@ __attribute__((target("avx512f,fma"))) static inline void px_kernel_8x32(
  * logical column j of B and C is column `jorg + j` of the layout (a thread's slice of N).
  * `bias` (NULL or [M]) is added to every row of C once. */
 /* As px_sgemm_ex, with `bconv` (not NULL, transB == 0) making B the implicit im2col of the
- * NCHW tensor at `B` (ldb and bcols unused). */
+ * NCHW tensor at `B` (or, with `bconv->transposed`, its transpose; ldb and bcols unused). */
 __attribute__((target("avx512f"))) static inline void px_sgemm_conv(
     int transA, int transB, long M, long N, long K, float alpha, const float *A, long lda,
     px_cols acols, const float *B, long ldb, px_cols bcols, const px_conv *bconv, float beta,
@@ -360,12 +420,18 @@ __attribute__((target("avx512f"))) static inline void px_sgemm_conv(
       }
     return;
   }
+  /* K in equal passes of at most KC (a multiple of 16), not KC, KC, …, remainder: each pass
+   * reads and writes all of C, so a short last pass costs nearly a full one. */
+  long passes = (K + PX_KC - 1) / PX_KC;
+  long kstep = ((K + passes - 1) / passes + 15) / 16 * 16;
+  if (kstep > PX_KC) kstep = PX_KC;
   for (long jc = 0; jc < N; jc += PX_NC) {
     long nc = N - jc < PX_NC ? N - jc : PX_NC;
-    for (long pc = 0; pc < K; pc += PX_KC) {
-      long kc = K - pc < PX_KC ? K - pc : PX_KC;
+    for (long pc = 0; pc < K; pc += kstep) {
+      long kc = K - pc < kstep ? K - pc : kstep;
       float bt = pc == 0 ? beta : 1.0f;
-      if (bconv) px_pack_b_conv(packB, B, bconv, pc, kc, jorg + jc, nc);
+      if (bconv && bconv->transposed) px_pack_b_conv_t(packB, B, bconv, pc, kc, jorg + jc, nc);
+      else if (bconv) px_pack_b_conv(packB, B, bconv, pc, kc, jorg + jc, nc);
       else px_pack_b(packB, B, ldb, transB, pc, kc, transB ? jc : jorg + jc, nc, bcols);
       for (long ic = 0; ic < M; ic += PX_MC) {
         long mc = M - ic < PX_MC ? M - ic : PX_MC;

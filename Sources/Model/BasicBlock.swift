@@ -1,3 +1,5 @@
+import CBLAS
+
 /// The ResNet basic block (He et al. 2016; torchvision's `BasicBlock`):
 /// `y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, with 3×3 convolutions
 /// (padding 1, no bias; `conv1` carries the stride) and a shortcut that is the identity, or a
@@ -26,6 +28,10 @@ public final class BasicBlock: Layer {
   /// [N, inChannels, H, W]
   private let dInput = Storage()
   private var output: Tensor?
+  /// The add + ReLU tail and its backward through the AVX-512 kernels (`px_add_relu`,
+  /// `px_relu_backward`, `px_add`) when the CPU has them; `false` runs the Swift loops, which
+  /// tests compare against.
+  public var usesFastKernels = Gemm.builtinAvailable
 
   public init(
     arena: ParameterArena, prefix: String, inChannels: Int, outChannels: Int, stride: Int = 1,
@@ -65,7 +71,11 @@ public final class BasicBlock: Layer {
     }
     precondition(s.shape == h.shape, "BasicBlock: shortcut \(s.shape) vs main \(h.shape)")
     let y = out.tensor(h.shape)
-    for i in 0..<y.count { y.data[i] = max(h.data[i] + s.data[i], 0) }
+    if usesFastKernels {
+      px_add_relu(y.data, h.data, s.data, y.count)
+    } else {
+      for i in 0..<y.count { y.data[i] = max(h.data[i] + s.data[i], 0) }
+    }
     output = y
     return y
   }
@@ -74,7 +84,11 @@ public final class BasicBlock: Layer {
     guard let y = output else { preconditionFailure("BasicBlock: backward before forward") }
     precondition(dy.shape == y.shape, "BasicBlock: dy \(dy.shape), expected \(y.shape)")
     let g = dSum.tensor(y.shape)
-    for i in 0..<y.count { g.data[i] = y.data[i] > 0 ? dy.data[i] : 0 }
+    if usesFastKernels {
+      px_relu_backward(g.data, y.data, dy.data, y.count)
+    } else {
+      for i in 0..<y.count { g.data[i] = y.data[i] > 0 ? dy.data[i] : 0 }
+    }
     var d = try bn2.backward(g)
     d = try conv2.backward(d)
     if let relu1 { d = try relu1.backward(d) }
@@ -88,7 +102,11 @@ public final class BasicBlock: Layer {
     }
     precondition(d.shape == dShortcut.shape)
     let dx = dInput.tensor(d.shape)
-    for i in 0..<dx.count { dx.data[i] = d.data[i] + dShortcut.data[i] }
+    if usesFastKernels {
+      px_add(dx.data, d.data, dShortcut.data, dx.count)
+    } else {
+      for i in 0..<dx.count { dx.data[i] = d.data[i] + dShortcut.data[i] }
+    }
     return dx
   }
 }

@@ -118,13 +118,32 @@ public enum Gemm {
     c: UnsafeMutablePointer<Float>, ldc: Int, cColumns: GemmColumns, bias: UnsafePointer<Float>?
   ) {
     precondition(implicitConvAvailable && kernel == 2 * padding + 1 && kernel <= Int(PX_CONV_KMAX))
-    var cv = px_conv(C: channels, h: height, w: width, k: kernel, pad: padding)
+    var cv = px_conv(C: channels, h: height, w: width, k: kernel, pad: padding, transposed: 0)
     withUnsafePointer(to: &cv) { cvp in
       builtin(
         transA: false, transB: false, m: m, n: samples * height * width,
         k: channels * kernel * kernel, alpha: alpha, a: a, lda: lda, aColumns: .plain, b: x,
         ldb: 0, bColumns: .plain, conv: cvp, beta: beta, c: c, ldc: ldc, cColumns: cColumns,
         bias: bias)
+    }
+  }
+
+  /// The weight gradient of the same convolution, `dW [M×C·k·k] += α·dY·colᵀ` (β as usual),
+  /// where `dY` [M, S·h·w] is read over NCHW memory (`aColumns`, `lda`) and colᵀ is packed
+  /// straight from `x` [S, C, h, w] (no column buffer). Only when `implicitConvAvailable`.
+  public static func sgemmImplicitConvWeightGradient(
+    m: Int, samples: Int, channels: Int, height: Int, width: Int, kernel: Int, padding: Int,
+    alpha: Float, dy: UnsafePointer<Float>, lda: Int, aColumns: GemmColumns,
+    x: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+  ) {
+    precondition(implicitConvAvailable && kernel == 2 * padding + 1 && kernel <= Int(PX_CONV_KMAX))
+    var cv = px_conv(C: channels, h: height, w: width, k: kernel, pad: padding, transposed: 1)
+    withUnsafePointer(to: &cv) { cvp in
+      builtin(
+        transA: false, transB: false, m: m, n: channels * kernel * kernel,
+        k: samples * height * width, alpha: alpha, a: dy, lda: lda, aColumns: aColumns, b: x,
+        ldb: 0, bColumns: .plain, conv: cvp, beta: beta, c: c, ldc: ldc, cColumns: .plain,
+        bias: nil)
     }
   }
 

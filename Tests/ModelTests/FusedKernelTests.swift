@@ -74,18 +74,22 @@ final class FusedKernelTests: XCTestCase {
 
   func testConvFastIm2colMatchesPortable() throws {
     try XCTSkipUnless(Gemm.builtinAvailable, "no AVX-512 on this CPU: only the portable path runs")
-    // (input shape, out channels, kernel, padding, column budget forcing chunks of 1 or 3)
+    // (input shape, out channels, kernel, padding, column budget forcing chunks of 1 or 3,
+    // stride): odd and even planes, rows longer than one 16-lane step, 1×1 projections.
     let cases = [
-      (Shape(5, 3, 7, 7), 4, 3, 1, 1 << 21), (Shape(5, 3, 7, 7), 4, 3, 1, 27 * 49 * 3),
-      (Shape(2, 2, 28, 28), 8, 3, 1, 1), (Shape(3, 4, 4, 4), 6, 1, 0, 1 << 21),
-      (Shape(2, 2, 20, 19), 3, 5, 2, 1 << 21), (Shape(4, 2, 3, 3), 5, 3, 1, 18 * 9 * 3),
+      (Shape(5, 3, 7, 7), 4, 3, 1, 1 << 21, 1), (Shape(5, 3, 7, 7), 4, 3, 1, 27 * 49 * 3, 1),
+      (Shape(2, 2, 28, 28), 8, 3, 1, 1, 1), (Shape(3, 4, 4, 4), 6, 1, 0, 1 << 21, 1),
+      (Shape(2, 2, 20, 19), 3, 5, 2, 1 << 21, 1), (Shape(4, 2, 3, 3), 5, 3, 1, 18 * 9 * 3, 1),
+      (Shape(3, 3, 28, 28), 4, 3, 1, 1 << 21, 2), (Shape(2, 3, 7, 7), 5, 3, 1, 1, 2),
+      (Shape(2, 2, 40, 37), 3, 3, 1, 1 << 21, 2), (Shape(3, 4, 14, 14), 6, 1, 0, 1 << 21, 2),
+      (Shape(2, 2, 9, 8), 3, 5, 2, 1 << 21, 2), (Shape(2, 3, 4, 4), 2, 3, 0, 1 << 21, 2),
     ]
-    for (s, o, k, pad, budget) in cases {
+    for (s, o, k, pad, budget, stride) in cases {
       var outs: [[Float]] = []
       for fast in [true, false] {
         let arena = ParameterArena()
         let conv = Conv2d(
-          arena: arena, name: "c", inChannels: s.c, outChannels: o, kernel: k, stride: 1,
+          arena: arena, name: "c", inChannels: s.c, outChannels: o, kernel: k, stride: stride,
           padding: pad, bias: true)
         conv.usesFastKernels = fast
         conv.columnBudget = budget
@@ -102,7 +106,8 @@ final class FusedKernelTests: XCTestCase {
       }
       for (i, what) in ["y", "dx", "dweight", "dbias"].enumerated() {
         assertClose(
-          outs[i], outs[i + 4], tolerance: 1e-5, "\(s) k \(k) pad \(pad) budget \(budget) \(what)")
+          outs[i], outs[i + 4], tolerance: 1e-5,
+          "\(s) k \(k) pad \(pad) stride \(stride) budget \(budget) \(what)")
       }
     }
   }
@@ -172,6 +177,35 @@ final class FusedKernelTests: XCTestCase {
     }
     for (k, what) in ["y", "dx", "dweight"].enumerated() {
       XCTAssertEqual(runs[0][k], runs[1][k], what)
+    }
+  }
+
+  /// BasicBlock's add + ReLU tail and its backward (`px_add_relu`, `px_relu_backward`,
+  /// `px_add`) equal the Swift loops exactly, with identity and projection shortcuts and a
+  /// count that is not a multiple of 16.
+  func testBasicBlockFastTailMatchesPortable() throws {
+    try XCTSkipUnless(Gemm.builtinAvailable, "no AVX-512 on this CPU: only the portable path runs")
+    for (cin, cout, stride, size) in [(4, 4, 1, 5), (3, 6, 2, 7)] {
+      var runs: [[[Float]]] = []
+      for fast in [true, false] {
+        let arena = ParameterArena()
+        let block = BasicBlock(
+          arena: arena, prefix: "b", inChannels: cin, outChannels: cout, stride: stride,
+          makeNorm: { name, c in BatchNorm(arena: arena, name: name, channels: c) })
+        block.usesFastKernels = fast
+        arena.allocate(seed: 21)
+        let s = Shape(3, cin, size, size)
+        let y = try block.forward(
+          TestData.tensor(s, TestData.uniform(s.count, seed: 22)), training: true)
+        let yv = y.toArray()
+        XCTAssertTrue(yv.contains(0) && yv.contains { $0 > 0 }, "both ReLU branches taken")
+        let dy = TestData.tensor(y.shape, TestData.uniform(y.count, seed: 23))
+        let dx = try block.backward(dy).toArray()
+        runs.append([yv, dx, Array(UnsafeBufferPointer(start: arena.grads, count: arena.parameterCount))])
+      }
+      for (k, what) in ["y", "dx", "grads"].enumerated() {
+        XCTAssertEqual(runs[0][k], runs[1][k], "\(cin)→\(cout) stride \(stride) \(what)")
+      }
     }
   }
 }
