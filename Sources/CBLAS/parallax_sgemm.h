@@ -219,16 +219,78 @@ __attribute__((target("avx512f"))) static inline void px_pack_b(
   }
 }
 
-/* Implicit im2col: B[K = C·k·k, N = S·h·w] of a stride-1 "same" convolution (k = 2·pad + 1,
- * output h×w = input h×w) read straight from x [S, C, h, w]: B[(c·k + ki)·k + kj, s·h·w + i·w + j]
- * = x[s, c, i + ki − pad, j + kj − pad], zero outside the plane. The column buffer is never
- * written. */
-typedef struct { long C, h, w, k, pad, transposed; } px_conv;
+/* Implicit im2col: B[K = C·k·k, N = S·ho·wo] of a convolution read straight from
+ * x [S, C, h, w]: B[(c·k + ki)·k + kj, s·ho·wo + i·wo + j] = x[s, c, i·st + ki − pad,
+ * j·st + kj − pad], zero outside the plane. The column buffer is never written. Stride-1
+ * "same" convolutions (k = 2·pad + 1, ho×wo = h×w) read contiguous runs of x; others gather
+ * (int32 offsets: the caller keeps S·C·h·w < 2³¹). */
+typedef struct { long C, h, w, k, pad, transposed, stride, ho, wo; } px_conv;
 enum { PX_CONV_KMAX = 7 };
+
+static inline int px_conv_same(const px_conv *cv) {
+  return cv->stride == 1 && cv->ho == cv->h && cv->wo == cv->w;
+}
+
+/* For output positions pos ..< pos + n (n ≤ 16): each lane's offset in x of tap (c, ki, kj) =
+ * (0, 0, 0), and per tap row/column which lanes read inside the plane. */
+__attribute__((target("avx512f"))) static inline __m512i px_conv_lanes(const px_conv *cv, long pos, long n, __mmask16 *rowOK,
+                                    __mmask16 *colOK) {
+  long h = cv->h, w = cv->w, st = cv->stride, pad = cv->pad, kk = cv->k;
+  long howo = cv->ho * cv->wo;
+  int off[16] = {0};
+  for (long q = 0; q < kk; q++) rowOK[q] = colOK[q] = 0;
+  long s = pos / howo, p = pos % howo;
+  for (long t = 0; t < n; t++) {
+    long y = (p / cv->wo) * st - pad, x = (p % cv->wo) * st - pad;
+    off[t] = (int)(s * cv->C * h * w + y * w + x);
+    for (long q = 0; q < kk; q++) {
+      if (y + q >= 0 && y + q < h) rowOK[q] |= (__mmask16)(1u << t);
+      if (x + q >= 0 && x + q < w) colOK[q] |= (__mmask16)(1u << t);
+    }
+    if (++p == howo) { p = 0; s++; }
+  }
+  return _mm512_loadu_si512(off);
+}
+
+/* px_pack_b_conv for strided or not-"same" convolutions: one gather per 16 lanes. */
+__attribute__((target("avx512f"))) static inline void px_pack_b_conv_gather(
+    float *dst, const float *x, const px_conv *cv, long k0, long kc, long j0, long nc) {
+  long hw = cv->h * cv->w, w = cv->w, kk = cv->k;
+  for (long jr = 0; jr < nc; jr += PX_NR) {
+    long nr = nc - jr < PX_NR ? nc - jr : PX_NR;
+    float *d = dst + jr * kc;
+    for (long half = 0; half < 2; half++) {
+      long n = nr - 16 * half;
+      if (n > 16) n = 16;
+      if (n <= 0) {
+        for (long k = 0; k < kc; k++) _mm512_storeu_ps(d + k * PX_NR + 16, _mm512_setzero_ps());
+        continue;
+      }
+      __mmask16 rowOK[PX_CONV_KMAX], colOK[PX_CONV_KMAX];
+      __m512i idx = px_conv_lanes(cv, j0 + jr + 16 * half, n, rowOK, colOK);
+      long r = k0;
+      long c = r / (kk * kk), ki = (r / kk) % kk, kj = r % kk;
+      for (long k = 0; k < kc; k++) {
+        __mmask16 ok = rowOK[ki] & colOK[kj] & px_lanes(0, n);
+        const float *src = x + c * hw + ki * w + kj;
+        _mm512_storeu_ps(d + k * PX_NR + 16 * half,
+                         _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ok, idx, src, 4));
+        if (++kj == kk) {
+          kj = 0;
+          if (++ki == kk) { ki = 0; c++; }
+        }
+      }
+    }
+  }
+}
 
 /* Packs rows k0 ..< k0+kc, columns j0 ..< j0+nc of the implicit B as px_pack_b does. */
 __attribute__((target("avx512f"))) static inline void px_pack_b_conv(
     float *dst, const float *x, const px_conv *cv, long k0, long kc, long j0, long nc) {
+  if (!px_conv_same(cv)) {
+    px_pack_b_conv_gather(dst, x, cv, k0, kc, j0, nc);
+    return;
+  }
   long h = cv->h, w = cv->w, hw = h * w, kk = cv->k, pad = cv->pad;
   for (long jr = 0; jr < nc; jr += PX_NR) {
     long nr = nc - jr < PX_NR ? nc - jr : PX_NR;
@@ -281,13 +343,42 @@ __attribute__((target("avx512f"))) static inline void px_pack_b_conv(
 }
 
 /* The transposed implicit im2col, for a convolution's weight gradient dW = dY · colᵀ:
- * op(B)[K = S·h·w, N = C·k·k] with op(B)[s·h·w + i·w + j, (c·k + ki)·k + kj]
- * = x[s, c, i + ki − pad, j + kj − pad] (zero outside the plane). Packs rows k0 ..< k0+kc,
+ * op(B)[K = S·ho·wo, N = C·k·k] with op(B)[s·ho·wo + i·wo + j, (c·k + ki)·k + kj]
+ * = x[s, c, i·st + ki − pad, j·st + kj − pad] (zero outside the plane). Packs rows k0 ..< k0+kc,
  * columns j0 ..< j0+nc as px_pack_b does: 16 positions × 16 columns at a time, each column a
  * shifted (masked) run of x, transposed in registers. */
 __attribute__((target("avx512f"))) static inline void px_pack_b_conv_t(
     float *dst, const float *x, const px_conv *cv, long k0, long kc, long j0, long nc) {
   long h = cv->h, w = cv->w, hw = h * w, kk = cv->k, pad = cv->pad;
+  if (!px_conv_same(cv)) {
+    /* Strided or not "same": gather each column's 16 positions. */
+    for (long k = 0; k < kc; k += 16) {
+      long n = kc - k < 16 ? kc - k : 16;
+      __mmask16 rowOK[PX_CONV_KMAX], colOK[PX_CONV_KMAX];
+      __m512i idx = px_conv_lanes(cv, k0 + k, n, rowOK, colOK);
+      for (long jr = 0; jr < nc; jr += PX_NR) {
+        float *d = dst + jr * kc + k * PX_NR;
+        for (long half = 0; half < 2; half++) {
+          long j = jr + 16 * half;
+          long cols = nc - j < 16 ? nc - j : 16;
+          __m512 r[16];
+          long col = j0 + j;
+          long c = col / (kk * kk), ki = (col / kk) % kk, kj = col % kk;
+          for (long i = 0; i < 16; i++) {
+            if (i >= cols) { r[i] = _mm512_setzero_ps(); continue; }
+            __mmask16 ok = rowOK[ki] & colOK[kj] & px_lanes(0, n);
+            r[i] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ok, idx, x + c * hw + ki * w + kj, 4);
+            if (++kj == kk) {
+              kj = 0;
+              if (++ki == kk) { ki = 0; c++; }
+            }
+          }
+          px_store_t16x16(d + 16 * half, PX_NR, r, n);
+        }
+      }
+    }
+    return;
+  }
   for (long k = 0; k < kc; k += 16) {
     long n = kc - k < 16 ? kc - k : 16;
     /* Runs of positions within one sample, and per-lane validity of each kernel offset. */
@@ -355,6 +446,14 @@ __attribute__((target("avx512f,fma"))) static inline void px_kernel_8x32(
   __m512 c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
   __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps();
   __m512 c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
+  {
+    /* The C tile is read/written after the loop: fetch its lines now, behind kc FMA steps. */
+    long o0 = cols ? cols->off0 : 0, o1 = cols ? cols->off1 : 16;
+    for (long r = 0; r < mr; r++) {
+      _mm_prefetch((const char *)(c + r * ldc + o0), _MM_HINT_T0);
+      _mm_prefetch((const char *)(c + r * ldc + o1), _MM_HINT_T0);
+    }
+  }
   for (long k = 0; k < kc; k++) {
     __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
     __m512 x;

@@ -26,11 +26,12 @@ public final class Conv2d: Layer {
   /// `px_col2im_s1`/`_s2`) when the CPU has them; `false` runs the portable loops, which tests
   /// compare against.
   public var usesFastKernels = Gemm.builtinAvailable
-  /// Stride-1 "same" convolutions (`kernel = 2·padding + 1`) with the fast kernels skip the
-  /// column buffer: forward packs the GEMM's B straight from x (`Gemm.sgemmImplicitConv`),
-  /// the weight gradient packs colᵀ straight from x (`sgemmImplicitConvWeightGradient`), and
-  /// backward computes dX as the forward convolution of dY with the flipped, transposed weights
-  /// (no `Wᵀ·dY` + col2im). `false` (or other shapes) runs im2col + GEMM (+ col2im).
+  /// With the fast kernels, forward packs the GEMM's B straight from x
+  /// (`Gemm.sgemmImplicitConv`) and the weight gradient packs colᵀ straight from x
+  /// (`sgemmImplicitConvWeightGradient`): no column buffer (kernels up to 7; strided and
+  /// not-"same" shapes gather). Stride-1 "same" convolutions (`kernel = 2·padding + 1`) also
+  /// compute dX as the forward convolution of dY with the flipped, transposed weights (no
+  /// `Wᵀ·dY` + col2im); others run `Wᵀ·dY` + col2im. `false` runs im2col + GEMM (+ col2im).
   public var usesImplicitGemm = true
   /// With `usesImplicitGemm`, also compute dX implicitly (convolution of dY with the flipped
   /// weights: no `Wᵀ·dY` column matrix, no col2im). Matches im2col + col2im to rounding
@@ -89,9 +90,14 @@ public final class Conv2d: Layer {
       Conv2dReference.outputSize(s.w, kernel: kernel, stride: stride, padding: padding))
   }
 
-  private var implicit: Bool {
-    usesImplicitGemm && usesFastKernels && Gemm.implicitConvAvailable && stride == 1
-      && kernel == 2 * padding + 1 && kernel <= 7
+  private func geometry(_ s: Shape) -> ConvGeometry {
+    ConvGeometry(
+      channels: s.c, height: s.h, width: s.w, kernel: kernel, stride: stride, padding: padding)
+  }
+
+  /// Whether forward and the weight gradient run as implicit GEMMs on input shape `s`.
+  private func implicit(_ s: Shape) -> Bool {
+    usesImplicitGemm && usesFastKernels && geometry(s).runsImplicitly(samples: s.n)
   }
 
   private func chunkSamples(_ n: Int, _ patchRows: Int, _ spatialOut: Int) -> Int {
@@ -112,10 +118,9 @@ public final class Conv2d: Layer {
     let b: UnsafeMutablePointer<Float>? = biasOffset.map { arena.params + $0 }
     // The chunk's output [O, S·Ho·Wo] seen over NCHW memory: column block s is sample s.
     let nchw = GemmColumns(block: hw, blockStride: o * hw)
-    if implicit {
+    if implicit(x.shape) {
       Gemm.sgemmImplicitConv(
-        m: o, samples: n, channels: inChannels, height: x.shape.h, width: x.shape.w,
-        kernel: kernel, padding: padding, alpha: 1, a: w, lda: rows, x: x.data, beta: 0,
+        m: o, samples: n, geometry(x.shape), alpha: 1, a: w, lda: rows, x: x.data, beta: 0,
         c: y.data, ldc: hw, cColumns: nchw, bias: b)
       return y
     }
@@ -140,14 +145,22 @@ public final class Conv2d: Layer {
     let ys = outputShape(x.shape)
     precondition(dy.shape == ys, "\(name): dy \(dy.shape), expected \(ys)")
     let dx = dInput.tensor(x.shape)
-    let implicitDX = implicit && usesImplicitInputGradient && computesInputGradient
+    let implicit = implicit(x.shape)
+    let dyGeometry = ConvGeometry(
+      channels: outChannels, height: ys.h, width: ys.w, kernel: kernel, stride: 1,
+      padding: padding)
+    let implicitDX =
+      implicit && geometry(x.shape).isSame && usesImplicitInputGradient && computesInputGradient
+      && dyGeometry.runsImplicitly(samples: x.shape.n)
     if !implicitDX { dx.data.update(repeating: 0, count: x.count) }
     let n = x.shape.n
     let rows = inChannels * kernel * kernel
     let hw = ys.spatial
     let o = outChannels
     let chunk = chunkSamples(n, rows, hw)
-    let colp = implicitDX ? col.data : col.ensure(rows * chunk * hw)
+    let needsDCol = computesInputGradient && !implicitDX
+    // The column buffer holds patches (explicit dW) or dCol (explicit dX); implicit needs none.
+    let colp = implicit && !needsDCol ? col.data : col.ensure(rows * chunk * hw)
     let w = arena.params + weightOffset
     let dw = arena.grads + weightOffset
     let db: UnsafeMutablePointer<Float>? = biasOffset.map { arena.grads + $0 }
@@ -166,11 +179,9 @@ public final class Conv2d: Layer {
     if implicit {
       // dW [O, C·k·k] += dY [O, N·Ho·Wo] · colᵀ, colᵀ packed straight from x.
       Gemm.sgemmImplicitConvWeightGradient(
-        m: o, samples: n, channels: inChannels, height: x.shape.h, width: x.shape.w,
-        kernel: kernel, padding: padding, alpha: 1, dy: dy.data, lda: hw, aColumns: nchw,
+        m: o, samples: n, geometry(x.shape), alpha: 1, dy: dy.data, lda: hw, aColumns: nchw,
         x: x.data, beta: 1, c: dw, ldc: rows)
     }
-    let needsDCol = computesInputGradient && !implicitDX
     var s0 = 0
     while s0 < n && (!implicit || needsDCol) {
       let sc = min(chunk, n - s0)
@@ -208,9 +219,9 @@ public final class Conv2d: Layer {
         }
       }
       Gemm.sgemmImplicitConv(
-        m: inChannels, samples: n, channels: o, height: ys.h, width: ys.w, kernel: kernel,
-        padding: padding, alpha: 1, a: wf, lda: o * kk, x: dy.data, beta: 0, c: dx.data,
-        ldc: hw, cColumns: GemmColumns(block: hw, blockStride: inChannels * hw), bias: nil)
+        m: inChannels, samples: n, dyGeometry, alpha: 1, a: wf, lda: o * kk, x: dy.data,
+        beta: 0, c: dx.data, ldc: hw,
+        cColumns: GemmColumns(block: hw, blockStride: inChannels * hw), bias: nil)
     }
     return dx
   }

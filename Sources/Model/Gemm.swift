@@ -109,41 +109,41 @@ public enum Gemm {
   /// Whether `sgemmImplicitConv` can run here (the built-in kernel is available and in use).
   public static var implicitConvAvailable: Bool { useBuiltin && builtinAvailable }
 
-  /// `C[M×N] = α·A·B + β·C` where B [C·k·k, S·h·w] is the im2col of the stride-1 "same"
-  /// convolution (`kernel = 2·padding + 1`, `kernel ≤ 7`) of `x` [S, C, h, w], packed straight
-  /// from `x` (no column buffer). Only when `implicitConvAvailable`.
+  /// `C[M×N] = α·A·B + β·C` where B [C·k·k, S·Ho·Wo] is the im2col of convolution `g` over
+  /// `x` [S, C, H, W], packed straight from `x` (no column buffer). Only when
+  /// `g.runsImplicitly(samples:)`.
   public static func sgemmImplicitConv(
-    m: Int, samples: Int, channels: Int, height: Int, width: Int, kernel: Int, padding: Int,
-    alpha: Float, a: UnsafePointer<Float>, lda: Int, x: UnsafePointer<Float>, beta: Float,
-    c: UnsafeMutablePointer<Float>, ldc: Int, cColumns: GemmColumns, bias: UnsafePointer<Float>?
+    m: Int, samples: Int, _ g: ConvGeometry, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+    x: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+    cColumns: GemmColumns, bias: UnsafePointer<Float>?
   ) {
-    precondition(implicitConvAvailable && kernel == 2 * padding + 1 && kernel <= Int(PX_CONV_KMAX))
-    var cv = px_conv(C: channels, h: height, w: width, k: kernel, pad: padding, transposed: 0)
+    precondition(g.runsImplicitly(samples: samples))
+    var cv = g.cDescription(transposed: false)
     withUnsafePointer(to: &cv) { cvp in
       builtin(
-        transA: false, transB: false, m: m, n: samples * height * width,
-        k: channels * kernel * kernel, alpha: alpha, a: a, lda: lda, aColumns: .plain, b: x,
+        transA: false, transB: false, m: m, n: samples * g.outHeight * g.outWidth,
+        k: g.channels * g.kernel * g.kernel, alpha: alpha, a: a, lda: lda, aColumns: .plain, b: x,
         ldb: 0, bColumns: .plain, conv: cvp, beta: beta, c: c, ldc: ldc, cColumns: cColumns,
         bias: bias)
     }
   }
 
-  /// The weight gradient of the same convolution, `dW [M×C·k·k] += α·dY·colᵀ` (β as usual),
-  /// where `dY` [M, S·h·w] is read over NCHW memory (`aColumns`, `lda`) and colᵀ is packed
-  /// straight from `x` [S, C, h, w] (no column buffer). Only when `implicitConvAvailable`.
+  /// The weight gradient of convolution `g`, `dW [M×C·k·k] = α·dY·colᵀ + β·dW`, where `dY`
+  /// [M, S·Ho·Wo] is read over NCHW memory (`aColumns`, `lda`) and colᵀ is packed straight
+  /// from `x` [S, C, H, W] (no column buffer). Only when `g.runsImplicitly(samples:)`.
   public static func sgemmImplicitConvWeightGradient(
-    m: Int, samples: Int, channels: Int, height: Int, width: Int, kernel: Int, padding: Int,
-    alpha: Float, dy: UnsafePointer<Float>, lda: Int, aColumns: GemmColumns,
-    x: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    m: Int, samples: Int, _ g: ConvGeometry, alpha: Float, dy: UnsafePointer<Float>, lda: Int,
+    aColumns: GemmColumns, x: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>,
+    ldc: Int
   ) {
-    precondition(implicitConvAvailable && kernel == 2 * padding + 1 && kernel <= Int(PX_CONV_KMAX))
-    var cv = px_conv(C: channels, h: height, w: width, k: kernel, pad: padding, transposed: 1)
+    precondition(g.runsImplicitly(samples: samples))
+    var cv = g.cDescription(transposed: true)
     withUnsafePointer(to: &cv) { cvp in
       builtin(
-        transA: false, transB: false, m: m, n: channels * kernel * kernel,
-        k: samples * height * width, alpha: alpha, a: dy, lda: lda, aColumns: aColumns, b: x,
-        ldb: 0, bColumns: .plain, conv: cvp, beta: beta, c: c, ldc: ldc, cColumns: .plain,
-        bias: nil)
+        transA: false, transB: false, m: m, n: g.channels * g.kernel * g.kernel,
+        k: samples * g.outHeight * g.outWidth, alpha: alpha, a: dy, lda: lda,
+        aColumns: aColumns, b: x, ldb: 0, bColumns: .plain, conv: cvp, beta: beta, c: c,
+        ldc: ldc, cColumns: .plain, bias: nil)
     }
   }
 
@@ -277,5 +277,43 @@ public enum GemmReference {
         c[i * ldc + j] = Float(Double(alpha) * acc + old)
       }
     }
+  }
+}
+
+/// A square-kernel convolution's shape over one input plane set, for the implicit GEMMs.
+public struct ConvGeometry: Sendable {
+  public var channels: Int
+  public var height: Int
+  public var width: Int
+  public var kernel: Int
+  public var stride: Int
+  public var padding: Int
+
+  public init(channels: Int, height: Int, width: Int, kernel: Int, stride: Int, padding: Int) {
+    self.channels = channels
+    self.height = height
+    self.width = width
+    self.kernel = kernel
+    self.stride = stride
+    self.padding = padding
+  }
+
+  public var outHeight: Int { (height + 2 * padding - kernel) / stride + 1 }
+  public var outWidth: Int { (width + 2 * padding - kernel) / stride + 1 }
+  /// Stride 1 with the output the size of the input (`kernel = 2·padding + 1`): the packs read
+  /// contiguous runs of x; other shapes gather.
+  public var isSame: Bool { stride == 1 && kernel == 2 * padding + 1 }
+
+  /// Whether the implicit GEMMs can run this convolution on `samples` inputs here: the
+  /// built-in kernel is in use, `kernel ≤ 7`, and offsets into x fit the gathers' int32.
+  public func runsImplicitly(samples: Int) -> Bool {
+    Gemm.implicitConvAvailable && kernel <= Int(PX_CONV_KMAX) && outHeight > 0 && outWidth > 0
+      && samples * channels * height * width < Int(Int32.max)
+  }
+
+  func cDescription(transposed: Bool) -> px_conv {
+    px_conv(
+      C: channels, h: height, w: width, k: kernel, pad: padding, transposed: transposed ? 1 : 0,
+      stride: stride, ho: outHeight, wo: outWidth)
   }
 }

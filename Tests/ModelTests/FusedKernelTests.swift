@@ -117,20 +117,25 @@ final class FusedKernelTests: XCTestCase {
   /// than, straddling and larger than the 16-lane halves of a packed strip.
   func testConvImplicitGemmMatchesIm2col() throws {
     try XCTSkipUnless(Gemm.builtinAvailable, "no AVX-512 on this CPU: only the portable path runs")
+    // (input, out channels, kernel, padding, stride): "same" stride-1 shapes read runs of x;
+    // strided and not-"same" ones (ResNet's downsampling 3×3 and 1×1) gather.
     let cases = [
-      (Shape(3, 5, 7, 7), 9, 3, 1), (Shape(2, 3, 4, 4), 4, 3, 1), (Shape(3, 4, 3, 5), 6, 3, 1),
-      (Shape(2, 16, 28, 28), 20, 3, 1), (Shape(2, 2, 9, 11), 3, 5, 2), (Shape(4, 6, 2, 2), 7, 1, 0),
-      (Shape(1, 1, 1, 1), 3, 3, 1),
+      (Shape(3, 5, 7, 7), 9, 3, 1, 1), (Shape(2, 3, 4, 4), 4, 3, 1, 1), (Shape(3, 4, 3, 5), 6, 3, 1, 1),
+      (Shape(2, 16, 28, 28), 20, 3, 1, 1), (Shape(2, 2, 9, 11), 3, 5, 2, 1),
+      (Shape(4, 6, 2, 2), 7, 1, 0, 1), (Shape(1, 1, 1, 1), 3, 3, 1, 1),
+      (Shape(3, 5, 28, 28), 6, 3, 1, 2), (Shape(3, 5, 7, 7), 6, 3, 1, 2),
+      (Shape(2, 4, 14, 14), 8, 1, 0, 2), (Shape(2, 3, 9, 11), 4, 3, 0, 1),
+      (Shape(2, 2, 13, 10), 3, 5, 2, 3), (Shape(5, 3, 4, 4), 2, 3, 1, 2),
     ]
     for threads in [1, 2] {
       Gemm.threads = threads
       defer { Gemm.threads = 1 }
-      for (s, o, k, pad) in cases {
+      for (s, o, k, pad, stride) in cases {
         var outs: [[Float]] = []
         for implicit in [true, false] {
           let arena = ParameterArena()
           let conv = Conv2d(
-            arena: arena, name: "c", inChannels: s.c, outChannels: o, kernel: k, stride: 1,
+            arena: arena, name: "c", inChannels: s.c, outChannels: o, kernel: k, stride: stride,
             padding: pad, bias: true)
           conv.usesImplicitGemm = implicit
           conv.usesImplicitInputGradient = implicit
@@ -145,7 +150,7 @@ final class FusedKernelTests: XCTestCase {
         for (i, what) in ["y", "dx", "dweight"].enumerated() {
           assertClose(
             outs[i], outs[i + 3], tolerance: 1e-5,
-            "\(s) o \(o) k \(k) pad \(pad) threads \(threads) \(what)")
+            "\(s) o \(o) k \(k) pad \(pad) stride \(stride) threads \(threads) \(what)")
         }
       }
     }
