@@ -284,13 +284,22 @@ __attribute__((target("avx512f"))) static inline void px_pack_b_conv_gather(
   }
 }
 
-/* Packs rows k0 ..< k0+kc, columns j0 ..< j0+nc of the implicit B as px_pack_b does. */
-__attribute__((target("avx512f"))) static inline void px_pack_b_conv(
-    float *dst, const float *x, const px_conv *cv, long k0, long kc, long j0, long nc) {
-  if (!px_conv_same(cv)) {
-    px_pack_b_conv_gather(dst, x, cv, k0, kc, j0, nc);
-    return;
+/* Row k's offset in x relative to the lane's own position, and its kernel tap (ki·k + kj),
+ * for rows k0 ..< k0+kc (kc ≤ PX_KC) of a "same" convolution's implicit B. */
+static inline void px_conv_rows(const px_conv *cv, long k0, long kc, long *off, unsigned char *tap) {
+  long kk = cv->k, hw = cv->h * cv->w;
+  for (long k = 0; k < kc; k++) {
+    long r = k0 + k, c = r / (kk * kk), ki = (r / kk) % kk, kj = r % kk;
+    off[k] = c * hw + (ki - cv->pad) * cv->w + (kj - cv->pad);
+    tap[k] = (unsigned char)(ki * kk + kj);
   }
+}
+
+/* Packs rows k0 ..< k0+kc, columns j0 ..< j0+nc of a "same" convolution's implicit B as
+ * px_pack_b does, given px_conv_rows' tables for those rows. */
+__attribute__((target("avx512f"))) static inline void px_pack_b_conv_same(
+    float *dst, const float *x, const px_conv *cv, const long *off, const unsigned char *tap,
+    long k0, long kc, long j0, long nc) {
   long h = cv->h, w = cv->w, hw = h * w, kk = cv->k, pad = cv->pad;
   for (long jr = 0; jr < nc; jr += PX_NR) {
     long nr = nc - jr < PX_NR ? nc - jr : PX_NR;
@@ -324,22 +333,52 @@ __attribute__((target("avx512f"))) static inline void px_pack_b_conv(
         if (++p == hw) { p = 0; s++; }
       }
       lane[runs] = (int)n;
-      long r = k0;
-      long c = r / (kk * kk), ki = (r / kk) % kk, kj = r % kk;
+      /* Per tap, the lanes of each run that read inside the plane: one masked load per run. */
+      __mmask16 m[2][PX_CONV_KMAX * PX_CONV_KMAX];
+      float *dh = d + 16 * half;
+      if (runs <= 2) {
+        for (long ki = 0; ki < kk; ki++)
+          for (long kj = 0; kj < kk; kj++) {
+            __mmask16 ok = rowOK[ki] & colOK[kj];
+            m[0][ki * kk + kj] = ok & px_lanes(0, lane[1]);
+            m[1][ki * kk + kj] = runs == 2 ? ok & px_lanes(lane[1], lane[2]) : 0;
+          }
+        const float *x0 = x + base[0], *x1 = x + (runs == 2 ? base[1] : base[0]);
+        if (runs == 1)
+          for (long k = 0; k < kc; k++)
+            _mm512_storeu_ps(dh + k * PX_NR, _mm512_maskz_loadu_ps(m[0][tap[k]], x0 + off[k]));
+        else
+          for (long k = 0; k < kc; k++)
+            _mm512_storeu_ps(dh + k * PX_NR,
+                             _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(m[0][tap[k]], x0 + off[k]),
+                                                  m[1][tap[k]], x1 + off[k]));
+        continue;
+      }
+      /* Planes smaller than 16 positions: several samples per half. */
       for (long k = 0; k < kc; k++) {
-        __mmask16 ok = rowOK[ki] & colOK[kj];
-        const float *src = x + c * hw + (ki - pad) * w + (kj - pad);
+        __mmask16 ok = rowOK[tap[k] / kk] & colOK[tap[k] % kk];
+        const float *src = x + off[k];
         __m512 v = _mm512_maskz_loadu_ps(ok & px_lanes(0, lane[1]), src + base[0]);
         for (int q = 1; q < runs; q++)
           v = _mm512_mask_loadu_ps(v, ok & px_lanes(lane[q], lane[q + 1]), src + base[q]);
-        _mm512_storeu_ps(d + k * PX_NR + 16 * half, v);
-        if (++kj == kk) {
-          kj = 0;
-          if (++ki == kk) { ki = 0; c++; }
-        }
+        _mm512_storeu_ps(dh + k * PX_NR, v);
       }
     }
   }
+}
+
+/* Packs rows k0 ..< k0+kc (kc ≤ PX_KC), columns j0 ..< j0+nc of the implicit B as px_pack_b
+ * does. */
+__attribute__((target("avx512f"))) static inline void px_pack_b_conv(
+    float *dst, const float *x, const px_conv *cv, long k0, long kc, long j0, long nc) {
+  if (!px_conv_same(cv)) {
+    px_pack_b_conv_gather(dst, x, cv, k0, kc, j0, nc);
+    return;
+  }
+  long off[PX_KC];
+  unsigned char tap[PX_KC];
+  px_conv_rows(cv, k0, kc, off, tap);
+  px_pack_b_conv_same(dst, x, cv, off, tap, k0, kc, j0, nc);
 }
 
 /* The transposed implicit im2col, for a convolution's weight gradient dW = dY · colᵀ:
@@ -529,7 +568,16 @@ __attribute__((target("avx512f"))) static inline void px_sgemm_conv(
     for (long pc = 0; pc < K; pc += kstep) {
       long kc = K - pc < kstep ? K - pc : kstep;
       float bt = pc == 0 ? beta : 1.0f;
-      if (bconv && bconv->transposed) px_pack_b_conv_t(packB, B, bconv, pc, kc, jorg + jc, nc);
+      /* With one block of rows, each strip of the implicit B is used once, right away: pack it
+       * just before its tiles into one reused strip buffer (stays in L1) instead of writing
+       * the whole KC×NC panel to L2 and reading it back. */
+      int late = bconv && !bconv->transposed && M <= PX_MC;
+      int lateSame = late && px_conv_same(bconv);
+      long loff[PX_KC];
+      unsigned char ltap[PX_KC];
+      if (lateSame) px_conv_rows(bconv, pc, kc, loff, ltap);
+      else if (late) {}
+      else if (bconv && bconv->transposed) px_pack_b_conv_t(packB, B, bconv, pc, kc, jorg + jc, nc);
       else if (bconv) px_pack_b_conv(packB, B, bconv, pc, kc, jorg + jc, nc);
       else px_pack_b(packB, B, ldb, transB, pc, kc, transB ? jc : jorg + jc, nc, bcols);
       for (long ic = 0; ic < M; ic += PX_MC) {
@@ -556,11 +604,19 @@ __attribute__((target("avx512f"))) static inline void px_sgemm_conv(
             tc.idx1 = _mm512_loadu_si512(off + 16);
             tcp = &tc;
           }
+          const float *bp = packB + jr * kc;
+          if (lateSame) {
+            px_pack_b_conv_same(packB, B, bconv, loff, ltap, pc, kc, jg, nr);
+            bp = packB;
+          } else if (late) {
+            px_pack_b_conv(packB, B, bconv, pc, kc, jg, nr);
+            bp = packB;
+          }
           for (long ir = 0; ir < mc; ir += PX_MR) {
             long mr = mc - ir < PX_MR ? mc - ir : PX_MR;
             const float *bs = bias && pc == 0 ? bias + ic + ir : 0;
             float *c = C + (ic + ir) * ldc + (tcp ? 0 : jg);
-            px_kernel_8x32(kc, packA + ir * kc, packB + jr * kc, c, ldc, alpha, bt, mr, nr, bs, tcp);
+            px_kernel_8x32(kc, packA + ir * kc, bp, c, ldc, alpha, bt, mr, nr, bs, tcp);
           }
         }
       }

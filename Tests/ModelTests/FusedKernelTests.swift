@@ -117,8 +117,9 @@ final class FusedKernelTests: XCTestCase {
   /// than, straddling and larger than the 16-lane halves of a packed strip.
   func testConvImplicitGemmMatchesIm2col() throws {
     try XCTSkipUnless(Gemm.builtinAvailable, "no AVX-512 on this CPU: only the portable path runs")
-    // (input, out channels, kernel, padding, stride): "same" stride-1 shapes read runs of x;
-    // strided and not-"same" ones (ResNet's downsampling 3×3 and 1×1) gather.
+    // (input, out channels, kernel, padding, stride): "same" stride-1 shapes read runs of x
+    // (one or two per 16 lanes, more on planes under 16 positions); strided and not-"same"
+    // ones (ResNet's downsampling 3×3 and 1×1) gather.
     let cases = [
       (Shape(3, 5, 7, 7), 9, 3, 1, 1), (Shape(2, 3, 4, 4), 4, 3, 1, 1), (Shape(3, 4, 3, 5), 6, 3, 1, 1),
       (Shape(2, 16, 28, 28), 20, 3, 1, 1), (Shape(2, 2, 9, 11), 3, 5, 2, 1),
@@ -126,6 +127,8 @@ final class FusedKernelTests: XCTestCase {
       (Shape(3, 5, 28, 28), 6, 3, 1, 2), (Shape(3, 5, 7, 7), 6, 3, 1, 2),
       (Shape(2, 4, 14, 14), 8, 1, 0, 2), (Shape(2, 3, 9, 11), 4, 3, 0, 1),
       (Shape(2, 2, 13, 10), 3, 5, 2, 3), (Shape(5, 3, 4, 4), 2, 3, 1, 2),
+      // more than 128 rows of C (forward, then dX): B packed as whole panels, not per strip
+      (Shape(3, 3, 6, 7), 136, 3, 1, 1), (Shape(2, 130, 5, 5), 3, 3, 1, 1),
     ]
     for threads in [1, 2] {
       Gemm.threads = threads
