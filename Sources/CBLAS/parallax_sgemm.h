@@ -345,8 +345,12 @@ __attribute__((target("avx512f"))) static inline void px_pack_b_conv_same(
           }
         const float *x0 = x + base[0], *x1 = x + (runs == 2 ? base[1] : base[0]);
         if (runs == 1)
-          for (long k = 0; k < kc; k++)
+          for (long k = 0; k < kc; k++) {
+            /* The next strips read the same rows 32 and 64 positions on: the hardware
+             * prefetcher does not follow so many rows (one per channel and kernel row). */
+            _mm_prefetch((const char *)(x0 + off[k] + 2 * PX_NR), _MM_HINT_T0);
             _mm512_storeu_ps(dh + k * PX_NR, _mm512_maskz_loadu_ps(m[0][tap[k]], x0 + off[k]));
+          }
         else
           for (long k = 0; k < kc; k++)
             _mm512_storeu_ps(dh + k * PX_NR,
