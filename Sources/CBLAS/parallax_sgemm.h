@@ -628,6 +628,75 @@ __attribute__((target("avx512f"))) static inline void px_sgemm_conv(
   }
 }
 
+/* NCHW → NHWC: dst[(s·hw + p)·C + c] = src[(s·C + c)·hw + p] for samples s0 ..< s1 (C a
+ * multiple of 16), 16 channels × 16 positions per register transpose. */
+__attribute__((target("avx512f"))) static inline void px_nchw_to_nhwc(
+    float *dst, const float *src, long s0, long s1, long C, long hw) {
+  for (long s = s0; s < s1; s++)
+    for (long c = 0; c < C; c += 16)
+      for (long p = 0; p < hw; p += 16) {
+        long n = hw - p < 16 ? hw - p : 16;
+        __m512 r[16];
+        for (long i = 0; i < 16; i++)
+          r[i] = _mm512_maskz_loadu_ps(px_lanes(0, n), src + (s * C + c + i) * hw + p);
+        px_store_t16x16(dst + (s * hw + p) * C + c, C, r, n);
+      }
+}
+
+/* The weight gradient of a stride-1 "same" convolution from x in NHWC (`xt`, C a multiple
+ * of 32), columns in tap-major order: G[o, (ki·k + kj)·C + c] = α·Σ_{s,p} dY[s, o, p] ·
+ * x[s, c, p + (ki − pad, kj − pad)] + β·G, for G's columns j0 ..< j1 (multiples of 32).
+ * dY is A (M = O rows, K = S·h·w columns over NCHW memory: `acols`, lda = h·w). A 32-column
+ * strip of B is one tap's 32 channels: row k is a row of xt (or zeros outside the plane),
+ * so packing copies rows instead of transposing im2col columns. */
+__attribute__((target("avx512f"))) static inline void px_conv_wgrad_nhwc(
+    long M, long S, const px_conv *cv, float alpha, const float *dy, px_cols acols,
+    const float *xt, float beta, float *G, long j0, long j1, float *packA, float *packB) {
+  long h = cv->h, w = cv->w, hw = h * w, C = cv->C, kk = cv->k, pad = cv->pad, K = S * hw;
+  long N = kk * kk * C;
+  long passes = (K + PX_KC - 1) / PX_KC;
+  long kstep = ((K + passes - 1) / passes + 15) / 16 * 16;
+  if (kstep > PX_KC) kstep = PX_KC;
+  for (long pc = 0; pc < K; pc += kstep) {
+    long kc = K - pc < kstep ? K - pc : kstep;
+    float bt = pc == 0 ? beta : 1.0f;
+    /* Row k's position: its NHWC row (s·hw + p) and plane coordinates. */
+    long row[PX_KC];
+    int pi[PX_KC], pj[PX_KC];
+    for (long k = 0; k < kc; k++) {
+      long q = pc + k, p = q % hw;
+      row[k] = q;
+      pi[k] = (int)(p / w);
+      pj[k] = (int)(p % w);
+    }
+    for (long ic = 0; ic < M; ic += PX_MC) {
+      long mc = M - ic < PX_MC ? M - ic : PX_MC;
+      px_pack_a(packA, dy, hw, 0, ic, mc, pc, kc, acols);
+      for (long jr = j0; jr < j1; jr += PX_NR) {
+        long tap = jr / C, c0 = jr % C, ki = tap / kk, kj = tap % kk;
+        long shift = (ki - pad) * w + (kj - pad);
+        for (long k = 0; k < kc; k++) {
+          long y = pi[k] + ki - pad, x = pj[k] + kj - pad;
+          float *d = packB + k * PX_NR;
+          if (y >= 0 && y < h && x >= 0 && x < w) {
+            const float *r = xt + (row[k] + shift) * C + c0;
+            _mm512_store_ps(d, _mm512_loadu_ps(r));
+            _mm512_store_ps(d + 16, _mm512_loadu_ps(r + 16));
+          } else {
+            _mm512_store_ps(d, _mm512_setzero_ps());
+            _mm512_store_ps(d + 16, _mm512_setzero_ps());
+          }
+        }
+        for (long ir = 0; ir < mc; ir += PX_MR) {
+          long mr = mc - ir < PX_MR ? mc - ir : PX_MR;
+          px_kernel_8x32(kc, packA + ir * kc, packB, G + (ic + ir) * N + jr, N, alpha, bt, mr,
+                         PX_NR, 0, 0);
+        }
+      }
+    }
+  }
+}
+
 __attribute__((target("avx512f"))) static inline void px_sgemm_ex(
     int transA, int transB, long M, long N, long K, float alpha, const float *A, long lda,
     px_cols acols, const float *B, long ldb, px_cols bcols, float beta, float *C, long ldc,

@@ -176,7 +176,10 @@ public final class Conv2d: Layer {
         }
       }
     }
-    if implicit {
+    if implicit && Gemm.weightGradientNHWCApplies(m: o, samples: n, geometry(x.shape)) {
+      Gemm.sgemmConvWeightGradientNHWC(
+        m: o, samples: n, geometry(x.shape), dy: dy.data, x: x.data, dw: dw)
+    } else if implicit {
       // dW [O, C·k·k] += dY [O, N·Ho·Wo] · colᵀ, colᵀ packed straight from x.
       Gemm.sgemmImplicitConvWeightGradient(
         m: o, samples: n, geometry(x.shape), alpha: 1, dy: dy.data, lda: hw, aColumns: nchw,

@@ -28,11 +28,41 @@ public enum Gemm {
   nonisolated(unsafe) private static var allocated = 0
   private static let lock = NSLock()
 
-  /// Bytes held by the pack buffers (for memory estimates).
+  /// Scratch buffers (pointer, capacity in floats) not in use, for the NHWC weight gradient.
+  nonisolated(unsafe) private static var scratchPool: [(UnsafeMutablePointer<Float>, Int)] = []
+  nonisolated(unsafe) private static var scratchAllocated = 0
+
+  /// Floats held by the pack and scratch buffers (for memory estimates).
   public static var workspaceFloats: Int {
     lock.lock()
     defer { lock.unlock() }
-    return allocated * (Int(PX_MC) * Int(PX_KC) + Int(PX_KC) * Int(PX_NC))
+    return allocated * (Int(PX_MC) * Int(PX_KC) + Int(PX_KC) * Int(PX_NC)) + scratchAllocated
+  }
+
+  /// A scratch buffer of at least `count` floats (the largest free one, grown if needed).
+  private static func takeScratch(_ count: Int) -> (UnsafeMutablePointer<Float>, Int) {
+    lock.lock()
+    defer { lock.unlock() }
+    var got: (UnsafeMutablePointer<Float>, Int)
+    if let i = scratchPool.indices.max(by: { scratchPool[$0].1 < scratchPool[$1].1 }) {
+      got = scratchPool.remove(at: i)
+    } else {
+      got = (.allocate(capacity: 1), 1)
+      scratchAllocated += 1
+    }
+    if got.1 < count {
+      got.0.deallocate()
+      scratchAllocated += count - got.1
+      let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
+      got = (raw.bindMemory(to: Float.self, capacity: count), count)
+    }
+    return got
+  }
+
+  private static func giveScratch(_ b: (UnsafeMutablePointer<Float>, Int)) {
+    lock.lock()
+    scratchPool.append(b)
+    lock.unlock()
   }
 
   private static func take(_ t: Int) -> [Packs] {
@@ -144,6 +174,58 @@ public enum Gemm {
         k: samples * g.outHeight * g.outWidth, alpha: alpha, a: dy, lda: lda,
         aColumns: aColumns, b: x, ldb: 0, bColumns: .plain, conv: cvp, beta: beta, c: c,
         ldc: ldc, cColumns: .plain, bias: nil)
+    }
+  }
+
+  /// Whether `sgemmConvWeightGradientNHWC` runs convolution `g` with `m` output channels on
+  /// `samples` inputs: stride-1 "same", channels a multiple of 32 and m ≤ 128 (one block of
+  /// rows, where packing the implicit colᵀ costs most).
+  public static func weightGradientNHWCApplies(m: Int, samples: Int, _ g: ConvGeometry) -> Bool {
+    g.runsImplicitly(samples: samples) && g.isSame && g.channels % 32 == 0 && m <= Int(PX_MC)
+  }
+
+  /// The weight gradient `dW [M, C, k, k] += dY·colᵀ` of convolution `g` (as
+  /// `sgemmImplicitConvWeightGradient`), computed from x transposed to NHWC: a strip of colᵀ
+  /// is then one kernel tap's channels, rows of the NHWC copy, so packing copies rows instead
+  /// of transposing. Only when `weightGradientNHWCApplies`.
+  public static func sgemmConvWeightGradientNHWC(
+    m: Int, samples: Int, _ g: ConvGeometry, dy: UnsafePointer<Float>,
+    x: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>
+  ) {
+    precondition(weightGradientNHWCApplies(m: m, samples: samples, g))
+    let (c, hw, taps) = (g.channels, g.height * g.width, g.kernel * g.kernel)
+    let n = taps * c
+    let xt = takeScratch(samples * c * hw)
+    let grad = takeScratch(m * n)
+    defer {
+      giveScratch(xt)
+      giveScratch(grad)
+    }
+    let parts = max(1, min(threads, n / Int(PX_NR)))
+    DispatchQueue.concurrentPerform(iterations: parts) { p in
+      px_nchw_to_nhwc(xt.0, x, samples * p / parts, samples * (p + 1) / parts, c, hw)
+    }
+    var cv = g.cDescription(transposed: true)
+    let strips = n / Int(PX_NR)
+    let ps = take(parts)
+    defer { give(ps) }
+    let acols = px_cols(blk: hw, bst: m * hw)
+    withUnsafePointer(to: &cv) { cvp in
+      DispatchQueue.concurrentPerform(iterations: parts) { p in
+        let j0 = strips * p / parts * Int(PX_NR)
+        let j1 = strips * (p + 1) / parts * Int(PX_NR)
+        guard j1 > j0 else { return }
+        px_conv_wgrad_nhwc(
+          m, samples, cvp, 1, dy, acols, xt.0, 0, grad.0, j0, j1, ps[p].0, ps[p].1)
+      }
+    }
+    // grad is tap-major [M, k·k, C]; dW is [M, C, k·k].
+    for o in 0..<m {
+      let src = grad.0 + o * n
+      let dst = dw + o * n
+      for t in 0..<taps {
+        for ch in 0..<c { dst[ch * taps + t] += src[t * c + ch] }
+      }
     }
   }
 

@@ -129,6 +129,9 @@ final class FusedKernelTests: XCTestCase {
       (Shape(2, 2, 13, 10), 3, 5, 2, 3), (Shape(5, 3, 4, 4), 2, 3, 1, 2),
       // more than 128 rows of C (forward, then dX): B packed as whole panels, not per strip
       (Shape(3, 3, 6, 7), 136, 3, 1, 1), (Shape(2, 130, 5, 5), 3, 3, 1, 1),
+      // channels a multiple of 32: the weight gradient from x in NHWC
+      (Shape(2, 32, 6, 7), 5, 3, 1, 1), (Shape(3, 64, 4, 4), 9, 3, 1, 1),
+      (Shape(2, 32, 9, 8), 4, 5, 2, 1), (Shape(1, 96, 3, 3), 7, 1, 0, 1),
     ]
     for threads in [1, 2] {
       Gemm.threads = threads
