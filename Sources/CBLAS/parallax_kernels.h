@@ -151,15 +151,6 @@ __attribute__((target("avx512f"))) static inline void px_relu_backward(
   }
 }
 
-/* y = a + b. */
-__attribute__((target("avx512f"))) static inline void px_add(
-    float *y, const float *a, const float *b, long n) {
-  for (long i = 0; i < n; i += 16) {
-    __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : px_tail_mask(n - i);
-    _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i)));
-  }
-}
-
 /* im2col for stride 1 (channels c0 ..< c1 of C): `samples` planes-sets src [S, C, h, w] into dst [C·k·k, S·ho·wo]
  * (row (c·k + ki)·k + kj, column s·ho·wo + i·wo + j), zero padding `pad`. */
 __attribute__((target("avx512f"))) static inline void px_im2col_s1(

@@ -29,8 +29,9 @@ public final class BasicBlock: Layer {
   private let dInput = Storage()
   private var output: Tensor?
   /// The add + ReLU tail and its backward through the AVX-512 kernels (`px_add_relu`,
-  /// `px_relu_backward`, `px_add`) when the CPU has them; `false` runs the Swift loops, which
-  /// tests compare against.
+  /// `px_relu_backward`; the branches' input gradients summed by conv1 accumulating into the
+  /// shortcut's) when the CPU has them; `false` runs the Swift loops, which tests compare
+  /// against.
   public var usesFastKernels = Gemm.builtinAvailable
 
   public init(
@@ -93,21 +94,22 @@ public final class BasicBlock: Layer {
     d = try conv2.backward(d)
     if let relu1 { d = try relu1.backward(d) }
     d = try bn1.backward(d)
-    d = try conv1.backward(d)
     let dShortcut: Tensor
     if let (conv, norm) = projection {
       dShortcut = try conv.backward(try norm.backward(g))
     } else {
       dShortcut = g
     }
-    precondition(d.shape == dShortcut.shape)
-    let dx = dInput.tensor(d.shape)
-    if usesFastKernels {
-      px_add(dx.data, d.data, dShortcut.data, dx.count)
-    } else {
+    guard usesFastKernels else {
+      d = try conv1.backward(d)
+      precondition(d.shape == dShortcut.shape)
+      let dx = dInput.tensor(d.shape)
       for i in 0..<dx.count { dx.data[i] = d.data[i] + dShortcut.data[i] }
+      return dx
     }
-    return dx
+    // dx = conv1's input gradient + the shortcut's, added by conv1 into the shortcut's buffer
+    // (g or the projection's dX, both no longer needed).
+    return try conv1.backward(d, accumulatingInto: dShortcut)
   }
 }
 

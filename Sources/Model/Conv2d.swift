@@ -141,10 +141,18 @@ public final class Conv2d: Layer {
   }
 
   public func backward(_ dy: Tensor) throws -> Tensor {
+    try backward(dy, accumulatingInto: nil)
+  }
+
+  /// Backward with dX added to `target` (the input's shape) instead of written to a buffer of
+  /// the layer's own; returns `target`. A residual block adds its two branches' gradients
+  /// this way without a separate pass.
+  public func backward(_ dy: Tensor, accumulatingInto target: Tensor?) throws -> Tensor {
     guard let x = input else { preconditionFailure("\(name): backward before forward") }
     let ys = outputShape(x.shape)
     precondition(dy.shape == ys, "\(name): dy \(dy.shape), expected \(ys)")
-    let dx = dInput.tensor(x.shape)
+    precondition(target.map { $0.shape == x.shape } ?? true, "\(name): target shape")
+    let dx = target ?? dInput.tensor(x.shape)
     let implicit = implicit(x.shape)
     let dyGeometry = ConvGeometry(
       channels: outChannels, height: ys.h, width: ys.w, kernel: kernel, stride: 1,
@@ -152,7 +160,7 @@ public final class Conv2d: Layer {
     let implicitDX =
       implicit && geometry(x.shape).isSame && usesImplicitInputGradient && computesInputGradient
       && dyGeometry.runsImplicitly(samples: x.shape.n)
-    if !implicitDX { dx.data.update(repeating: 0, count: x.count) }
+    if !implicitDX && target == nil { dx.data.update(repeating: 0, count: x.count) }
     let n = x.shape.n
     let rows = inChannels * kernel * kernel
     let hw = ys.spatial
@@ -223,7 +231,7 @@ public final class Conv2d: Layer {
       }
       Gemm.sgemmImplicitConv(
         m: inChannels, samples: n, dyGeometry, alpha: 1, a: wf, lda: o * kk, x: dy.data,
-        beta: 0, c: dx.data, ldc: hw,
+        beta: target == nil ? 0 : 1, c: dx.data, ldc: hw,
         cColumns: GemmColumns(block: hw, blockStride: inChannels * hw), bias: nil)
     }
     return dx
