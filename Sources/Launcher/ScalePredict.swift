@@ -6,8 +6,10 @@ import Train
 /// `parallax scale --predict`: fit the transport, profile the step, predict, validate.
 ///
 /// 1. **Transport**: `bench allreduce` at each `--ranks` count through `--launcher` (e.g. on
-///    shaped namespace hosts); α and β of the ring model are fitted to all sweeps together
-///    (`LinkModel.fit`, relative least squares).
+///    shaped namespace hosts); α and β of the ring model are fitted per rank count, in two
+///    size regimes where the sweep shows an algorithm switch (`Transport.fit`,
+///    `LinkModel.fitPiecewise`, relative least squares). Validation at a swept rank count
+///    uses its own fit; predictions past the sweep extrapolate the largest one.
 /// 2. **Compute**: the same pretraining with a timeline at 1 rank and at each `--ranks`
 ///    count (oversubscribed cores are then in the baseline) — on the same hosts with the
 ///    shaping removed (`--unshape-cmd`), or on this machine's shared memory: per step the
@@ -49,11 +51,19 @@ extension Scale {
          "--budget-bytes", "\(2 << 20)", "--csv", csv])
       samples += try Self.readSweep(csv, ranks: p)
     }
-    let (fitted, rms) = LinkModel.fit(samples)
-    say(String(format: "transport %@: %@ (fit over %d sizes × ranks %@, rms relative error %.1f%%)", link, fitted.description, samples.count, multi.map(String.init).joined(separator: ","), rms * 100))
+    let (transport, rmsByRanks) = Transport.fit(samples)
+    var fitSummary = ""
+    for p in transport.fits.keys.sorted() {
+      let line = String(
+        format: "transport %@, %d ranks: %@ (rms relative error %.1f%%)", link, p, transport.fits[p]!.description,
+        (rmsByRanks[p] ?? 0) * 100)
+      say(line)
+      fitSummary += line + "\n"
+    }
+    let fitted = transport.largest
     var sweepTable = "| ranks | bytes | measured µs | model µs | error |\n|---:|---:|---:|---:|---:|\n"
     for s in samples {
-      let m = fitted.allReduce(bytes: s.bytes, ranks: s.ranks)
+      let m = transport.link(ranks: s.ranks).allReduce(bytes: s.bytes, ranks: s.ranks)
       sweepTable += String(format: "| %d | %.0f | %.1f | %.1f | %+.1f%% |\n", s.ranks, s.bytes, s.seconds * 1e6, m * 1e6, (m / s.seconds - 1) * 100)
     }
 
@@ -78,7 +88,7 @@ extension Scale {
         let measured = try parse(timeline: vdir + "/timeline.json", ranks: p, mode: mode)
         var prof = q.profile
         if mode == "fused" { prof.buckets = [StepProfile.Bucket(bytes: prof.gradientBytes, ready: 1)] }
-        let pred = ScalingModel.predict(prof, link: fitted, ranks: p, overlap: mode == "bucketed")
+        let pred = ScalingModel.predict(prof, link: transport.link(ranks: p), ranks: p, overlap: mode == "bucketed")
         let err = pred.step / measured.stepSeconds - 1
         let row = String(
           format: "| %@ | %d | %@ | %.1f | %.1f | %+.1f%% | %.1f / %.1f / %.1f |\n", link, p, mode, measured.stepSeconds * 1e3,
@@ -87,7 +97,9 @@ extension Scale {
         md += row
         csv += String(
           format: "%@,%d,%@,%.2f,%.2f,%.4f,%.2f,%.2f,%.2f,%.2f,%.2f,%.6g\n", link, p, mode, measured.stepSeconds * 1e3, pred.step * 1e3, err,
-          pred.compute * 1e3, pred.collectives * 1e3, pred.gradientComm * 1e3, pred.exposed * 1e3, fitted.alpha * 1e6, fitted.beta)
+          pred.compute * 1e3, pred.collectives * 1e3, pred.gradientComm * 1e3, pred.exposed * 1e3,
+          transport.link(ranks: p).coefficients(bytes: prof.gradientBytes).alpha * 1e6,
+          transport.link(ranks: p).coefficients(bytes: prof.gradientBytes).beta)
       }
     }
     let bucketsTemplate = profiles[multi[0]]!.profile.buckets
@@ -134,13 +146,13 @@ extension Scale {
     }
     let stem = out + "/predict-\(model)-\(label)"
     let header = String(
-      format: "%@, %d samples/rank, bucket cap %g MiB (%d buckets, %.0f KB of gradients); compute %.1f ms/step (backward %.1f ms) from 1 rank; fitted %@; link speeds at α = %.1f µs. Ring collectives (2(p−1) latencies per all-reduce) except the last column (2⌈log₂p⌉).\n\n",
+      format: "%@, %d samples/rank, bucket cap %g MiB (%d buckets, %.0f KB of gradients); compute %.1f ms/step (backward %.1f ms) from 1 rank; fitted at %d ranks: %@; link speeds at α = %.1f µs. Ring collectives (2(p−1) latencies per all-reduce) except the last column (2⌈log₂p⌉).\n\n",
       model, batchPerRank, bucketMB, one.buckets.count, one.gradientBytes / 1e3, one.compute * 1e3, one.backward * 1e3,
-      fitted.description, alpha * 1e6)
+      transport.fits.keys.max()!, fitted.description, alpha * 1e6)
     try AtomicFile.write(Data(pcsv.utf8), to: stem + ".csv")
     try AtomicFile.write(Data((header + pmd).utf8), to: stem + ".md")
     try AtomicFile.write(Data(predictionSVG(series).utf8), to: stem + ".svg")
-    try AtomicFile.write(Data(("α–β fit, \(link): \(fitted.description), rms relative error \(String(format: "%.1f%%", rms * 100))\n\n" + sweepTable).utf8), to: out + "/fit-\(label).md")
+    try AtomicFile.write(Data(("α–β fits per rank count, \(link):\n\n" + fitSummary + "\n" + sweepTable).utf8), to: out + "/fit-\(label).md")
     print(header + pmd)
     print("wrote \(stem).{csv,md,svg}, \(out)/fit-\(label).md\(validateOnTransport ? ", \(out)/validation-\(label).{csv,md}" : "")")
   }

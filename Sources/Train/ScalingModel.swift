@@ -22,11 +22,34 @@ public struct LinkModel: Sendable, Equatable, CustomStringConvertible {
   /// Seconds per byte (1 / bandwidth).
   public var beta: Double
   public var algorithm: Algorithm
+  /// A second regime for messages of at least `threshold` bytes (MPI libraries switch
+  /// algorithms by message size, e.g. recursive doubling below and a ring above), with its
+  /// own α and β; nil: one regime for all sizes.
+  public var large: Regime?
 
-  public init(alpha: Double, beta: Double, algorithm: Algorithm = .ring) {
+  /// The large-message regime of a piecewise link.
+  public struct Regime: Sendable, Equatable {
+    public var threshold: Double
+    public var alpha: Double
+    public var beta: Double
+    public init(threshold: Double, alpha: Double, beta: Double) {
+      self.threshold = threshold
+      self.alpha = alpha
+      self.beta = beta
+    }
+  }
+
+  public init(alpha: Double, beta: Double, algorithm: Algorithm = .ring, large: Regime? = nil) {
     self.alpha = alpha
     self.beta = beta
     self.algorithm = algorithm
+    self.large = large
+  }
+
+  /// α and β for a message of `bytes`.
+  public func coefficients(bytes: Double) -> (alpha: Double, beta: Double) {
+    if let l = large, bytes >= l.threshold { return (l.alpha, l.beta) }
+    return (alpha, beta)
   }
 
   /// A link of `gbitPerSecond` with latency `alpha` seconds.
@@ -47,7 +70,12 @@ public struct LinkModel: Sendable, Equatable, CustomStringConvertible {
   public var gbitPerSecond: Double { beta > 0 ? 8 / beta / 1e9 : .infinity }
 
   public var description: String {
-    String(format: "α = %.1f µs, β = %.4g s/B (%.3g Gbit/s)", alpha * 1e6, beta, gbitPerSecond)
+    let small = String(format: "α = %.1f µs, β = %.4g s/B (%.3g Gbit/s)", alpha * 1e6, beta, gbitPerSecond)
+    guard let l = large else { return small }
+    return small
+      + String(
+        format: "; from %.0f B: α = %.1f µs, β = %.4g s/B (%.3g Gbit/s)", l.threshold, l.alpha * 1e6, l.beta,
+        l.beta > 0 ? 8 / l.beta / 1e9 : .infinity)
   }
 
   /// The two regressors of the all-reduce model: time = α·x0 + β·x1.
@@ -60,14 +88,16 @@ public struct LinkModel: Sendable, Equatable, CustomStringConvertible {
   /// All-reduce of `bytes` on `p` ranks.
   public func allReduce(bytes: Double, ranks p: Int) -> Double {
     let (x0, x1) = Self.allReduceTerms(bytes: bytes, ranks: p, algorithm: algorithm)
-    return alpha * x0 + beta * x1
+    let (a, b) = coefficients(bytes: bytes)
+    return a * x0 + b * x1
   }
 
   /// All-gather whose result (all ranks' parts together) is `totalBytes`.
   public func allGather(totalBytes: Double, ranks p: Int) -> Double {
     guard p > 1 else { return 0 }
     let q = Double(p)
-    return Self.rounds(p, algorithm) * alpha + (q - 1) / q * totalBytes * beta
+    let (a, b) = coefficients(bytes: totalBytes)
+    return Self.rounds(p, algorithm) * a + (q - 1) / q * totalBytes * b
   }
 
   /// One timed all-reduce: `ranks`, message `bytes`, `seconds`.
@@ -119,13 +149,81 @@ public struct LinkModel: Sendable, Equatable, CustomStringConvertible {
       alpha = a00 > 0 ? max(0, b0 / a00) : 0
     }
     let model = LinkModel(alpha: alpha, beta: beta, algorithm: algorithm)
-    var sq = 0.0
-    for s in samples where s.ranks > 1 && s.seconds > 0 {
-      let e = (model.allReduce(bytes: s.bytes, ranks: s.ranks) - s.seconds) / s.seconds
-      sq += e * e
-    }
-    return (model, (sq / Double(rows.count)).squareRoot())
+    return (model, model.rmsRelativeError(samples))
   }
+
+  /// Root-mean-square relative error of the model on `samples` (one-rank samples ignored).
+  public func rmsRelativeError(_ samples: [Sample]) -> Double {
+    var sq = 0.0
+    var n = 0
+    for s in samples where s.ranks > 1 && s.seconds > 0 {
+      let e = (allReduce(bytes: s.bytes, ranks: s.ranks) - s.seconds) / s.seconds
+      sq += e * e
+      n += 1
+    }
+    return n > 0 ? (sq / Double(n)).squareRoot() : 0
+  }
+
+  /// `fit`, or two regimes split at one of the sweep's sizes when that explains the samples
+  /// much better (rms relative error below `gain` × the single fit's). Each regime is fitted
+  /// on its own samples (at least `minSizes` distinct sizes each); the split with the lowest
+  /// rms over all samples wins.
+  public static func fitPiecewise(
+    _ samples: [Sample], algorithm: Algorithm = .ring, gain: Double = 0.75, minSizes: Int = 3
+  ) -> (model: LinkModel, rmsRelativeError: Double) {
+    let single = fit(samples, algorithm: algorithm)
+    let used = samples.filter { $0.ranks > 1 && $0.seconds > 0 }
+    let sizes = Array(Set(used.map(\.bytes))).sorted()
+    guard sizes.count >= 2 * minSizes else { return single }
+    var best = single
+    for i in minSizes...(sizes.count - minSizes) {
+      let threshold = sizes[i]
+      let lo = fit(used.filter { $0.bytes < threshold }, algorithm: algorithm).model
+      let hi = fit(used.filter { $0.bytes >= threshold }, algorithm: algorithm).model
+      let m = LinkModel(
+        alpha: lo.alpha, beta: lo.beta, algorithm: algorithm,
+        large: Regime(threshold: threshold, alpha: hi.alpha, beta: hi.beta))
+      let rms = m.rmsRelativeError(used)
+      if rms < best.rmsRelativeError { best = (m, rms) }
+    }
+    return best.rmsRelativeError < gain * single.rmsRelativeError ? best : single
+  }
+}
+
+/// The transport as fitted per rank count: MPI picks its collective algorithm by rank count
+/// as well as by size, so one α–β pair across rank counts misses (measured on namespace
+/// hosts: a 4-rank all-reduce of ≥ 128 kB cost 2.0× the 2-rank one where the ring predicts
+/// 1.5×). A rank count that was swept uses its own fit; others use the fit of the nearest
+/// swept count below (or the smallest), extrapolated by the ring law.
+public struct Transport: Sendable {
+  public var fits: [Int: LinkModel]
+
+  public init(fits: [Int: LinkModel]) {
+    precondition(!fits.isEmpty)
+    self.fits = fits
+  }
+
+  /// Fits each rank count's samples on their own (`LinkModel.fitPiecewise`).
+  public static func fit(_ samples: [LinkModel.Sample], algorithm: LinkModel.Algorithm = .ring) -> (Transport, [Int: Double]) {
+    var fits: [Int: LinkModel] = [:]
+    var rms: [Int: Double] = [:]
+    for p in Set(samples.map(\.ranks)) where p > 1 {
+      let (m, e) = LinkModel.fitPiecewise(samples.filter { $0.ranks == p }, algorithm: algorithm)
+      fits[p] = m
+      rms[p] = e
+    }
+    return (Transport(fits: fits.isEmpty ? [2: LinkModel(alpha: 0, beta: 0)] : fits), rms)
+  }
+
+  /// The link model used for `p` ranks.
+  public func link(ranks p: Int) -> LinkModel {
+    let counts = fits.keys.sorted()
+    let chosen = counts.last { $0 <= p } ?? counts[0]
+    return fits[chosen]!
+  }
+
+  /// The fit of the largest swept rank count (what predictions past the sweep start from).
+  public var largest: LinkModel { fits[fits.keys.max()!]! }
 }
 
 /// What one rank does per step, measured once (on a fast link or shared memory), from which

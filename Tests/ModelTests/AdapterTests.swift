@@ -119,6 +119,15 @@ final class AdapterTests: XCTestCase {
       case 1: expected = ref1.grads[k]
       default: expected = zip(ref0.grads[k], ref1.grads[k]).map { $0 + $1 }
       }
+      // A convolution's bias (`encoder.{0,4,8,12}.bias`) feeds a BatchNorm, which removes any
+      // per-channel shift: its true gradient is 0 and both sides hold rounding noise
+      // (~1e-5), so check that it is noise rather than compare noise with noise.
+      let parts = base.split(separator: ".")
+      if parts.count == 3, parts[2] == "bias", let i = Int(parts[1]), i % 4 == 0 {
+        XCTAssertLessThan(two.gradient(of: range).map(abs).max() ?? 0, 1e-3, range.name)
+        XCTAssertLessThan(expected.map(abs).max() ?? 0, 1e-3, range.name)
+        continue
+      }
       assertClose(two.gradient(of: range), expected, tolerance: 1e-4, floor: 1e-1, range.name)
     }
   }

@@ -169,16 +169,9 @@ final class MTSLVRTests: XCTestCase {
 
   // MARK: W ranks ≡ 1 rank (mpirun)
 
+  /// One step (see `RankInvarianceTests` for why one).
   func pretrain(np: Int, name: String, _ extra: [String]) throws -> [String: SafeTensors.Entry] {
-    let dir = Processes.temporaryDirectory(name)
-    let r = try Processes.parallax(
-      np: np,
-      [
-        "pretrain", "--model", "conv4", "--global-batch", "32", "--max-steps", "3", "--warmup-steps", "1",
-        "--seed", "11", "--threads", "1", "--run-dir", dir,
-      ] + extra)
-    XCTAssertEqual(r.status, 0, "np \(np) failed:\n\(r.stdout)\n\(r.stderr)")
-    return try SafeTensors.read(URL(fileURLWithPath: dir + "/latest/model.safetensors")).entries
+    try RankInvariance.pretrain(np: np, globalBatch: 32, name: name, extra)
   }
 
   func assertRankInvariant(_ extra: [String], _ name: String) throws {
@@ -186,7 +179,7 @@ final class MTSLVRTests: XCTestCase {
     let two = try pretrain(np: 2, name: "\(name)-w2", extra)
     let (rel, worst) = relativeDifference(one, two, floor: 1e-4)
     XCTAssertLessThanOrEqual(rel, 1e-4, "\(name): worst tensor \(worst)")
-    // The steps moved the parameters.
+    // The step moved the parameters.
     let fresh = try pretrain(np: 1, name: "\(name)-lr", extra + ["--base-lr", "0.6"])
     XCTAssertGreaterThan(relativeDifference(one, fresh, floor: 1e-4).0, 1e-3)
   }

@@ -64,6 +64,52 @@ final class ScalingModelTests: XCTestCase {
     XCTAssertEqual(rms, 0.03, accuracy: 0.01)
   }
 
+  /// A sweep with an algorithm switch at 128 kB (another α and β from there on) is fitted as
+  /// two regimes with the switch found; a one-regime sweep, even noisy, stays one regime.
+  func testPiecewiseFitFindsTheAlgorithmSwitch() {
+    let switched = LinkModel(
+      alpha: 40e-6, beta: 1 / 6e6, large: .init(threshold: 131072, alpha: 300e-6, beta: 1 / 4e6))
+    var samples: [LinkModel.Sample] = []
+    var bytes = 4096.0
+    while bytes <= 4 * 1048576 {
+      samples.append(.init(ranks: 2, bytes: bytes, seconds: switched.allReduce(bytes: bytes, ranks: 2)))
+      bytes *= 2
+    }
+    let single = LinkModel.fit(samples)
+    XCTAssertGreaterThan(single.rmsRelativeError, 0.05, "one α–β cannot fit the switch")
+    let (fit, rms) = LinkModel.fitPiecewise(samples)
+    XCTAssertLessThan(rms, 1e-9)
+    XCTAssertEqual(fit.large?.threshold, 131072)
+    XCTAssertEqual(fit.alpha / switched.alpha, 1, accuracy: 1e-6)
+    XCTAssertEqual(fit.beta / switched.beta, 1, accuracy: 1e-6)
+    XCTAssertEqual((fit.large?.alpha ?? 0) / 300e-6, 1, accuracy: 1e-6)
+    XCTAssertEqual((fit.large?.beta ?? 0) * 4e6, 1, accuracy: 1e-6)
+    // Below and above the switch the model uses the matching pair.
+    XCTAssertEqual(fit.allReduce(bytes: 65536, ranks: 2), switched.allReduce(bytes: 65536, ranks: 2), accuracy: 1e-12)
+    XCTAssertEqual(fit.allReduce(bytes: 1048576, ranks: 2), switched.allReduce(bytes: 1048576, ranks: 2), accuracy: 1e-12)
+
+    let noisy = sweep(truth, ranks: [2]) { $0 % 2 == 0 ? 1.03 : 0.97 }
+    XCTAssertNil(LinkModel.fitPiecewise(noisy).model.large)
+  }
+
+  /// Each swept rank count gets its own fit; other counts use the nearest swept one below.
+  func testTransportFitsPerRankCount() {
+    let two = LinkModel(alpha: 20e-6, beta: 1e-8)
+    let four = LinkModel(alpha: 50e-6, beta: 3e-8)
+    let samples = sweep(two, ranks: [2]) + sweep(four, ranks: [4])
+    let (t, rms) = Transport.fit(samples)
+    XCTAssertEqual(Set(t.fits.keys), [2, 4])
+    XCTAssertLessThan(rms[2]!, 1e-9)
+    XCTAssertLessThan(rms[4]!, 1e-9)
+    XCTAssertEqual(t.link(ranks: 2).beta / two.beta, 1, accuracy: 1e-9)
+    XCTAssertEqual(t.link(ranks: 4).beta / four.beta, 1, accuracy: 1e-9)
+    XCTAssertEqual(t.link(ranks: 64).alpha / four.alpha, 1, accuracy: 1e-9)
+    XCTAssertEqual(t.largest.beta / four.beta, 1, accuracy: 1e-9)
+    // One joint fit over both would get neither.
+    let joint = LinkModel.fit(samples).model
+    XCTAssertGreaterThan(abs(joint.allReduce(bytes: 1048576, ranks: 4) / four.allReduce(bytes: 1048576, ranks: 4) - 1), 0.05)
+  }
+
   func testPredictFusedAndOverlapped() {
     let link = LinkModel(alpha: 0, beta: 1e-6)  // 1 MB/s, no latency: times are bytes × 1e-6 × 2(p−1)/p
     // Three buckets of 10 kB ready at 0.2, 0.6 and 1.0 of a 100 ms backward; on 2 ranks each
