@@ -34,6 +34,7 @@ struct Scale: ParsableCommand {
   @Option(help: "Label of the transport (--predict), e.g. 200mbit-1ms.") var link: String = "local"
   @Option(help: "Smallest all-reduce of the transport sweep in bytes (--predict).") var sweepMinBytes: Int = 256
   @Option(help: "Largest all-reduce of the transport sweep in bytes (--predict).") var sweepMaxBytes: Int = 4 << 20
+  @Option(help: "Sweep sizes per doubling (--predict; 2 also times the geometric midpoints, so a size-regime switch is placed within half an octave).") var sweepPerOctave: Int = 2
   @Option(help: "Node counts to predict for (--predict).") var nodes: String = "2,4,8,16,32,64,128,256,512,1024"
   @Option(help: "Link speeds in Gbit/s to predict for (--predict).") var linkSpeeds: String = "1,10,25,100"
   @Option(help: "Latency α in µs for those link speeds (default: the fitted α) (--predict).") var alphaUs: Double?

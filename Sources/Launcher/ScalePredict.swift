@@ -38,33 +38,45 @@ extension Scale {
     guard !multi.isEmpty else { throw ValidationError("--predict needs --ranks with at least one count > 1") }
     // 1. Transport sweep.
     try shell(shapeCmd)
+    // Blocking all-reduces (sync BN, the loss) and nonblocking ones (gradient buckets) are
+    // swept and fitted apart: Open MPI implements them in different components.
     var samples: [LinkModel.Sample] = []
+    var bucketSamples: [LinkModel.Sample] = []
     for p in multi {
-      let csv = out + "/allreduce-\(label)-\(p).csv"
-      if reuseSweep && FileManager.default.fileExists(atPath: csv) {
-        samples += try Self.readSweep(csv, ranks: p)
-        continue
+      for nonblocking in [false, true] {
+        let csv = out + "/allreduce-\(nonblocking ? "nb-" : "")\(label)-\(p).csv"
+        if !(reuseSweep && FileManager.default.fileExists(atPath: csv)) {
+          try mpirun(
+            ranks: p, launcher: launcher, bindTo: "none",
+            ["bench", "allreduce", "--min-bytes", "\(sweepMinBytes)", "--max-bytes", "\(sweepMaxBytes)", "--rounds", "3",
+             "--budget-bytes", "\(2 << 20)", "--per-octave", "\(sweepPerOctave)", "--csv", csv]
+              + (nonblocking ? ["--nonblocking"] : []))
+        }
+        if nonblocking { bucketSamples += try Self.readSweep(csv, ranks: p) } else { samples += try Self.readSweep(csv, ranks: p) }
       }
-      try mpirun(
-        ranks: p, launcher: launcher, bindTo: "none",
-        ["bench", "allreduce", "--min-bytes", "\(sweepMinBytes)", "--max-bytes", "\(sweepMaxBytes)", "--rounds", "3",
-         "--budget-bytes", "\(2 << 20)", "--csv", csv])
-      samples += try Self.readSweep(csv, ranks: p)
     }
     let (transport, rmsByRanks) = Transport.fit(samples)
+    let (bucketTransport, bucketRms) = Transport.fit(bucketSamples)
     var fitSummary = ""
-    for p in transport.fits.keys.sorted() {
-      let line = String(
-        format: "transport %@, %d ranks: %@ (rms relative error %.1f%%)", link, p, transport.fits[p]!.description,
-        (rmsByRanks[p] ?? 0) * 100)
-      say(line)
-      fitSummary += line + "\n"
+    for (name, t, rms) in [("blocking", transport, rmsByRanks), ("nonblocking", bucketTransport, bucketRms)] {
+      for p in t.fits.keys.sorted() {
+        let line = String(
+          format: "transport %@, %@, %d ranks: %@ (rms relative error %.1f%%)", link, name, p, t.fits[p]!.description,
+          (rms[p] ?? 0) * 100)
+        say(line)
+        fitSummary += line + "\n"
+      }
     }
     let fitted = transport.largest
-    var sweepTable = "| ranks | bytes | measured µs | model µs | error |\n|---:|---:|---:|---:|---:|\n"
-    for s in samples {
-      let m = transport.link(ranks: s.ranks).allReduce(bytes: s.bytes, ranks: s.ranks)
-      sweepTable += String(format: "| %d | %.0f | %.1f | %.1f | %+.1f%% |\n", s.ranks, s.bytes, s.seconds * 1e6, m * 1e6, (m / s.seconds - 1) * 100)
+    let fittedBuckets = bucketTransport.largest
+    var sweepTable = "| all-reduce | ranks | bytes | measured µs | model µs | error |\n|---|---:|---:|---:|---:|---:|\n"
+    for (name, t, ss) in [("blocking", transport, samples), ("nonblocking", bucketTransport, bucketSamples)] {
+      for s in ss {
+        let m = t.link(ranks: s.ranks).allReduce(bytes: s.bytes, ranks: s.ranks)
+        sweepTable += String(
+          format: "| %@ | %d | %.0f | %.1f | %.1f | %+.1f%% |\n", name, s.ranks, s.bytes, s.seconds * 1e6, m * 1e6,
+          (m / s.seconds - 1) * 100)
+      }
     }
 
     // 2 + 3. Per rank count, the compute profile (unshaped hosts, or shared memory) right
@@ -88,7 +100,9 @@ extension Scale {
         let measured = try parse(timeline: vdir + "/timeline.json", ranks: p, mode: mode)
         var prof = q.profile
         if mode == "fused" { prof.buckets = [StepProfile.Bucket(bytes: prof.gradientBytes, ready: 1)] }
-        let pred = ScalingModel.predict(prof, link: transport.link(ranks: p), ranks: p, overlap: mode == "bucketed")
+        let pred = ScalingModel.predict(
+          prof, link: transport.link(ranks: p), bucketLink: bucketTransport.link(ranks: p), ranks: p,
+          overlap: mode == "bucketed")
         let err = pred.step / measured.stepSeconds - 1
         let row = String(
           format: "| %@ | %d | %@ | %.1f | %.1f | %+.1f%% | %.1f / %.1f / %.1f |\n", link, p, mode, measured.stepSeconds * 1e3,
@@ -98,8 +112,8 @@ extension Scale {
         csv += String(
           format: "%@,%d,%@,%.2f,%.2f,%.4f,%.2f,%.2f,%.2f,%.2f,%.2f,%.6g\n", link, p, mode, measured.stepSeconds * 1e3, pred.step * 1e3, err,
           pred.compute * 1e3, pred.collectives * 1e3, pred.gradientComm * 1e3, pred.exposed * 1e3,
-          transport.link(ranks: p).coefficients(bytes: prof.gradientBytes).alpha * 1e6,
-          transport.link(ranks: p).coefficients(bytes: prof.gradientBytes).beta)
+          bucketTransport.link(ranks: p).coefficients(bytes: prof.gradientBytes).alpha * 1e6,
+          bucketTransport.link(ranks: p).coefficients(bytes: prof.gradientBytes).beta)
       }
     }
     let bucketsTemplate = profiles[multi[0]]!.profile.buckets
@@ -114,21 +128,26 @@ extension Scale {
     var one = profiles[1]!.profile
     one.buckets = bucketsTemplate
     let alpha = alphaUs.map { $0 * 1e-6 } ?? fitted.alpha
-    var links: [(String, LinkModel)] = [("fitted \(link)", fitted)]
-    links += speedList.map { (String(format: "%g Gbit/s", $0), LinkModel(gbitPerSecond: $0, alpha: alpha)) }
+    // (name, link for the blocking collectives, link for the gradient buckets)
+    var links: [(String, LinkModel, LinkModel)] = [("fitted \(link)", fitted, fittedBuckets)]
+    links += speedList.map {
+      let l = LinkModel(gbitPerSecond: $0, alpha: alpha)
+      return (String(format: "%g Gbit/s", $0), l, l)
+    }
     var pcsv = "link,algorithm,alpha_us,gbit_s,nodes,overlap,step_ms,samples_per_s,efficiency,compute_ms,collectives_ms,gradient_comm_ms,exposed_ms\n"
     var pmd = "| link | nodes | step (ms), overlap | samples/s | efficiency | step (ms), fused | efficiency, fused | efficiency, overlap, log₂ latency |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
     var series: [(String, Bool, [(Int, Double)])] = []
-    for (name, l) in links {
+    for (name, l, lb) in links {
       var on: [(Int, Double)] = []
       var off: [(Int, Double)] = []
       for n in nodeList {
-        let a = ScalingModel.predict(one, link: l, ranks: n, overlap: true)
-        let b = ScalingModel.predict(one, link: l, ranks: n, overlap: false)
-        var lg = l
+        let a = ScalingModel.predict(one, link: l, bucketLink: lb, ranks: n, overlap: true)
+        let b = ScalingModel.predict(one, link: l, bucketLink: lb, ranks: n, overlap: false)
+        var (lg, lgb) = (l, lb)
         lg.algorithm = .logarithmic
-        let c = ScalingModel.predict(one, link: lg, ranks: n, overlap: true)
-        let d = ScalingModel.predict(one, link: lg, ranks: n, overlap: false)
+        lgb.algorithm = .logarithmic
+        let c = ScalingModel.predict(one, link: lg, bucketLink: lgb, ranks: n, overlap: true)
+        let d = ScalingModel.predict(one, link: lg, bucketLink: lgb, ranks: n, overlap: false)
         for (alg, ov, x) in [("ring", true, a), ("ring", false, b), ("logarithmic", true, c), ("logarithmic", false, d)] {
           pcsv += String(
             format: "%@,%@,%.2f,%.4g,%d,%@,%.3f,%.2f,%.4f,%.3f,%.3f,%.3f,%.3f\n", name, alg, l.alpha * 1e6, l.gbitPerSecond, n, ov ? "yes" : "no",
@@ -146,9 +165,9 @@ extension Scale {
     }
     let stem = out + "/predict-\(model)-\(label)"
     let header = String(
-      format: "%@, %d samples/rank, bucket cap %g MiB (%d buckets, %.0f KB of gradients); compute %.1f ms/step (backward %.1f ms) from 1 rank; fitted at %d ranks: %@; link speeds at α = %.1f µs. Ring collectives (2(p−1) latencies per all-reduce) except the last column (2⌈log₂p⌉).\n\n",
+      format: "%@, %d samples/rank, bucket cap %g MiB (%d buckets, %.0f KB of gradients); compute %.1f ms/step (backward %.1f ms) from 1 rank; fitted at %d ranks: %@ (gradient buckets: %@); link speeds at α = %.1f µs. Ring collectives (2(p−1) latencies per all-reduce) except the last column (2⌈log₂p⌉).\n\n",
       model, batchPerRank, bucketMB, one.buckets.count, one.gradientBytes / 1e3, one.compute * 1e3, one.backward * 1e3,
-      transport.fits.keys.max()!, fitted.description, alpha * 1e6)
+      transport.fits.keys.max()!, fitted.description, fittedBuckets.description, alpha * 1e6)
     try AtomicFile.write(Data(pcsv.utf8), to: stem + ".csv")
     try AtomicFile.write(Data((header + pmd).utf8), to: stem + ".md")
     try AtomicFile.write(Data(predictionSVG(series).utf8), to: stem + ".svg")

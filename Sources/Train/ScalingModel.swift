@@ -308,8 +308,14 @@ public enum ScalingModel {
   /// another (start = max(ready, previous bucket's end)); what is left after backward ends
   /// is exposed. The last bucket is only ready at the end of backward, so its all-reduce is
   /// always exposed: larger buckets hide less.
-  public static func predict(_ profile: StepProfile, link: LinkModel, ranks p: Int, overlap: Bool) -> StepPrediction {
+  ///
+  /// `bucketLink` costs the gradient all-reduces when they run on another implementation than
+  /// the blocking collectives (Open MPI: nonblocking ones in libnbc); default `link`.
+  public static func predict(
+    _ profile: StepProfile, link: LinkModel, bucketLink: LinkModel? = nil, ranks p: Int, overlap: Bool
+  ) -> StepPrediction {
     let coll = profile.collectives.reduce(0) { $0 + $1.seconds(link, ranks: p) }
+    let link = bucketLink ?? link
     guard p > 1, !profile.buckets.isEmpty else {
       return StepPrediction(compute: profile.compute, collectives: coll, gradientComm: 0, exposed: 0)
     }

@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=cluster/scaling
-common=(--predict --ranks 2,4 --model conv4 --steps 10 --warmup 2 --batch-per-rank 16 --bucket-mb 0.1
-        --sweep-min-bytes 4096 --sweep-max-bytes 4194304 --alpha-us 25 --launcher "$PWD/cluster/local-hosts mpirun"
+common=(--predict --ranks 2,4 --model conv4 --steps 20 --warmup 3 --batch-per-rank 16 --bucket-mb 0.1
+        --sweep-min-bytes 4096 --sweep-max-bytes 4194304 --sweep-per-octave 2 --alpha-us 25 --launcher "$PWD/cluster/local-hosts mpirun"
         --out "$out")
 # To redo only the predictions from the sweeps already in $out (no hosts needed):
 #   .build/release/parallax scale "${common[@]}" --link 1gbit --reuse-sweep --validate false
