@@ -284,6 +284,34 @@ __attribute__((target("avx512f"))) static inline void px_pack_b_conv_gather(
   }
 }
 
+/* For positions pos ..< pos + n (n ≤ 16) of a "same" convolution's plane set: the runs of
+ * lanes within one sample (lanes lane[r] ..< lane[r + 1] read x + base[r] + lane + row
+ * offset; returns the run count, lane[count] = n) and per kernel row/column which lanes
+ * read inside the plane. */
+static inline int px_same_runs(const px_conv *cv, long pos, long n, int *lane, long *base,
+                               __mmask16 *rowOK, __mmask16 *colOK) {
+  long h = cv->h, w = cv->w, hw = h * w, kk = cv->k, pad = cv->pad;
+  int runs = 0;
+  for (long q = 0; q < kk; q++) rowOK[q] = colOK[q] = 0;
+  long s = pos / hw, p = pos % hw;
+  for (long t = 0; t < n; t++) {
+    if (t == 0 || p == 0) {
+      lane[runs] = (int)t;
+      base[runs] = s * cv->C * hw + p - t;
+      runs++;
+    }
+    long i = p / w, jj = p % w;
+    for (long q = 0; q < kk; q++) {
+      long y = i + q - pad, xx = jj + q - pad;
+      if (y >= 0 && y < h) rowOK[q] |= (__mmask16)(1u << t);
+      if (xx >= 0 && xx < w) colOK[q] |= (__mmask16)(1u << t);
+    }
+    if (++p == hw) { p = 0; s++; }
+  }
+  lane[runs] = (int)n;
+  return runs;
+}
+
 /* Row k's offset in x relative to the lane's own position, and its kernel tap (ki·k + kj),
  * for rows k0 ..< k0+kc (kc ≤ PX_KC) of a "same" convolution's implicit B. */
 static inline void px_conv_rows(const px_conv *cv, long k0, long kc, long *off, unsigned char *tap) {
@@ -300,7 +328,7 @@ static inline void px_conv_rows(const px_conv *cv, long k0, long kc, long *off, 
 __attribute__((target("avx512f"))) static inline void px_pack_b_conv_same(
     float *dst, const float *x, const px_conv *cv, const long *off, const unsigned char *tap,
     long k0, long kc, long j0, long nc) {
-  long h = cv->h, w = cv->w, hw = h * w, kk = cv->k, pad = cv->pad;
+  long kk = cv->k;
   for (long jr = 0; jr < nc; jr += PX_NR) {
     long nr = nc - jr < PX_NR ? nc - jr : PX_NR;
     float *d = dst + jr * kc;
@@ -311,28 +339,10 @@ __attribute__((target("avx512f"))) static inline void px_pack_b_conv_same(
         for (long k = 0; k < kc; k++) _mm512_storeu_ps(d + k * PX_NR + 16, _mm512_setzero_ps());
         continue;
       }
-      /* Runs of lanes within one sample; per-lane validity of each kernel row/column. */
-      long j = j0 + jr + 16 * half;
-      int runs = 0, lane[17];
+      int lane[17];
       long base[16];
       __mmask16 rowOK[PX_CONV_KMAX], colOK[PX_CONV_KMAX];
-      for (long q = 0; q < kk; q++) rowOK[q] = colOK[q] = 0;
-      long s = j / hw, p = j % hw;
-      for (long t = 0; t < n; t++) {
-        if (t == 0 || p == 0) {
-          lane[runs] = (int)t;
-          base[runs] = s * cv->C * hw + p - t;
-          runs++;
-        }
-        long i = p / w, jj = p % w;
-        for (long q = 0; q < kk; q++) {
-          long y = i + q - pad, xx = jj + q - pad;
-          if (y >= 0 && y < h) rowOK[q] |= (__mmask16)(1u << t);
-          if (xx >= 0 && xx < w) colOK[q] |= (__mmask16)(1u << t);
-        }
-        if (++p == hw) { p = 0; s++; }
-      }
-      lane[runs] = (int)n;
+      int runs = px_same_runs(cv, j0 + jr + 16 * half, n, lane, base, rowOK, colOK);
       /* Per tap, the lanes of each run that read inside the plane: one masked load per run. */
       __mmask16 m[2][PX_CONV_KMAX * PX_CONV_KMAX];
       float *dh = d + 16 * half;
@@ -392,59 +402,18 @@ __attribute__((target("avx512f"))) static inline void px_pack_b_conv(
  * shifted (masked) run of x, transposed in registers. */
 __attribute__((target("avx512f"))) static inline void px_pack_b_conv_t(
     float *dst, const float *x, const px_conv *cv, long k0, long kc, long j0, long nc) {
-  long h = cv->h, w = cv->w, hw = h * w, kk = cv->k, pad = cv->pad;
-  if (!px_conv_same(cv)) {
-    /* Strided or not "same": gather each column's 16 positions. */
-    for (long k = 0; k < kc; k += 16) {
-      long n = kc - k < 16 ? kc - k : 16;
-      __mmask16 rowOK[PX_CONV_KMAX], colOK[PX_CONV_KMAX];
-      __m512i idx = px_conv_lanes(cv, k0 + k, n, rowOK, colOK);
-      for (long jr = 0; jr < nc; jr += PX_NR) {
-        float *d = dst + jr * kc + k * PX_NR;
-        for (long half = 0; half < 2; half++) {
-          long j = jr + 16 * half;
-          long cols = nc - j < 16 ? nc - j : 16;
-          __m512 r[16];
-          long col = j0 + j;
-          long c = col / (kk * kk), ki = (col / kk) % kk, kj = col % kk;
-          for (long i = 0; i < 16; i++) {
-            if (i >= cols) { r[i] = _mm512_setzero_ps(); continue; }
-            __mmask16 ok = rowOK[ki] & colOK[kj] & px_lanes(0, n);
-            r[i] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ok, idx, x + c * hw + ki * w + kj, 4);
-            if (++kj == kk) {
-              kj = 0;
-              if (++ki == kk) { ki = 0; c++; }
-            }
-          }
-          px_store_t16x16(d + 16 * half, PX_NR, r, n);
-        }
-      }
-    }
-    return;
-  }
+  long hw = cv->h * cv->w, w = cv->w, kk = cv->k, pad = cv->pad;
+  int same = px_conv_same(cv);
   for (long k = 0; k < kc; k += 16) {
     long n = kc - k < 16 ? kc - k : 16;
-    /* Runs of positions within one sample, and per-lane validity of each kernel offset. */
-    int runs = 0, lane[17];
+    /* Per lane (position): validity of each kernel row/column, and where it reads x: runs
+     * within one sample ("same") or gather offsets (strided or not "same"). */
+    int lane[17], runs = 0;
     long base[16];
     __mmask16 rowOK[PX_CONV_KMAX], colOK[PX_CONV_KMAX];
-    for (long q = 0; q < kk; q++) rowOK[q] = colOK[q] = 0;
-    long s = (k0 + k) / hw, p = (k0 + k) % hw;
-    for (long t = 0; t < n; t++) {
-      if (t == 0 || p == 0) {
-        lane[runs] = (int)t;
-        base[runs] = s * cv->C * hw + p - t;
-        runs++;
-      }
-      long i = p / w, jj = p % w;
-      for (long q = 0; q < kk; q++) {
-        long y = i + q - pad, xx = jj + q - pad;
-        if (y >= 0 && y < h) rowOK[q] |= (__mmask16)(1u << t);
-        if (xx >= 0 && xx < w) colOK[q] |= (__mmask16)(1u << t);
-      }
-      if (++p == hw) { p = 0; s++; }
-    }
-    lane[runs] = (int)n;
+    __m512i idx = _mm512_setzero_si512();
+    if (same) runs = px_same_runs(cv, k0 + k, n, lane, base, rowOK, colOK);
+    else idx = px_conv_lanes(cv, k0 + k, n, rowOK, colOK);
     for (long jr = 0; jr < nc; jr += PX_NR) {
       float *d = dst + jr * kc + k * PX_NR;
       for (long half = 0; half < 2; half++) {
@@ -455,12 +424,16 @@ __attribute__((target("avx512f"))) static inline void px_pack_b_conv_t(
         long c = col / (kk * kk), ki = (col / kk) % kk, kj = col % kk;
         for (long i = 0; i < 16; i++) {
           if (i >= cols) { r[i] = _mm512_setzero_ps(); continue; }
-          __mmask16 ok = rowOK[ki] & colOK[kj];
-          const float *src = x + c * hw + (ki - pad) * w + (kj - pad);
-          __m512 v = _mm512_maskz_loadu_ps(ok & px_lanes(0, lane[1]), src + base[0]);
-          for (int q = 1; q < runs; q++)
-            v = _mm512_mask_loadu_ps(v, ok & px_lanes(lane[q], lane[q + 1]), src + base[q]);
-          r[i] = v;
+          __mmask16 ok = rowOK[ki] & colOK[kj] & px_lanes(0, n);
+          if (same) {
+            const float *src = x + c * hw + (ki - pad) * w + (kj - pad);
+            __m512 v = _mm512_maskz_loadu_ps(ok & px_lanes(0, lane[1]), src + base[0]);
+            for (int q = 1; q < runs; q++)
+              v = _mm512_mask_loadu_ps(v, ok & px_lanes(lane[q], lane[q + 1]), src + base[q]);
+            r[i] = v;
+          } else {
+            r[i] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ok, idx, x + c * hw + ki * w + kj, 4);
+          }
           if (++kj == kk) {
             kj = 0;
             if (++ki == kk) { ki = 0; c++; }
