@@ -145,8 +145,8 @@ public final class Conv2d: Layer {
   }
 
   /// Backward with dX added to `target` (the input's shape) instead of written to a buffer of
-  /// the layer's own; returns `target`. A residual block adds its two branches' gradients
-  /// this way without a separate pass.
+  /// the layer's own; returns `target` (unchanged when `computesInputGradient` is false). A
+  /// residual block adds its two branches' gradients this way without a separate pass.
   public func backward(_ dy: Tensor, accumulatingInto target: Tensor?) throws -> Tensor {
     guard let x = input else { preconditionFailure("\(name): backward before forward") }
     let ys = outputShape(x.shape)
