@@ -252,38 +252,6 @@ __attribute__((target("avx512f"))) static inline __m512i px_conv_lanes(const px_
   return _mm512_loadu_si512(off);
 }
 
-/* px_pack_b_conv for strided or not-"same" convolutions: one gather per 16 lanes. */
-__attribute__((target("avx512f"))) static inline void px_pack_b_conv_gather(
-    float *dst, const float *x, const px_conv *cv, long k0, long kc, long j0, long nc) {
-  long hw = cv->h * cv->w, w = cv->w, kk = cv->k;
-  for (long jr = 0; jr < nc; jr += PX_NR) {
-    long nr = nc - jr < PX_NR ? nc - jr : PX_NR;
-    float *d = dst + jr * kc;
-    for (long half = 0; half < 2; half++) {
-      long n = nr - 16 * half;
-      if (n > 16) n = 16;
-      if (n <= 0) {
-        for (long k = 0; k < kc; k++) _mm512_storeu_ps(d + k * PX_NR + 16, _mm512_setzero_ps());
-        continue;
-      }
-      __mmask16 rowOK[PX_CONV_KMAX], colOK[PX_CONV_KMAX];
-      __m512i idx = px_conv_lanes(cv, j0 + jr + 16 * half, n, rowOK, colOK);
-      long r = k0;
-      long c = r / (kk * kk), ki = (r / kk) % kk, kj = r % kk;
-      for (long k = 0; k < kc; k++) {
-        __mmask16 ok = rowOK[ki] & colOK[kj] & px_lanes(0, n);
-        const float *src = x + c * hw + ki * w + kj;
-        _mm512_storeu_ps(d + k * PX_NR + 16 * half,
-                         _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ok, idx, src, 4));
-        if (++kj == kk) {
-          kj = 0;
-          if (++ki == kk) { ki = 0; c++; }
-        }
-      }
-    }
-  }
-}
-
 /* For positions pos ..< pos + n (n ≤ 16) of a "same" convolution's plane set: the runs of
  * lanes within one sample (lanes lane[r] ..< lane[r + 1] read x + base[r] + lane + row
  * offset; returns the run count, lane[count] = n) and per kernel row/column which lanes
@@ -323,12 +291,14 @@ static inline void px_conv_rows(const px_conv *cv, long k0, long kc, long *off, 
   }
 }
 
-/* Packs rows k0 ..< k0+kc, columns j0 ..< j0+nc of a "same" convolution's implicit B as
- * px_pack_b does, given px_conv_rows' tables for those rows. */
-__attribute__((target("avx512f"))) static inline void px_pack_b_conv_same(
+/* Packs rows k0 ..< k0+kc, columns j0 ..< j0+nc of a convolution's implicit B as px_pack_b
+ * does. "Same" convolutions read masked runs of x, given px_conv_rows' tables for those rows
+ * (`off`, `tap`); others gather (the tables are not read). */
+__attribute__((target("avx512f"))) static inline void px_pack_b_conv_strips(
     float *dst, const float *x, const px_conv *cv, const long *off, const unsigned char *tap,
     long k0, long kc, long j0, long nc) {
-  long kk = cv->k;
+  long kk = cv->k, hw = cv->h * cv->w, w = cv->w;
+  int same = px_conv_same(cv);
   for (long jr = 0; jr < nc; jr += PX_NR) {
     long nr = nc - jr < PX_NR ? nc - jr : PX_NR;
     float *d = dst + jr * kc;
@@ -339,13 +309,29 @@ __attribute__((target("avx512f"))) static inline void px_pack_b_conv_same(
         for (long k = 0; k < kc; k++) _mm512_storeu_ps(d + k * PX_NR + 16, _mm512_setzero_ps());
         continue;
       }
+      float *dh = d + 16 * half;
+      __mmask16 rowOK[PX_CONV_KMAX], colOK[PX_CONV_KMAX];
+      if (!same) {
+        /* One gather per row of 16 lanes. */
+        __m512i idx = px_conv_lanes(cv, j0 + jr + 16 * half, n, rowOK, colOK);
+        long r = k0;
+        long c = r / (kk * kk), ki = (r / kk) % kk, kj = r % kk;
+        for (long k = 0; k < kc; k++) {
+          __mmask16 ok = rowOK[ki] & colOK[kj] & px_lanes(0, n);
+          const float *src = x + c * hw + ki * w + kj;
+          _mm512_storeu_ps(dh + k * PX_NR, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ok, idx, src, 4));
+          if (++kj == kk) {
+            kj = 0;
+            if (++ki == kk) { ki = 0; c++; }
+          }
+        }
+        continue;
+      }
       int lane[17];
       long base[16];
-      __mmask16 rowOK[PX_CONV_KMAX], colOK[PX_CONV_KMAX];
       int runs = px_same_runs(cv, j0 + jr + 16 * half, n, lane, base, rowOK, colOK);
       /* Per tap, the lanes of each run that read inside the plane: one masked load per run. */
       __mmask16 m[2][PX_CONV_KMAX * PX_CONV_KMAX];
-      float *dh = d + 16 * half;
       if (runs <= 2) {
         for (long ki = 0; ki < kk; ki++)
           for (long kj = 0; kj < kk; kj++) {
@@ -355,12 +341,8 @@ __attribute__((target("avx512f"))) static inline void px_pack_b_conv_same(
           }
         const float *x0 = x + base[0], *x1 = x + (runs == 2 ? base[1] : base[0]);
         if (runs == 1)
-          for (long k = 0; k < kc; k++) {
-            /* The next strips read the same rows 32 and 64 positions on: the hardware
-             * prefetcher does not follow so many rows (one per channel and kernel row). */
-            _mm_prefetch((const char *)(x0 + off[k] + 2 * PX_NR), _MM_HINT_T0);
+          for (long k = 0; k < kc; k++)
             _mm512_storeu_ps(dh + k * PX_NR, _mm512_maskz_loadu_ps(m[0][tap[k]], x0 + off[k]));
-          }
         else
           for (long k = 0; k < kc; k++)
             _mm512_storeu_ps(dh + k * PX_NR,
@@ -385,14 +367,10 @@ __attribute__((target("avx512f"))) static inline void px_pack_b_conv_same(
  * does. */
 __attribute__((target("avx512f"))) static inline void px_pack_b_conv(
     float *dst, const float *x, const px_conv *cv, long k0, long kc, long j0, long nc) {
-  if (!px_conv_same(cv)) {
-    px_pack_b_conv_gather(dst, x, cv, k0, kc, j0, nc);
-    return;
-  }
   long off[PX_KC];
   unsigned char tap[PX_KC];
-  px_conv_rows(cv, k0, kc, off, tap);
-  px_pack_b_conv_same(dst, x, cv, off, tap, k0, kc, j0, nc);
+  if (px_conv_same(cv)) px_conv_rows(cv, k0, kc, off, tap);
+  px_pack_b_conv_strips(dst, x, cv, off, tap, k0, kc, j0, nc);
 }
 
 /* The transposed implicit im2col, for a convolution's weight gradient dW = dY · colᵀ:
@@ -549,12 +527,11 @@ __attribute__((target("avx512f"))) static inline void px_sgemm_conv(
        * just before its tiles into one reused strip buffer (stays in L1) instead of writing
        * the whole KC×NC panel to L2 and reading it back. */
       int late = bconv && !bconv->transposed && M <= PX_MC;
-      int lateSame = late && px_conv_same(bconv);
       long loff[PX_KC];
       unsigned char ltap[PX_KC];
-      if (lateSame) px_conv_rows(bconv, pc, kc, loff, ltap);
-      else if (late) {}
-      else if (bconv && bconv->transposed) px_pack_b_conv_t(packB, B, bconv, pc, kc, jorg + jc, nc);
+      if (late) {
+        if (px_conv_same(bconv)) px_conv_rows(bconv, pc, kc, loff, ltap);
+      } else if (bconv && bconv->transposed) px_pack_b_conv_t(packB, B, bconv, pc, kc, jorg + jc, nc);
       else if (bconv) px_pack_b_conv(packB, B, bconv, pc, kc, jorg + jc, nc);
       else px_pack_b(packB, B, ldb, transB, pc, kc, transB ? jc : jorg + jc, nc, bcols);
       for (long ic = 0; ic < M; ic += PX_MC) {
@@ -582,11 +559,8 @@ __attribute__((target("avx512f"))) static inline void px_sgemm_conv(
             tcp = &tc;
           }
           const float *bp = packB + jr * kc;
-          if (lateSame) {
-            px_pack_b_conv_same(packB, B, bconv, loff, ltap, pc, kc, jg, nr);
-            bp = packB;
-          } else if (late) {
-            px_pack_b_conv(packB, B, bconv, pc, kc, jg, nr);
+          if (late) {
+            px_pack_b_conv_strips(packB, B, bconv, loff, ltap, pc, kc, jg, nr);
             bp = packB;
           }
           for (long ir = 0; ir < mc; ir += PX_MR) {

@@ -43,20 +43,15 @@ public enum Gemm {
   private static func takeScratch(_ count: Int) -> (UnsafeMutablePointer<Float>, Int) {
     lock.lock()
     defer { lock.unlock() }
-    var got: (UnsafeMutablePointer<Float>, Int)
     if let i = scratchPool.indices.max(by: { scratchPool[$0].1 < scratchPool[$1].1 }) {
-      got = scratchPool.remove(at: i)
-    } else {
-      got = (.allocate(capacity: 1), 1)
-      scratchAllocated += 1
-    }
-    if got.1 < count {
+      let got = scratchPool.remove(at: i)
+      if got.1 >= count { return got }
       got.0.deallocate()
-      scratchAllocated += count - got.1
-      let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
-      got = (raw.bindMemory(to: Float.self, capacity: count), count)
+      scratchAllocated -= got.1
     }
-    return got
+    scratchAllocated += count
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
+    return (raw.bindMemory(to: Float.self, capacity: count), count)
   }
 
   private static func giveScratch(_ b: (UnsafeMutablePointer<Float>, Int)) {
