@@ -2,7 +2,7 @@ import CMPI
 import Foundation
 
 /// Where MPI gets the CPU to move a bucket while backward runs.
-public enum SyncProgress: String, Sendable, CaseIterable {
+public enum SyncProgress: String, Sendable, CaseIterable, Codable {
   /// The training thread calls `MPI_Test` on the buckets in flight each time backward
   /// reports progress (and every blocking collective of sync BN drives them too).
   case poll

@@ -3,7 +3,7 @@ import Foundation
 
 /// The element type gradients travel in. `fp32` is the arena's own type (in place,
 /// zero-copy); the 16-bit types halve the bytes on the wire at the cost of rounding.
-public enum WireType: String, Sendable, CaseIterable, CustomStringConvertible {
+public enum WireType: String, Sendable, CaseIterable, Codable, CustomStringConvertible {
   case fp32
   /// bfloat16: fp32's 8-bit exponent, 8-bit significand (rounding error ≤ 2⁻⁹ relative).
   case bf16

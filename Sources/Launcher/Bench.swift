@@ -12,22 +12,18 @@ struct Bench: ParsableCommand {
   struct Step: ParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: "Time whole SimCLR training steps (data, forward, backward, allreduce, optimizer).")
-    @Option(help: "Encoder: conv4 or resnet18.") var model: String = "conv4"
+    @Option(help: "Encoder.") var model: EncoderKind = .conv4
     @Option(help: "Global batch (samples; each passes as two views).") var batch: Int = 256
     @Option(help: "Timed steps.") var steps: Int = 10
     @Option(help: "Untimed warm-up steps.") var warmup: Int = 2
     @Option(help: "OpenBLAS threads per rank.") var threads: Int = 1
     @Option(help: "Directory of the Fashion-MNIST IDX files.") var dataDir: String =
       "/usr/share/datasets/fashion-mnist"
-    @Option(help: "Optimizer: sgd (as bench/pytorch_step.py) or lars.") var optimizer: String =
-      "sgd"
+    @Option(help: "Optimizer: sgd (as bench/pytorch_step.py) or lars.") var optimizer: OptimizerKind = .sgd
 
     func validate() throws {
       guard steps > 0, warmup >= 0, batch > 0, threads > 0 else {
         throw ValidationError("--steps, --batch and --threads must be positive, --warmup ≥ 0")
-      }
-      guard ["sgd", "lars"].contains(optimizer) else {
-        throw ValidationError("--optimizer must be sgd or lars (got \(optimizer))")
       }
     }
 
@@ -59,7 +55,7 @@ struct Bench: ParsableCommand {
           String(
             format:
               "bench step %@ batch %d · %d rank(s) × %d thread(s): median %.1f ms/step (min %.1f, max %.1f), %.1f samples/s, allreduce %.2f ms, peak RSS %.0f MiB",
-            model, batch, comm.size, threads, step * 1000, totals.first! * 1000,
+            model.rawValue, batch, comm.size, threads, step * 1000, totals.first! * 1000,
             totals.last! * 1000,
             Double(batch) / step, median(\.communication) * 1000, rss))
         let flopsNote: String

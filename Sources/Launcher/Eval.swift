@@ -67,8 +67,8 @@ struct Eval: ParsableCommand {
             else { continue }
             for (s, acc) in zip(slots, r.accuracies) {
               console.say(String(
-                format: "linear %@ %@ (%@) %@: %.2f%% (%d-d, %d train / %d test clips, %.1f s)", config.method,
-                config.model, l.rawValue, s.name, acc * 100, r.dim, train.count, test.count, r.seconds))
+                format: "linear %@ %@ (%@) %@: %.2f%% (%d-d, %d train / %d test clips, %.1f s)", config.method.rawValue,
+                config.model.rawValue, l.rawValue, s.name, acc * 100, r.dim, train.count, test.count, r.seconds))
             }
           }
           return
@@ -154,7 +154,7 @@ struct Eval: ParsableCommand {
               let e = evaluator(classes: all.classNames[s.slot].count)
               let r = try e.evaluate(AudioEvaluation.labelled(f, all, slot: s.slot))
               console.say(String(
-                format: "fewshot %@ %@ (%@) %@: %d-way %d-shot %@ (%d-d, %d clips, %.1f s)", config.method, config.model,
+                format: "fewshot %@ %@ (%@) %@: %d-way %d-shot %@ (%d-d, %d clips, %.1f s)", config.method.rawValue, config.model.rawValue,
                 l.rawValue, s.name, e.ways, shots, r.description, f.dim, all.count, now() - t0))
             }
           }
@@ -167,7 +167,7 @@ struct Eval: ParsableCommand {
         guard let fs else { return }
         for l in common.layers {
           let r = try evaluator(classes: 10).evaluate(fs[l]!)
-          console.say(String(format: "fewshot %@ (%@): %d-way %d-shot %@", config.model, l.rawValue, min(ways, 10), shots, r.description))
+          console.say(String(format: "fewshot %@ (%@): %d-way %d-shot %@", config.model.rawValue, l.rawValue, min(ways, 10), shots, r.description))
         }
       }
     }

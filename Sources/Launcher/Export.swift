@@ -32,7 +32,7 @@ struct Export: ParsableCommand {
       let c = ck.state.config
       try AtomicFile.write(
         SafeTensors.encode(
-          encoder, metadata: ["format": "pt", "model": c.model, "method": c.method, "step": "\(ck.state.step)"]),
+          encoder, metadata: ["format": "pt", "model": c.model.rawValue, "method": c.method.rawValue, "step": "\(ck.state.step)"]),
         to: out)
       if let summary {
         let report = ["model": Self.summarise(model), "encoder": Self.summarise(encoder)]

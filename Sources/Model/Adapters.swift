@@ -6,7 +6,7 @@
 /// N samples as seen by task t. Shared weights (a convolution) run once on all `T·N` rows;
 /// task-specific modules (a norm, an adapter) run on their task's rows only. With sync BN each
 /// task's norm reduces its own statistics across ranks, in task order on every rank.
-public enum AdapterMode: String, Sendable, CaseIterable {
+public enum AdapterMode: String, Sendable, CaseIterable, Codable {
   /// One shared network, no task-specific parameters.
   case none
   /// Task-specific BatchNorm after every adapted convolution.

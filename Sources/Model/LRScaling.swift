@@ -1,5 +1,5 @@
 /// How the base learning rate grows with the global batch B (SimCLR appendix B.1).
-public enum LRScaling: String, Sendable, CaseIterable {
+public enum LRScaling: String, Sendable, CaseIterable, Codable {
   /// base.
   case none
   /// base·B/256 (Goyal et al. 2017).

@@ -41,13 +41,13 @@ public enum AudioData {
         message: "data-dir \(path) does not exist (make a corpus with `parallax data spoken-digits --out DIR`)")
     }
     let source: AudioSource
-    if config.data == "audio-folder" {
+    if config.data == .audioFolder {
       guard isDir.boolValue else { throw ConfigError(message: "audio-folder: data-dir \(path) is not a folder") }
       source = try AudioFileDataset.folderPerClass(root: path, sampleRate: config.sampleRate)
     } else if isDir.boolValue {
       let manifest = path + "/manifest.csv"
       guard FileManager.default.fileExists(atPath: manifest) else {
-        throw ConfigError(message: "\(config.data): no manifest.csv in \(path)")
+        throw ConfigError(message: "\(config.data.rawValue): no manifest.csv in \(path)")
       }
       source = try AudioFileDataset.manifest(csv: manifest, sampleRate: config.sampleRate)
     } else if path.hasSuffix(".csv") {
@@ -88,7 +88,7 @@ public enum AudioData {
 
   /// The log-mel front end of the configuration, or nil for raw waveforms.
   public static func melFrontEnd(_ config: PretrainConfig) -> LogMelSpectrogram? {
-    config.frontEnd == "logmel"
+    config.frontEnd == .logmel
       ? LogMelSpectrogram(sampleRate: config.sampleRate, nFFT: config.nFFT, hop: config.hop, nMels: config.nMels)
       : nil
   }
@@ -96,7 +96,7 @@ public enum AudioData {
   /// The augmentation set of the configuration (`augmentStrength` 0 or preset `none`: only the
   /// centred crop).
   public static func augmentConfig(_ config: PretrainConfig) throws -> WaveAugmentConfig {
-    config.augmentStrength > 0 ? try WaveAugmentConfig.named(config.augmentPreset) : .identity
+    config.augmentStrength > 0 ? try WaveAugmentConfig.named(config.augmentPreset.rawValue) : .identity
   }
 }
 

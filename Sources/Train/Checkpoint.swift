@@ -42,6 +42,9 @@ public struct CheckpointError: Error, CustomStringConvertible {
 /// (`Pretrainer.writeCheckpoint`).
 public enum Checkpoint {
   public static let files = ["model.safetensors", "optimizer.safetensors"]
+  /// The method's state beyond the arena (`SSLMethod.stateEntries`), present only when the
+  /// method keeps some; hashed like the others.
+  public static let methodFile = "method.safetensors"
 
   public static func directoryName(step: Int) -> String {
     "step-" + String(format: "%08d", step)
@@ -70,7 +73,7 @@ public enum Checkpoint {
   @discardableResult
   public static func write(
     runDir: String, arena: ParameterArena, optimizerState: [SafeTensors.Entry],
-    state: CheckpointState, keep: Int
+    methodState: [SafeTensors.Entry] = [], state: CheckpointState, keep: Int
   ) throws -> String {
     let name = directoryName(step: state.step)
     let final = (runDir as NSString).appendingPathComponent(name)
@@ -93,6 +96,12 @@ public enum Checkpoint {
         "model.safetensors": SHA256.hex(model), "optimizer.safetensors": SHA256.hex(optim),
       ]
       state.sizes = ["model.safetensors": model.count, "optimizer.safetensors": optim.count]
+      if !methodState.isEmpty {
+        let bytes = SafeTensors.encode(methodState, metadata: ["format": "pt"])
+        try AtomicFile.writeSynced(bytes, to: tmp + "/" + methodFile)
+        state.files[methodFile] = SHA256.hex(bytes)
+        state.sizes?[methodFile] = bytes.count
+      }
       let enc = JSONEncoder()
       enc.outputFormatting = [.prettyPrinted, .sortedKeys]
       try AtomicFile.writeSynced(try enc.encode(state), to: tmp + "/state.json")
@@ -139,7 +148,8 @@ public enum Checkpoint {
   }
 
   public typealias Loaded = (
-    state: CheckpointState, model: [String: SafeTensors.Entry], optimizer: [String: SafeTensors.Entry]
+    state: CheckpointState, model: [String: SafeTensors.Entry], optimizer: [String: SafeTensors.Entry],
+    method: [String: SafeTensors.Entry]
   )
 
   /// Reads and verifies a checkpoint directory: every file must be present with the size
@@ -161,7 +171,7 @@ public enum Checkpoint {
       throw CheckpointError(path: statePath, reason: "format \(state.format) is not supported (expected 1)")
     }
     var loaded: [String: Foundation.Data] = [:]
-    for file in files {
+    for file in files + (state.files[methodFile] != nil ? [methodFile] : []) {
       let path = dir + "/" + file
       guard let bytes = FileManager.default.contents(atPath: path) else {
         throw CheckpointError(path: path, reason: "missing")
@@ -181,7 +191,10 @@ public enum Checkpoint {
     }
     let model = try SafeTensors.decode(loaded["model.safetensors"]!, path: dir + "/model.safetensors").entries
     let optim = try SafeTensors.decode(loaded["optimizer.safetensors"]!, path: dir + "/optimizer.safetensors").entries
-    return (state, model, optim)
+    let method = try loaded[methodFile].map {
+      try SafeTensors.decode($0, path: dir + "/" + methodFile).entries
+    } ?? [:]
+    return (state, model, optim, method)
   }
 
   /// Copies model tensors into the arena; every range must be present with its shape.

@@ -1,6 +1,22 @@
 import Foundation
 import Model
 
+/// The contrastive branch of MT-SLVR.
+public enum ContrastiveBranch: String, OptionChoice {
+  case simclr, simsiam
+}
+
+extension Options {
+  public var predWeight: ConfigOption<Float> { ConfigOption(
+    "predWeight", default: 1, help: "MT-SLVR: weight w of the predictive loss (total = contrastive + w·predictive).",
+    check: finiteNonNegative) }
+  public var adapter: ConfigOption<AdapterMode> { ConfigOption(
+    "adapter", default: .parallel, resume: .mustMatch,
+    help: "MT-SLVR adapters: none, bn (task-specific BN), series or parallel (residual adapters).") }
+  public var contrastive: ConfigOption<ContrastiveBranch> { ConfigOption(
+    "contrastive", default: .simclr, resume: .mustMatch, help: "MT-SLVR's contrastive branch.") }
+}
+
 /// MT-SLVR (Heggan et al., InterSpeech 2023): one backbone learns augmentation-invariant
 /// features (a contrastive task, SimCLR or SimSiam) and augmentation-equivariant ones
 /// (predicting the multi-hot vector of augmentations applied) at once:
@@ -16,6 +32,9 @@ import Model
 /// Arena: `encoder.*`, the contrastive branch (`head.*` or `projector.*`/`predictor.*`), then
 /// `transform_head.*`; backward runs in the reverse order, so progress reports stay valid.
 public final class MTSLVRMethod: SSLMethod {
+  public static var options: [any AnyConfigOption] {
+    [Options().predWeight, Options().adapter, Options().contrastive, Options().temperature, Options().predictorDim]
+  }
   public let arena: ParameterArena
   public let encoder: any Encoder
   public let adapter: AdapterMode
@@ -27,8 +46,8 @@ public final class MTSLVRMethod: SSLMethod {
   let taskDim: Int
   let collective: Collective
   let logEvery: Int
-  let accumulate: Int
-  private var calls = 0
+  /// The last forward's task losses.
+  private var last: (contrastive: Float, predictive: Float) = (.nan, .nan)
   /// [2B, d] each task's features, [2B, T·d] their gradients (T = 2).
   private let hc = Storage()
   private let hp = Storage()
@@ -37,14 +56,11 @@ public final class MTSLVRMethod: SSLMethod {
   nonisolated(unsafe) private static var announced = false
 
   public init(config: PretrainConfig, collective: Collective) throws {
-    guard let mode = AdapterMode(rawValue: config.adapter) else {
-      throw ConfigError(message: "unknown adapter '\(config.adapter)' (known: \(PretrainConfig.adapters.joined(separator: ", ")))")
-    }
+    let mode = config.adapter
     adapter = mode
     predWeight = config.predWeight
     self.collective = collective
     logEvery = config.logEvery
-    accumulate = config.accumulate
     arena = ParameterArena()
     let bnWorld = config.syncBN ? collective : nil
     if mode == .none {
@@ -56,17 +72,15 @@ public final class MTSLVRMethod: SSLMethod {
       let norm = SimCLRNetwork.norm(arena, bnWorld)
       let enc: MultiTaskEncoder
       switch config.model {
-      case "conv4": enc = MultiTaskEncoder.conv4(arena: arena, prefix: "encoder", mode: mode, makeNorm: norm)
-      case "resnet18":
+      case .conv4: enc = MultiTaskEncoder.conv4(arena: arena, prefix: "encoder", mode: mode, makeNorm: norm)
+      case .resnet18:
         let input = config.sampleShape
         enc = MultiTaskEncoder.resnet18(
           arena: arena, prefix: "encoder", inChannels: input.c, inputSize: input.h, inputWidth: input.w,
           mode: mode, makeNorm: norm)
-      case "samplecnn":
+      case .samplecnn:
         enc = try MultiTaskEncoder.sampleCNN(
           arena: arena, prefix: "encoder", inputLength: config.sampleShape.w, mode: mode, makeNorm: norm)
-      default:
-        throw ConfigError(message: "mtslvr adapters support conv4, resnet18 and samplecnn (got '\(config.model)')")
       }
       enc.computesInputGradient = false
       encoder = enc
@@ -74,12 +88,10 @@ public final class MTSLVRMethod: SSLMethod {
       taskDim = enc.taskFeatureDim
     }
     switch config.contrastive {
-    case "simclr":
+    case .simclr:
       contrastive = SimCLRBranch(arena: arena, inFeatures: taskDim, config: config, collective: collective)
-    case "simsiam":
+    case .simsiam:
       contrastive = SimSiamBranch(arena: arena, inFeatures: taskDim, config: config, collective: collective)
-    default:
-      throw ConfigError(message: "unknown contrastive '\(config.contrastive)' (known: simclr, simsiam)")
     }
     predictive = TransformPredictionBranch(
       arena: arena, inFeatures: taskDim, labelCount: config.transformLabelCount, config: config,
@@ -105,15 +117,15 @@ public final class MTSLVRMethod: SSLMethod {
     let (s, c, p) = parameterCounts()
     let (_, enc) = MultiTaskEncoder.parameterCounts(arena, tasks: 2, prefix: "encoder")
     return
-      "mtslvr: \(config.model) · adapter \(adapter.rawValue) · contrastive \(config.contrastive) · pred-weight \(predWeight) · parameters: shared \(s), contrastive task \(c) (encoder \(enc[0]) + head \(c - enc[0])), predictive task \(p) (encoder \(enc[1]) + head \(p - enc[1])) · downstream features \(encoder.featureDim)"
+      "mtslvr: \(config.model.rawValue) · adapter \(adapter.rawValue) · contrastive \(config.contrastive.rawValue) · pred-weight \(predWeight) · parameters: shared \(s), contrastive task \(c) (encoder \(enc[0]) + head \(c - enc[0])), predictive task \(p) (encoder \(enc[1]) + head \(p - enc[1])) · downstream features \(encoder.featureDim)"
   }
 
   public var progressReporters: [ProgressHooks] {
     predictive.reporters + contrastive.reporters + [encoder as? ProgressHooks].compactMap { $0 }
   }
 
-  public func forwardBackward(_ x: Tensor, transforms: UnsafePointer<Float>?, lossScale: Float) throws -> Float {
-    let h = try encoder.forward(x, training: true)
+  public func forwardBackward(_ batch: MethodBatch, lossScale: Float) throws -> TaskLosses {
+    let h = try encoder.forward(batch.views, training: true)
     let n = h.shape.n
     let d = taskDim
     let flat = h.reshaped(Shape(n, h.shape.perSample))
@@ -128,7 +140,7 @@ public final class MTSLVRMethod: SSLMethod {
       }
     }
     let lc = try contrastive.forward(inC, labels: nil)
-    let lp = try predictive.forward(inP, labels: transforms)
+    let lp = try predictive.forward(inP, labels: batch.transforms)
     // The predictive head is registered last, so its backward (and progress) comes first.
     let dP = try predictive.backward(scale: predWeight * lossScale)
     let dC = try contrastive.backward(scale: lossScale)
@@ -142,15 +154,17 @@ public final class MTSLVRMethod: SSLMethod {
       }
     }
     _ = try encoder.backward(g.reshaped(h.shape))
-    calls += 1
-    if calls % accumulate == 0, (calls / accumulate) % logEvery == 0 {
-      rankZeroPrint(
-        collective,
-        String(
-          format: "mtslvr step %d: contrastive %.4f · predictive %.4f · macro mAP %.4f (rank 0 rows)",
-          calls / accumulate, lc, lp, predictive.lastMacroAP))
-    }
-    return lc + predWeight * lp
+    last = (lc, lp)
+    return TaskLosses(tasks: [("contrastive", lc), ("predictive", lp)], total: lc + predWeight * lp)
+  }
+
+  public func afterOptimizerStep(step: Int) throws {
+    guard step % logEvery == 0 else { return }
+    rankZeroPrint(
+      collective,
+      String(
+        format: "mtslvr step %d: contrastive %.4f · predictive %.4f · macro mAP %.4f (rank 0 rows)",
+        step, last.contrastive, last.predictive, predictive.lastMacroAP))
   }
 
   public func forwardFLOPs(_ shape: Shape) -> Int? {

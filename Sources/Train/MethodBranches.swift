@@ -10,17 +10,17 @@ extension PretrainConfig {
   /// (k ~ U{1…n} per sample, shared by both views) for the methods that predict the
   /// augmentations, SimCLR's otherwise.
   public var resolvedAugmentSampling: AugmentSampling {
-    switch augmentSampling {
-    case "mtslvr": return .mtslvr
-    case "simclr": return .simclr
-    default: return method == "transform-pred" || method == "mtslvr" ? .mtslvr : .simclr
+    switch self.augmentSampling {
+    case .mtslvr: return .mtslvr
+    case .simclr: return .simclr
+    case .auto: return self.method == .transformPred || self.method == .mtslvr ? .mtslvr : .simclr
     }
   }
 
   /// Columns of the augmentation labels the configured data reports: the image
   /// augmentations for image data, the wave transforms for audio.
   public var transformLabelCount: Int {
-    data == "fashion-mnist" ? ImageAugmentationSet.count : AudioContrastiveLoader.transformCount
+    self.data == .fashionMNIST ? ImageAugmentationSet.count : AudioContrastiveLoader.transformCount
   }
 }
 
@@ -28,6 +28,8 @@ extension PretrainConfig {
 /// Methods compose branches: SimCLR, SimSiam and transformation prediction are one branch on
 /// an encoder; MT-SLVR is two.
 protocol MethodBranch: AnyObject {
+  /// The task's loss name in logs (`ntxent`, `negative_cosine`, `bce`).
+  var lossName: String { get }
   /// Modules that report backward progress.
   var reporters: [ProgressHooks] { get }
   /// Forward through the head and the loss (over the global batch).
@@ -58,6 +60,7 @@ final class SimCLRBranch: MethodBranch {
   }
 
   var reporters: [ProgressHooks] { [head] }
+  var lossName: String { "ntxent" }
 
   func forward(_ h: Tensor, labels: UnsafePointer<Float>?) throws -> Float {
     try loss.forward(try head.forward(h, training: true))
@@ -94,6 +97,7 @@ final class SimSiamBranch: MethodBranch {
   }
 
   var reporters: [ProgressHooks] { [projector, predictor] }
+  var lossName: String { "negative_cosine" }
 
   func forward(_ h: Tensor, labels: UnsafePointer<Float>?) throws -> Float {
     let z = try projector.forward(h, training: true)
@@ -144,6 +148,7 @@ final class TransformPredictionBranch: MethodBranch {
   }
 
   var reporters: [ProgressHooks] { [head] }
+  var lossName: String { "bce" }
 
   func forward(_ h: Tensor, labels: UnsafePointer<Float>?) throws -> Float {
     guard let labels else {

@@ -1,106 +1,107 @@
+import Data
+import Dist
 import Foundation
 import Model
 import Yams
 
-/// Everything a pretraining run depends on. Loaded from a YAML preset (`configs/*.yaml`),
-/// then overridden by command-line flags; the resolved configuration is written next to
-/// the logs (`config.yaml`) and into every checkpoint's `state.json`.
+/// Everything a pretraining run depends on: the value of every option in
+/// `PretrainConfig.allOptions`. Loaded from a YAML preset (`configs/*.yaml`), then overridden
+/// by command-line flags; the resolved configuration is written next to the logs
+/// (`config.yaml`) and into every checkpoint's `state.json`.
+///
+/// Options are declared once, as `Option` values in `Options` (the run's below, a method's
+/// beside the method); `config.globalBatch` reads one through dynamic member lookup.
+@dynamicMemberLookup
 public struct PretrainConfig: Codable, Equatable, Sendable {
-  public var method = "simclr"
-  public var model = "conv4"
-  public var data = "fashion-mnist"
-  /// Directory of the IDX files (Debian's `dataset-fashion-mnist`).
-  public var dataDir = "/usr/share/datasets/fashion-mnist"
-  public var globalBatch = 256
-  public var epochs = 1
-  /// Stop after this many optimizer steps (0: run all epochs).
-  public var maxSteps = 0
-  public var optimizer = "lars"
-  /// Base learning rate before scaling by the global batch.
-  public var baseLR: Float = 0.3
-  /// `none`, `linear` (base·B/256) or `sqrt` (base·√B).
-  public var lrScaling = "linear"
-  public var momentum: Float = 0.9
-  public var weightDecay: Float = 1e-6
-  public var larsEta: Float = 0.001
-  public var warmupSteps = 10
-  public var temperature: Float = 0.2
-  /// Augmentation strength in [0, 1] (0 disables augmentation).
-  public var augmentStrength: Float = 1
-  /// BatchNorm statistics over the global batch (DESIGN.md invariant 4).
-  public var syncBN = true
-  public var projectionDim = 128
-  public var seed: UInt64 = 0
-  /// Output directory for logs and checkpoints.
-  public var runDir = "runs/simclr"
-  /// Write a checkpoint every N steps (0: only at the end).
-  public var checkpointEvery = 0
-  /// Checkpoints to keep.
-  public var keep = 2
-  /// Print/log every N steps.
-  public var logEvery = 1
-  /// Gradient bucket cap in MiB (0: one fused all-reduce after backward).
-  public var bucketMB: Double = 4
-  /// Micro-batches per optimizer step; gradients are synchronised on the last only.
-  public var accumulate = 1
-  /// Element type of gradients on the wire: fp32, bf16 or fp16.
-  public var gradDType = "fp32"
-  /// How MPI progresses buckets during backward: poll (MPI_Test from backward's hooks) or
-  /// thread (a communication thread, MPI_THREAD_MULTIPLE).
-  public var syncProgress = "poll"
-  /// Chrome trace-event JSON written by rank 0 ("" = none).
-  public var timeline = ""
-  /// Seconds a rank may wait in one phase of a step before the job is aborted (0: off).
-  public var stallTimeout: Double = 60
-  /// Compare parameter checksums across ranks every N steps (0: never).
-  public var checkEvery = 0
-  /// MT-SLVR: weight w of the predictive loss (total = contrastive + w·predictive).
-  public var predWeight: Float = 1
-  /// MT-SLVR adapters: none, bn (task-specific BN), series or parallel (residual adapters).
-  public var adapter = "parallel"
-  /// MT-SLVR's contrastive branch: simclr or simsiam.
-  public var contrastive = "simclr"
-  /// SimSiam predictor bottleneck width (0: projection-dim / 4).
-  public var predictorDim = 0
-  /// How image augmentations are chosen: auto (mtslvr for transform-pred and mtslvr, else
-  /// simclr), simclr (each step with its probability) or mtslvr (k ~ U{1…n} distinct
-  /// augmentations per sample, shared by both views).
-  public var augmentSampling = "auto"
-
-  // Audio (`spoken-digits`, `audio-manifest`, `audio-folder`).
-  /// Samples per view (0: the front end's default — 59049 = 3^10 for raw `samplecnn`, one
-  /// second of audio for `logmel`).
-  public var audioLength = 0
-  /// Sample rate clips are decoded (resampled) to, Hz.
-  public var sampleRate = 16000
-  /// `raw` (views [N, 1, 1, L], for samplecnn) or `logmel` (views [N, 1, nMels, frames], for
-  /// 2-d encoders such as resnet18).
-  public var frontEnd = "raw"
-  /// Log-mel FFT size (a power of two), hop and mel bands.
-  public var nFFT = 512
-  public var hop = 160
-  public var nMels = 64
-  /// Time-domain augmentation set: clmr, mtslvr or none.
-  public var augmentPreset = "clmr"
+  /// Values set explicitly, by option key; every other option has its default.
+  var values: [String: any OptionValue] = [:]
 
   public init() {}
 
-  public static let methods = ["simclr", "simsiam", "transform-pred", "mtslvr"]
-  public static let adapters = ["none", "bn", "series", "parallel"]
-  public static let contrastiveBranches = ["simclr", "simsiam"]
-  public static let augmentSamplings = ["auto", "simclr", "mtslvr"]
-  public static let models = ["conv4", "resnet18", "samplecnn"]
-  public static let datasets = ["fashion-mnist", "spoken-digits", "audio-manifest", "audio-folder"]
-  public static let audioDatasets: Set<String> = ["spoken-digits", "audio-manifest", "audio-folder"]
-  public static let frontEnds = ["raw", "logmel"]
-  public static let augmentPresets = ["clmr", "mtslvr", "none"]
+  public subscript<T>(option: ConfigOption<T>) -> T {
+    get { values[option.key] as? T ?? option.defaultValue }
+    set { values[option.key] = newValue }
+  }
+
+  public subscript<T>(dynamicMember path: KeyPath<Options, ConfigOption<T>>) -> T {
+    get { self[Options()[keyPath: path]] }
+    set { self[Options()[keyPath: path]] = newValue }
+  }
+
+  /// The value of `option` as any type (for tables and comparisons).
+  func value(_ option: any AnyConfigOption) -> any OptionValue {
+    values[option.key] ?? Self.defaultValue(option)
+  }
+
+  private static func defaultValue(_ option: any AnyConfigOption) -> any OptionValue {
+    // Every option's default parses: it is its own canonical text.
+    try! option.parse(option.defaultText, label: option.flag)
+  }
+
+  public static func == (a: PretrainConfig, b: PretrainConfig) -> Bool {
+    allOptions.allSatisfy { $0.isEqual(a.value($0), b.value($0)) }
+  }
+
+  // MARK: The option tables
+
+  /// The run's own options, by group (methods add theirs: `Method.options`).
+  static let coreGroups: [(String, [any AnyConfigOption])] = [
+    (
+      "Run",
+      [
+        Options().method, Options().model, Options().data, Options().dataDir, Options().globalBatch, Options().epochs,
+        Options().maxSteps, Options().seed, Options().runDir, Options().checkpointEvery, Options().keep, Options().logEvery,
+      ]
+    ),
+    (
+      "Optimisation",
+      [
+        Options().optimizer, Options().baseLR, Options().lrScaling, Options().momentum, Options().weightDecay,
+        Options().larsEta, Options().warmupSteps,
+      ]
+    ),
+    ("Model", [Options().syncBN, Options().projectionDim]),
+    ("Image augmentation", [Options().augmentStrength, Options().augmentSampling]),
+    (
+      "Audio",
+      [
+        Options().audioLength, Options().sampleRate, Options().frontEnd, Options().nFFT, Options().hop, Options().nMels,
+        Options().augmentPreset,
+      ]
+    ),
+    (
+      "Gradient sync",
+      [
+        Options().bucketMB, Options().accumulate, Options().gradDType, Options().syncProgress, Options().timeline,
+        Options().stallTimeout, Options().checkEvery,
+      ]
+    ),
+  ]
+
+  /// Every option: the run's, then each method's (an option two methods share is declared
+  /// once and listed under the first).
+  public static let optionGroups: [(String, [any AnyConfigOption])] = {
+    var seen = Set<String>()
+    var groups: [(String, [any AnyConfigOption])] = []
+    for (title, options) in coreGroups + Method.allCases.map({ ("Method \($0.rawValue)", $0.implementation.options) }) {
+      let fresh = options.filter { seen.insert($0.key).inserted }
+      if !fresh.isEmpty { groups.append((title, fresh)) }
+    }
+    return groups
+  }()
+
+  public static let allOptions: [any AnyConfigOption] = optionGroups.flatMap(\.1)
+  static let optionsByKey: [String: any AnyConfigOption] = Dictionary(
+    allOptions.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+
+  // MARK: Derived values
 
   /// Whether the data is audio (views from `AudioViewSource`).
-  public var isAudio: Bool { Self.audioDatasets.contains(data) }
+  public var isAudio: Bool { self.data.isAudio }
 
   /// Samples per audio view: `audioLength`, or the front end's default.
   public var resolvedAudioLength: Int {
-    audioLength > 0 ? audioLength : frontEnd == "logmel" ? sampleRate : 59049
+    self.audioLength > 0 ? self.audioLength : self.frontEnd == .logmel ? self.sampleRate : 59049
   }
 
   /// One training view, `Shape(1, C, H, W)`: 1×28×28 for Fashion-MNIST, 1×1×L for raw audio,
@@ -108,95 +109,47 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
   public var sampleShape: Shape {
     guard isAudio else { return Shape(1, 1, 28, 28) }
     let L = resolvedAudioLength
-    return frontEnd == "logmel" ? Shape(1, 1, nMels, 1 + L / hop) : Shape(1, 1, 1, L)
+    return self.frontEnd == .logmel ? Shape(1, 1, self.nMels, 1 + L / self.hop) : Shape(1, 1, 1, L)
   }
-  public static let optimizers = ["lars", "sgd"]
-  public static let scalings = ["none", "linear", "sqrt"]
-  public static let gradDTypes = ["fp32", "bf16", "fp16"]
-  public static let syncProgressModes = ["poll", "thread"]
 
-  /// Checks names and ranges; the message names the offending key.
+  // MARK: Validation
+
+  /// Checks every value and the relations between them; the message names the option.
   public func validate(worldSize: Int = 1) throws {
+    for option in Self.allOptions { try option.validate(value(option)) }
     func bad(_ s: String) -> ConfigError { ConfigError(message: s) }
-    guard Self.methods.contains(method) else {
-      throw bad("unknown method '\(method)' (known: \(Self.methods.joined(separator: ", ")))")
-    }
-    guard Self.models.contains(model) else {
-      throw bad("unknown model '\(model)' (known: \(Self.models.joined(separator: ", ")))")
-    }
-    guard Self.datasets.contains(data) else {
-      throw bad("unknown data '\(data)' (known: \(Self.datasets.joined(separator: ", ")))")
-    }
-    guard Self.optimizers.contains(optimizer) else {
-      throw bad("unknown optimizer '\(optimizer)' (known: \(Self.optimizers.joined(separator: ", ")))")
-    }
-    guard Self.scalings.contains(lrScaling) else {
-      throw bad("unknown lr-scaling '\(lrScaling)' (known: \(Self.scalings.joined(separator: ", ")))")
-    }
-    guard globalBatch > 0 else { throw bad("global-batch must be positive (got \(globalBatch))") }
+    let globalBatch = self.globalBatch
     guard globalBatch % worldSize == 0 else {
       throw bad("global-batch \(globalBatch) is not divisible by the \(worldSize) ranks")
     }
-    guard epochs > 0 || maxSteps > 0 else { throw bad("epochs or max-steps must be positive") }
-    guard maxSteps >= 0 else { throw bad("max-steps must be ≥ 0 (got \(maxSteps))") }
-    guard temperature > 0 else { throw bad("temperature must be positive (got \(temperature))") }
-    guard baseLR > 0, baseLR.isFinite else { throw bad("base-lr must be positive (got \(baseLR))") }
-    guard (0...1).contains(augmentStrength) else {
-      throw bad("augment-strength must be in [0, 1] (got \(augmentStrength))")
-    }
-    guard keep >= 1 else { throw bad("keep must be ≥ 1 (got \(keep))") }
-    guard logEvery >= 1 else { throw bad("log-every must be ≥ 1 (got \(logEvery))") }
-    guard checkpointEvery >= 0 else { throw bad("checkpoint-every must be ≥ 0") }
-    guard bucketMB >= 0, bucketMB.isFinite else { throw bad("bucket-mb must be ≥ 0 (got \(bucketMB))") }
-    guard accumulate >= 1 else { throw bad("accumulate must be ≥ 1 (got \(accumulate))") }
+    guard self.epochs > 0 || self.maxSteps > 0 else { throw bad("epochs or max-steps must be positive") }
+    let accumulate = self.accumulate
     guard globalBatch % (accumulate * worldSize) == 0 else {
       throw bad(
         "global-batch \(globalBatch) is not divisible by accumulate \(accumulate) × \(worldSize) ranks")
     }
-    guard Self.gradDTypes.contains(gradDType) else {
-      throw bad("unknown grad-dtype '\(gradDType)' (known: \(Self.gradDTypes.joined(separator: ", ")))")
+    guard self.nMels <= self.nFFT / 2 + 1 else {
+      throw bad("n-mels must be in 1…\(self.nFFT / 2 + 1) (got \(self.nMels))")
     }
-    guard Self.syncProgressModes.contains(syncProgress) else {
-      throw bad("unknown sync-progress '\(syncProgress)' (known: poll, thread)")
-    }
-    guard stallTimeout >= 0, stallTimeout.isFinite else { throw bad("stall-timeout must be ≥ 0") }
-    guard checkEvery >= 0 else { throw bad("check-every must be ≥ 0") }
-    guard Self.adapters.contains(adapter) else {
-      throw bad("unknown adapter '\(adapter)' (known: \(Self.adapters.joined(separator: ", ")))")
-    }
-    guard Self.contrastiveBranches.contains(contrastive) else {
-      throw bad("unknown contrastive '\(contrastive)' (known: simclr, simsiam)")
-    }
-    guard predWeight >= 0, predWeight.isFinite else { throw bad("pred-weight must be ≥ 0 (got \(predWeight))") }
-    guard predictorDim >= 0 else { throw bad("predictor-dim must be ≥ 0 (got \(predictorDim))") }
-    guard Self.augmentSamplings.contains(augmentSampling) else {
-      throw bad("unknown augment-sampling '\(augmentSampling)' (known: auto, simclr, mtslvr)")
-    }
-    guard audioLength >= 0 else { throw bad("audio-length must be ≥ 0 (got \(audioLength))") }
-    guard sampleRate > 0 else { throw bad("sample-rate must be positive (got \(sampleRate))") }
-    guard Self.frontEnds.contains(frontEnd) else {
-      throw bad("unknown front-end '\(frontEnd)' (known: \(Self.frontEnds.joined(separator: ", ")))")
-    }
-    guard Self.augmentPresets.contains(augmentPreset) else {
-      throw bad("unknown augment-preset '\(augmentPreset)' (known: \(Self.augmentPresets.joined(separator: ", ")))")
-    }
-    guard nFFT >= 2, nFFT & (nFFT - 1) == 0 else { throw bad("n-fft must be a power of two (got \(nFFT))") }
-    guard hop > 0 else { throw bad("hop must be positive (got \(hop))") }
-    guard nMels > 0, nMels <= nFFT / 2 + 1 else { throw bad("n-mels must be in 1…\(nFFT / 2 + 1) (got \(nMels))") }
-    if model == "samplecnn" {
-      guard isAudio, frontEnd == "raw" else {
+    switch self.model {
+    case .samplecnn:
+      guard isAudio, self.frontEnd == .raw else {
         throw bad("model samplecnn reads raw waveforms: use audio data with front-end raw")
       }
       // The stem and nine pools divide by 3^10; the 512-d output needs 1 remaining sample.
       guard (59049..<177147).contains(resolvedAudioLength) else {
         throw bad("samplecnn needs audio-length in 59049…177146 samples (3^10 ≤ L < 3^11; got \(resolvedAudioLength))")
       }
-    } else if isAudio && model == "conv4" {
+    case .conv4 where isAudio:
       throw bad("model conv4 takes 28×28 images; on audio use samplecnn (raw) or resnet18 (logmel)")
-    } else if isAudio && frontEnd == "raw" {
-      throw bad("model \(model) is 2-d: use front-end logmel on audio (or model samplecnn)")
+    case _ where isAudio && self.frontEnd == .raw:
+      throw bad("model \(self.model.rawValue) is 2-d: use front-end logmel on audio (or model samplecnn)")
+    default: break
     }
+    try self.method.implementation.validate(self)
   }
+
+  // MARK: YAML and JSON
 
   /// Reads a YAML preset. Keys absent from the file keep their defaults; unknown keys are an
   /// error naming the file and the key (a typo must not silently fall back to a default).
@@ -208,63 +161,63 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     return try parse(yaml: text, source: yamlPath)
   }
 
+  /// A mapping of option keys to scalars; each value is parsed as its option's flag would be.
   public static func parse(yaml text: String, source: String) throws -> PretrainConfig {
-    let node: Any?
-    do { node = try Yams.load(yaml: text) } catch {
+    let node: Node?
+    do { node = try Yams.compose(yaml: text) } catch {
       throw ConfigError(message: "\(source): not valid YAML: \(error)")
     }
-    guard node == nil || node is [String: Any] else {
+    var config = PretrainConfig()
+    guard let node else { return config }
+    guard let mapping = node.mapping else {
       throw ConfigError(message: "\(source): expected a mapping of keys to values")
     }
-    let known = Set(CodingKeys.allKeys)
-    for key in (node as? [String: Any] ?? [:]).keys where !known.contains(key) {
-      throw ConfigError(message: "\(source): unknown key '\(key)'")
+    for (k, v) in mapping {
+      guard let key = k.scalar?.string else { throw ConfigError(message: "\(source): a key is not a name") }
+      guard let option = optionsByKey[key] else {
+        throw ConfigError(message: "\(source): unknown key '\(key)'")
+      }
+      guard let scalar = v.scalar else {
+        throw ConfigError(message: "\(source): \(key): expected a single value, not a list or mapping")
+      }
+      config.values[key] = try option.parse(scalar.string, label: "\(source): \(key)")
     }
-    do {
-      return try YAMLDecoder().decode(PretrainConfig.self, from: text.isEmpty ? "{}" : text)
-    } catch {
-      throw ConfigError(message: "\(source): \(error)")
+    return config
+  }
+
+  /// Every option with its value, in declaration order (the run's `config.yaml`).
+  public func yaml() -> String {
+    var pairs: [(Node, Node)] = []
+    for option in Self.allOptions {
+      let text = value(option).optionText
+      let style: Node.Scalar.Style = option.kind == String.optionKind ? .doubleQuoted : .plain
+      pairs.append((Node(option.key), Node(text, Tag(.str), style)))
+    }
+    return (try? Yams.serialize(node: .mapping(Node.Mapping(pairs)))) ?? ""
+  }
+
+  struct Key: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+  }
+
+  public init(from decoder: Swift.Decoder) throws {
+    let c = try decoder.container(keyedBy: Key.self)
+    for key in c.allKeys {
+      guard let option = Self.optionsByKey[key.stringValue] else {
+        throw ConfigError(message: "unknown configuration key '\(key.stringValue)'")
+      }
+      values[key.stringValue] = try option.decode(from: c, key: key)
     }
   }
 
-  public func yaml() -> String { (try? YAMLEncoder().encode(self)) ?? "" }
-
-  enum CodingKeys: String, CodingKey, CaseIterable {
-    case method, model, data, dataDir, globalBatch, epochs, maxSteps, optimizer, baseLR
-    case lrScaling, momentum, weightDecay, larsEta, warmupSteps, temperature, augmentStrength
-    case syncBN, projectionDim, seed, runDir, checkpointEvery, keep, logEvery
-    case bucketMB, accumulate, gradDType, syncProgress, timeline, stallTimeout, checkEvery
-    case predWeight, adapter, contrastive, predictorDim, augmentSampling
-    case audioLength, sampleRate, frontEnd, nFFT, hop, nMels, augmentPreset
-    static var allKeys: [String] { allCases.map(\.rawValue) }
-  }
-
-  public init(from decoder: Decoder) throws {
-    self.init()
-    let c = try decoder.container(keyedBy: CodingKeys.self)
-    func get<T: Decodable>(_ k: CodingKeys, _ v: inout T) throws {
-      if let x = try c.decodeIfPresent(T.self, forKey: k) { v = x }
+  public func encode(to encoder: Swift.Encoder) throws {
+    var c = encoder.container(keyedBy: Key.self)
+    for option in Self.allOptions {
+      try option.encode(value(option), to: &c, key: Key(stringValue: option.key))
     }
-    try get(.method, &method); try get(.model, &model); try get(.data, &data)
-    try get(.dataDir, &dataDir); try get(.globalBatch, &globalBatch); try get(.epochs, &epochs)
-    try get(.maxSteps, &maxSteps); try get(.optimizer, &optimizer); try get(.baseLR, &baseLR)
-    try get(.lrScaling, &lrScaling); try get(.momentum, &momentum)
-    try get(.weightDecay, &weightDecay); try get(.larsEta, &larsEta)
-    try get(.warmupSteps, &warmupSteps); try get(.temperature, &temperature)
-    try get(.augmentStrength, &augmentStrength); try get(.syncBN, &syncBN)
-    try get(.projectionDim, &projectionDim); try get(.seed, &seed); try get(.runDir, &runDir)
-    try get(.checkpointEvery, &checkpointEvery); try get(.keep, &keep)
-    try get(.logEvery, &logEvery)
-    try get(.bucketMB, &bucketMB); try get(.accumulate, &accumulate)
-    try get(.gradDType, &gradDType); try get(.syncProgress, &syncProgress)
-    try get(.timeline, &timeline); try get(.stallTimeout, &stallTimeout)
-    try get(.checkEvery, &checkEvery)
-    try get(.predWeight, &predWeight); try get(.adapter, &adapter)
-    try get(.contrastive, &contrastive); try get(.predictorDim, &predictorDim)
-    try get(.augmentSampling, &augmentSampling)
-    try get(.audioLength, &audioLength); try get(.sampleRate, &sampleRate)
-    try get(.frontEnd, &frontEnd); try get(.nFFT, &nFFT); try get(.hop, &hop)
-    try get(.nMels, &nMels); try get(.augmentPreset, &augmentPreset)
   }
 }
 
@@ -272,4 +225,143 @@ public struct ConfigError: Error, CustomStringConvertible {
   public var message: String
   public init(message: String) { self.message = message }
   public var description: String { message }
+}
+
+// MARK: - Choices
+
+/// Encoders (DESIGN.md's reference models).
+public enum EncoderKind: String, OptionChoice {
+  case conv4, resnet18, samplecnn
+}
+
+/// Training data.
+public enum Dataset: String, OptionChoice {
+  case fashionMNIST = "fashion-mnist"
+  case spokenDigits = "spoken-digits"
+  case audioManifest = "audio-manifest"
+  case audioFolder = "audio-folder"
+
+  public var isAudio: Bool { self != .fashionMNIST }
+}
+
+public enum OptimizerKind: String, OptionChoice {
+  case lars, sgd
+}
+
+/// Audio front end: raw waveforms (`[N, 1, 1, L]`, samplecnn) or log-mel spectrograms
+/// (`[N, 1, nMels, frames]`, 2-d encoders).
+public enum FrontEnd: String, OptionChoice {
+  case raw, logmel
+}
+
+/// Time-domain augmentation sets.
+public enum AugmentPreset: String, OptionChoice {
+  case clmr, mtslvr, none
+}
+
+/// How image augmentations are chosen; `auto` resolves per method.
+public enum AugmentSamplingChoice: String, OptionChoice {
+  case auto, simclr, mtslvr
+}
+
+extension LRScaling: OptionChoice {}
+extension WireType: OptionChoice {}
+extension SyncProgress: OptionChoice {}
+extension AdapterMode: OptionChoice {}
+
+// MARK: - The run's options
+
+extension Options {
+  public var method: ConfigOption<Method> { ConfigOption(
+    "method", default: .simclr, resume: .mustMatch, help: "Self-supervised method.") }
+  public var model: ConfigOption<EncoderKind> { ConfigOption("model", default: .conv4, resume: .mustMatch, help: "Encoder.") }
+  public var data: ConfigOption<Dataset> { ConfigOption("data", default: .fashionMNIST, resume: .mustMatch, help: "Dataset.") }
+  public var dataDir: ConfigOption<String> { ConfigOption(
+    "dataDir", default: "/usr/share/datasets/fashion-mnist", resume: .silent,
+    help:
+      "Directory of the Fashion-MNIST IDX files (Debian's dataset-fashion-mnist); for audio a corpus folder with manifest.csv (`parallax data spoken-digits --out DIR`), a CSV manifest or an audio shard (`parallax data pack`).",
+    check: { $0.isEmpty ? "must not be empty" : nil }) }
+  public var globalBatch: ConfigOption<Int> { ConfigOption(
+    "globalBatch", default: 256, resume: .mustMatch,
+    help: "Global batch (all ranks together); must divide by the rank count.", check: positive) }
+  public var epochs: ConfigOption<Int> { ConfigOption("epochs", default: 1, help: "Epochs over the training set.", check: nonNegative) }
+  public var maxSteps: ConfigOption<Int> { ConfigOption(
+    "maxSteps", default: 0, help: "Stop after this many optimizer steps (0: all epochs).", check: nonNegative) }
+  public var seed: ConfigOption<UInt64> { ConfigOption(
+    "seed", default: 0, resume: .mustMatch, help: "Random seed (data order, augmentation, initialisation).") }
+  public var runDir: ConfigOption<String> { ConfigOption(
+    "runDir", default: "runs/simclr", resume: .silent, help: "Run directory for logs and checkpoints.",
+    check: { $0.isEmpty ? "must not be empty" : nil }) }
+  public var checkpointEvery: ConfigOption<Int> { ConfigOption(
+    "checkpointEvery", default: 0, resume: .silent, help: "Checkpoint every N steps (0: at the end only).",
+    check: nonNegative) }
+  public var keep: ConfigOption<Int> { ConfigOption(
+    "keep", default: 2, resume: .silent, help: "Checkpoints to keep.", check: ConfigOption<Int>.atLeast(1)) }
+  public var logEvery: ConfigOption<Int> { ConfigOption(
+    "logEvery", default: 1, resume: .silent, help: "Log every N steps.", check: ConfigOption<Int>.atLeast(1)) }
+
+  public var optimizer: ConfigOption<OptimizerKind> { ConfigOption(
+    "optimizer", default: .lars, resume: .mustMatch, help: "Optimizer (LARS excludes biases and BN from adaptation and decay).") }
+  public var baseLR: ConfigOption<Float> { ConfigOption(
+    "baseLR", default: 0.3, help: "Base learning rate before scaling by the global batch.",
+    check: { $0 > 0 && $0.isFinite ? nil : "must be positive" }) }
+  public var lrScaling: ConfigOption<LRScaling> { ConfigOption(
+    "lrScaling", default: .linear, help: "Learning-rate scaling with the global batch: none, linear (base·B/256) or sqrt (base·√B).") }
+  public var momentum: ConfigOption<Float> { ConfigOption("momentum", default: 0.9, help: "Momentum.", check: finiteNonNegative) }
+  public var weightDecay: ConfigOption<Float> { ConfigOption(
+    "weightDecay", default: 1e-6, help: "Weight decay (not applied to biases and BN under LARS).", check: finiteNonNegative) }
+  public var larsEta: ConfigOption<Float> { ConfigOption(
+    "larsEta", default: 0.001, help: "LARS trust coefficient η.", check: finiteNonNegative) }
+  public var warmupSteps: ConfigOption<Int> { ConfigOption(
+    "warmupSteps", default: 10, help: "Linear warm-up steps before the cosine decay.", check: nonNegative) }
+
+  public var syncBN: ConfigOption<Bool> { ConfigOption(
+    "syncBN", default: true, help: "BatchNorm statistics over the global batch (all ranks).") }
+  public var projectionDim: ConfigOption<Int> { ConfigOption(
+    "projectionDim", default: 128, resume: .mustMatch, help: "Output width of projection heads.", check: positive) }
+
+  public var augmentStrength: ConfigOption<Float> { ConfigOption(
+    "augmentStrength", default: 1, help: "Augmentation strength in [0, 1] (0 disables augmentation).",
+    check: { (0...1).contains($0) ? nil : "must be in [0, 1]" }) }
+  public var augmentSampling: ConfigOption<AugmentSamplingChoice> { ConfigOption(
+    "augmentSampling", default: .auto,
+    help:
+      "Image augmentation choice: auto (mtslvr for transform-pred and mtslvr, else simclr), simclr (each with its probability) or mtslvr (k ~ U{1..n} per sample, shared by both views).") }
+
+  public var audioLength: ConfigOption<Int> { ConfigOption(
+    "audioLength", default: 0, help: "Audio: samples per view (0: 59049 for raw samplecnn, one second for logmel).",
+    check: nonNegative) }
+  public var sampleRate: ConfigOption<Int> { ConfigOption(
+    "sampleRate", default: 16000, help: "Audio: sample rate clips are decoded (resampled) to, Hz.", check: positive) }
+  public var frontEnd: ConfigOption<FrontEnd> { ConfigOption(
+    "frontEnd", default: .raw, resume: .mustMatch,
+    help: "Audio front end: raw (views [N,1,1,L], samplecnn) or logmel (views [N,1,nMels,frames], resnet18).") }
+  public var nFFT: ConfigOption<Int> { ConfigOption(
+    "nFFT", default: 512, help: "Log-mel FFT size (a power of two).",
+    check: { $0 >= 2 && $0 & ($0 - 1) == 0 ? nil : "must be a power of two" }) }
+  public var hop: ConfigOption<Int> { ConfigOption("hop", default: 160, help: "Log-mel hop, samples.", check: positive) }
+  public var nMels: ConfigOption<Int> { ConfigOption("nMels", default: 64, help: "Log-mel bands.", check: positive) }
+  public var augmentPreset: ConfigOption<AugmentPreset> { ConfigOption(
+    "augmentPreset", default: .clmr, help: "Audio time-domain augmentation set.") }
+
+  public var bucketMB: ConfigOption<Double> { ConfigOption(
+    "bucketMB", default: 4, help: "Gradient bucket cap in MiB (0: one fused all-reduce after backward).",
+    check: finiteNonNegative) }
+  public var accumulate: ConfigOption<Int> { ConfigOption(
+    "accumulate", default: 1, help: "Micro-batches per optimizer step (gradients sync on the last only).",
+    check: ConfigOption<Int>.atLeast(1)) }
+  public var gradDType: ConfigOption<WireType> { ConfigOption(
+    "gradDType", default: .fp32, help: "Gradient element type on the wire.") }
+  public var syncProgress: ConfigOption<SyncProgress> { ConfigOption(
+    "syncProgress", default: .poll,
+    help: "MPI progress during backward: poll (MPI_Test from backward hooks) or thread (a communication thread, MPI_THREAD_MULTIPLE).") }
+  public var timeline: ConfigOption<String> { ConfigOption(
+    "timeline", default: "", resume: .silent, help: "Write a Chrome trace-event timeline (JSON, all ranks) to this file (\"\": none).") }
+  public var stallTimeout: ConfigOption<Double> { ConfigOption(
+    "stallTimeout", default: 60, resume: .silent,
+    help: "Abort the job when a rank waits longer than this in one phase of a step (s; 0: off).",
+    check: finiteNonNegative) }
+  public var checkEvery: ConfigOption<Int> { ConfigOption(
+    "checkEvery", default: 0, resume: .silent, help: "Compare parameter checksums across ranks every N steps (0: never).",
+    check: nonNegative) }
 }

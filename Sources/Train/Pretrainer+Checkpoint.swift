@@ -11,14 +11,7 @@ public struct ResumeSource {
   public var notes: [String]
   var model: [String: SafeTensors.Entry] = [:]
   var optimizer: [String: SafeTensors.Entry] = [:]
-
-  /// Settings that must equal the checkpoint's: they decide the tensors' names and shapes,
-  /// the data order or what the optimizer buffers mean.
-  static let mustMatch: [PretrainConfig.CodingKeys] = [
-    .method, .model, .data, .projectionDim, .optimizer, .globalBatch, .seed,
-  ]
-  /// Settings that may differ without a remark.
-  static let silent: Set<PretrainConfig.CodingKeys> = [.runDir, .dataDir, .logEvery, .checkpointEvery, .keep]
+  var method: [String: SafeTensors.Entry] = [:]
 
   /// Rank 0 finds, verifies and checks the checkpoint against `config`; every rank returns
   /// the same result or throws the same error (so no rank is left waiting).
@@ -36,7 +29,8 @@ public struct ResumeSource {
         let (dir, loaded, notes) = try Checkpoint.loadForResume(spec, runDir: config.runDir)
         let remarks = try compatibility(of: loaded.state, with: config, dir: dir, worldSize: comm.size)
         source = ResumeSource(
-          dir: dir, state: loaded.state, notes: notes + remarks, model: loaded.model, optimizer: loaded.optimizer)
+          dir: dir, state: loaded.state, notes: notes + remarks, model: loaded.model, optimizer: loaded.optimizer,
+          method: loaded.method)
         verdict = Verdict(dir: dir, state: loaded.state, notes: notes + remarks)
       } catch {
         verdict.error = "\(error)"
@@ -50,20 +44,19 @@ public struct ResumeSource {
     return source ?? ResumeSource(dir: verdict.dir, state: verdict.state!, notes: verdict.notes)
   }
 
-  /// Throws unless the checkpoint can continue this run; returns remarks on what changed.
+  /// Throws unless the checkpoint can continue this run (every option whose `resume` policy
+  /// is `mustMatch` equal); returns remarks on what changed.
   static func compatibility(
     of state: CheckpointState, with config: PretrainConfig, dir: String, worldSize: Int
   ) throws -> [String] {
-    let saved = try settings(state.config)
-    let now = try settings(config)
     var conflicts: [String] = []
     var changes: [String] = []
-    for key in PretrainConfig.CodingKeys.allCases where !silent.contains(key) {
-      let a = saved[key.rawValue] ?? "-"
-      let b = now[key.rawValue] ?? "-"
+    for option in PretrainConfig.allOptions where option.resume != .silent {
+      let a = state.config.value(option).optionText
+      let b = config.value(option).optionText
       guard a != b else { continue }
-      if mustMatch.contains(key) { conflicts.append("\(key.rawValue) \(a) (checkpoint) vs \(b) (this run)") } else {
-        changes.append("\(key.rawValue) \(a) → \(b)")
+      if option.resume == .mustMatch { conflicts.append("\(option.key) \(a) (checkpoint) vs \(b) (this run)") } else {
+        changes.append("\(option.key) \(a) → \(b)")
       }
     }
     guard conflicts.isEmpty else {
@@ -79,12 +72,6 @@ public struct ResumeSource {
     }
     return remarks
   }
-
-  /// A configuration as `key: value` strings.
-  static func settings(_ c: PretrainConfig) throws -> [String: String] {
-    let object = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(c)) as? [String: Any] ?? [:]
-    return object.mapValues { "\($0)" }
-  }
 }
 
 extension Pretrainer {
@@ -92,7 +79,7 @@ extension Pretrainer {
   /// (step, epoch, batch in epoch). Rank 0 holds the tensors and broadcasts them.
   public func resume(_ source: ResumeSource) throws {
     let s = source.state
-    guard s.batchInEpoch >= 0, s.batchInEpoch <= data.batchesPerEpoch, s.step >= 0 else {
+    guard s.epoch >= 0, s.batchInEpoch >= 0, s.batchInEpoch <= data.batchesPerEpoch, s.step >= 0 else {
       throw TrainError("cannot resume: \(source.dir)/state.json has an impossible position (step \(s.step), batch \(s.batchInEpoch) of \(data.batchesPerEpoch))")
     }
     var failure = ""
@@ -100,6 +87,7 @@ extension Pretrainer {
       do {
         try Checkpoint.restore(method.arena, from: source.model, path: source.dir + "/model.safetensors")
         try restoreOptimizer(source.optimizer, path: source.dir + "/optimizer.safetensors")
+        try method.restoreState(source.method, path: source.dir + "/" + Checkpoint.methodFile)
       } catch { failure = "\(error)" }
     }
     if comm.size > 1 { failure = try comm.broadcast(string: failure, from: 0) }
@@ -109,9 +97,16 @@ extension Pretrainer {
     for name in optimizer.stateNames {
       try comm.broadcast(optimizer.stateBuffer(named: name)!, count: method.arena.parameterCount, from: 0)
     }
-    step = s.step
-    epoch = s.epoch
-    batchInEpoch = s.batchInEpoch
+    if comm.size > 1 {
+      // Rank 0 restored the method's state; the others take its values.
+      var entries: [String: SafeTensors.Entry] = [:]
+      for var e in method.stateEntries() {
+        try e.values.withUnsafeMutableBufferPointer { try comm.broadcast($0.baseAddress!, count: $0.count, from: 0) }
+        entries[e.name] = e
+      }
+      if !entries.isEmpty { try method.restoreState(entries, path: source.dir + "/" + Checkpoint.methodFile) }
+    }
+    position = TrainingPosition(step: s.step, epoch: s.epoch, batchInEpoch: s.batchInEpoch)
     resumedFrom = source.dir
   }
 
@@ -141,7 +136,7 @@ extension Pretrainer {
 
   /// The ranges every rank must hold bit for bit before a checkpoint: parameters, optimizer
   /// buffers, BN statistics (when synchronised; otherwise each rank has its own and rank 0's
-  /// are saved) and the position in the data.
+  /// are saved). The method's state and the position are checked beside them.
   func replicatedRanges() -> [(name: String, values: UnsafeBufferPointer<Float>)] {
     let arena = method.arena
     var out = arena.parameterRanges.map { r in
@@ -166,17 +161,22 @@ extension Pretrainer {
   /// differs.
   func verifyReplicasAgree() throws {
     guard comm.size > 1 else { return }
-    let ranges = replicatedRanges()
-    var sums = ranges.map { ReplicaChecksum.of($0.values) }
-    sums.append(ReplicaChecksum.of(position: [step, epoch, batchInEpoch]))
-    var high = sums
-    var low = sums
-    try high.withUnsafeMutableBufferPointer { try comm.allReduce($0.baseAddress!, count: $0.count, op: .max) }
-    try low.withUnsafeMutableBufferPointer { try comm.allReduce($0.baseAddress!, count: $0.count, op: .min) }
-    if let i = ReplicaChecksum.firstDisagreement(high: high, low: low) {
-      let what = i < ranges.count ? "'\(ranges[i].name)'" : "the position in the data (step, epoch, batch)"
+    let state = method.stateEntries()
+    var names = replicatedRanges().map { "'\($0.name)'" } + state.map { "method state '\($0.name)'" }
+    names.append("the position in the data (step, epoch, batch)")
+    let p = position
+    let positionBits = [p.step, p.epoch, p.batchInEpoch].flatMap { v -> [Float] in
+      let u = UInt64(bitPattern: Int64(v))
+      return [Float(bitPattern: UInt32(truncatingIfNeeded: u)), Float(bitPattern: UInt32(truncatingIfNeeded: u >> 32))]
+    }
+    let disagreement = try state.map(\.values).withUnsafeBufferPointers { stateValues in
+        try positionBits.withUnsafeBufferPointer { pos in
+          try ReplicaChecksum.firstDisagreement(replicatedRanges().map(\.values) + stateValues + [pos], comm: comm)
+        }
+      }
+    if let i = disagreement {
       throw TrainError(
-        "ranks disagree on \(what) before the checkpoint of step \(step) (this rank's checksum \(sums[i]), range over ranks \(low[i])…\(high[i])); nothing written")
+        "ranks disagree on \(names[i]) before the checkpoint of step \(step); nothing written")
     }
   }
 
@@ -189,12 +189,12 @@ extension Pretrainer {
     var failure = ""
     if comm.rank == 0 {
       let state = CheckpointState(
-        config: config, step: step, epoch: epoch, batchInEpoch: batchInEpoch, worldSize: comm.size,
+        config: config, step: step, epoch: position.epoch, batchInEpoch: position.batchInEpoch, worldSize: comm.size,
         seed: config.seed)
       do {
         written = try Checkpoint.write(
-          runDir: config.runDir, arena: method.arena, optimizerState: optimizerEntries(), state: state,
-          keep: config.keep)
+          runDir: config.runDir, arena: method.arena, optimizerState: optimizerEntries(),
+          methodState: method.stateEntries(), state: state, keep: config.keep)
       } catch { failure = "\(error)" }
     }
     if comm.size > 1 { failure = try comm.broadcast(string: failure, from: 0) }
@@ -209,7 +209,8 @@ extension Pretrainer {
 }
 
 /// Order-sensitive checksums of float ranges (FNV-1a over the bit patterns), compared across
-/// ranks with MAX/MIN all-reduces: equal extremes mean every rank has the same bits.
+/// ranks with one MAX and one MIN all-reduce: equal extremes mean every rank has the same
+/// bits. The drift check (`--check-every`) and the pre-checkpoint replica check both use it.
 enum ReplicaChecksum {
   static func of(_ values: UnsafeBufferPointer<Float>) -> Int64 {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -217,14 +218,28 @@ enum ReplicaChecksum {
     return Int64(bitPattern: h)
   }
 
-  static func of(position: [Int]) -> Int64 {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for v in position { h = (h ^ UInt64(bitPattern: Int64(v))) &* 0x0000_0100_0000_01b3 }
-    return Int64(bitPattern: h)
+  /// The index of the first range whose checksum differs between ranks, or nil (collective).
+  static func firstDisagreement(_ ranges: [UnsafeBufferPointer<Float>], comm: Communicator) throws -> Int? {
+    var high = ranges.map(of)
+    var low = high
+    try comm.allReduce(&high, count: high.count, op: .max)
+    try comm.allReduce(&low, count: low.count, op: .min)
+    return firstDisagreement(high: high, low: low)
   }
 
   /// The first index whose extremes differ.
   static func firstDisagreement(high: [Int64], low: [Int64]) -> Int? {
     high.indices.first { high[$0] != low[$0] }
+  }
+}
+
+extension Array where Element == [Float] {
+  /// Calls `body` with a buffer pointer to each array's storage, valid for the call.
+  func withUnsafeBufferPointers<R>(_ body: ([UnsafeBufferPointer<Float>]) throws -> R) rethrows -> R {
+    func go(_ i: Int, _ acc: [UnsafeBufferPointer<Float>]) throws -> R {
+      guard i < count else { return try body(acc) }
+      return try self[i].withUnsafeBufferPointer { try go(i + 1, acc + [$0]) }
+    }
+    return try go(0, [])
   }
 }

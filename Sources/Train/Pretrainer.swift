@@ -20,8 +20,45 @@ public struct PretrainSummary {
   public var stopReason: String?
 }
 
-/// Self-supervised pretraining: both views of the local batch → the method's forward, loss
-/// over the global batch and backward → bucketed gradient all-reduce → optimizer step.
+/// Where training is: optimizer steps done (the schedule's position), the epoch, and the
+/// batches of that epoch consumed. With the seed it is the whole RNG position (DESIGN.md
+/// invariant 6), so it is what a checkpoint records to resume exactly.
+public struct TrainingPosition: Equatable, Sendable {
+  public var step = 0
+  public var epoch = 0
+  public var batchInEpoch = 0
+
+  /// Moves to the next batch, starting the next epoch after `perEpoch` batches.
+  mutating func nextBatch(perEpoch: Int) {
+    if batchInEpoch >= perEpoch {
+      epoch += 1
+      batchInEpoch = 0
+    }
+  }
+
+  mutating func finishStep() {
+    step += 1
+    batchInEpoch += 1
+  }
+}
+
+/// Test hooks, called at fixed points of a step (hidden debug flags of `pretrain` set them to
+/// inject stalls and drift). Never set in normal runs.
+public struct StepHooks {
+  /// After backward of step `step` (1-based), before waiting for the gradient sync.
+  public var afterBackward: ((_ step: Int) -> Void)?
+  /// After the optimizer of step `step` (1-based) updated `arena`.
+  public var afterOptimizer: ((_ step: Int, _ arena: ParameterArena) -> Void)?
+  public init() {}
+}
+
+/// Self-supervised pretraining: the method's inputs for the local batch → its forward, losses
+/// over the global batch and backward → bucketed gradient all-reduce → optimizer step → the
+/// method's post-step work.
+///
+/// The state is a few plain parts: the method (network, arena, extra state), the optimizer
+/// and schedule, the data and its input buffers, the position, and the step's collective side
+/// (`StepSync`) and timeline (`StepTimeline`), both built here on every rank.
 public final class Pretrainer {
   public let config: PretrainConfig
   let comm: Communicator
@@ -30,23 +67,21 @@ public final class Pretrainer {
   let optimizer: LARS
   let schedule: WarmupCosine
   let data: ViewBatchSource
-  /// [2·B_local, C, H, W]: view 1 rows then view 2 rows.
-  let input: Storage
-  let inputShape: Shape
-  /// [2·B_local, T] multi-hot labels of the augmentations applied (T = 0: none).
-  let transforms: Storage
-  public internal(set) var step = 0
-  var epoch = 0
-  var batchInEpoch = 0
+  /// The input of one micro-batch (the whole local batch unless `accumulate` > 1).
+  let batch: InputBuffers
+  public internal(set) var position = TrainingPosition()
   public let totalSteps: Int
   public let peakLR: Float
+  let sync: StepSync
+  let timeline: StepTimeline?
   /// Stop cleanly (with a checkpoint) once this many steps are done, as a pre-empted job
   /// would; `--resume` continues the same schedule.
   public var stopAfterStep: Int?
+  public var hooks = StepHooks()
   /// The checkpoint this run resumed from.
   public internal(set) var resumedFrom: String?
-  /// Gradient sync, watchdog, timeline and drift check (Pretrainer+Step.swift).
-  lazy var machinery = StepMachinery()
+
+  public var step: Int { position.step }
 
   public init(config: PretrainConfig, comm: Communicator, console: Console) throws {
     try config.validate(worldSize: comm.size)
@@ -55,31 +90,38 @@ public final class Pretrainer {
     self.console = console
     data = try ViewSources.make(
       config, globalBatch: config.globalBatch, rank: comm.rank, worldSize: comm.size)
-    inputShape = data.batchShape
-    input = Storage(inputShape.count)
-    transforms = Storage(max(1, inputShape.n * data.transformCount))
+    // Accumulation: a source whose global batch is one micro-batch, so micro-batch k of
+    // global batch j is batch `j·K + k` of it — the k-th contiguous slice of the global
+    // batch, split over ranks exactly as a global batch of that size would be.
+    let k = config.accumulate
+    let micro =
+      k > 1
+      ? try ViewSources.make(config, globalBatch: config.globalBatch / k, rank: comm.rank, worldSize: comm.size)
+      : nil
+    batch = InputBuffers(source: micro ?? data, microBatches: k)
     method = try Methods.make(config, collective: comm)
     // The input is data: its gradient is never used.
     (method.encoder as? Conv4)?.computesInputGradient = false
     (method.encoder as? ResNet18)?.computesInputGradient = false
-    let scaling: LRScaling = config.lrScaling == "sqrt" ? .sqrt : config.lrScaling == "linear" ? .linear : .none
-    peakLR = scaling.scaled(config.baseLR, globalBatch: config.globalBatch)
-    let perEpoch = data.batchesPerEpoch
-    totalSteps = config.maxSteps > 0 ? config.maxSteps : config.epochs * perEpoch
+    peakLR = config.lrScaling.scaled(config.baseLR, globalBatch: config.globalBatch)
+    totalSteps = config.maxSteps > 0 ? config.maxSteps : config.epochs * data.batchesPerEpoch
     schedule = WarmupCosine(
       baseLR: peakLR, warmupSteps: min(config.warmupSteps, max(totalSteps - 1, 0)),
       totalSteps: totalSteps)
-    optimizer =
-      config.optimizer == "sgd"
-      ? SGD(
-        parameterCount: method.arena.parameterCount, momentum: config.momentum,
-        weightDecay: config.weightDecay)
-      : LARS(
-        parameterCount: method.arena.parameterCount, momentum: config.momentum,
-        weightDecay: config.weightDecay, trustCoefficient: config.larsEta)
+    let n = method.arena.parameterCount
+    switch config.optimizer {
+    case .sgd: optimizer = SGD(parameterCount: n, momentum: config.momentum, weightDecay: config.weightDecay)
+    case .lars:
+      optimizer = LARS(
+        parameterCount: n, momentum: config.momentum, weightDecay: config.weightDecay,
+        trustCoefficient: config.larsEta)
+    }
     // Every rank starts from rank 0's parameters, whatever its own initialisation did.
     try comm.broadcast(method.arena.params, count: method.arena.parameterCount, from: 0)
     try comm.broadcast(method.arena.buffers, count: method.arena.bufferCount, from: 0)
+    sync = try StepSync(config: config, comm: comm, arena: method.arena, console: console)
+    timeline = config.timeline.isEmpty ? nil : try StepTimeline(arena: method.arena, comm: comm)
+    installProgressHooks()
   }
 
   /// Trains until `totalSteps`, writing a checkpoint every `checkpointEvery` steps and at the
@@ -88,12 +130,7 @@ public final class Pretrainer {
   /// all-reduce per step, so all stop after the same step.
   public func run() throws -> PretrainSummary {
     StopSignal.install()
-    var log: AppendFile?
-    if comm.rank == 0 {
-      try FileManager.default.createDirectory(atPath: config.runDir, withIntermediateDirectories: true)
-      try AtomicFile.write(Foundation.Data(config.yaml().utf8), to: config.runDir + "/config.yaml")
-      log = try AppendFile(path: config.runDir + "/log.jsonl")
-    }
+    var log = try StepLog(config: config, rank: comm.rank, console: console)
     let perEpoch = data.batchesPerEpoch
     let samplesPerStep = Double(config.globalBatch)
     let start = now()
@@ -102,35 +139,22 @@ public final class Pretrainer {
     var lastCheckpoint: String?
     var checkpointStep = -1
     var stopReason: String?
-    RankLog.note("training from step \(step) to \(totalSteps) (epoch \(epoch), batch \(batchInEpoch) of \(perEpoch))")
+    RankLog.note(
+      "training from step \(step) to \(totalSteps) (epoch \(position.epoch), batch \(position.batchInEpoch) of \(perEpoch))")
     while step < totalSteps {
-      if batchInEpoch >= perEpoch {
-        epoch += 1
-        batchInEpoch = 0
-      }
+      position.nextBatch(perEpoch: perEpoch)
       let lr = schedule.lr(at: step)
-      let stepStart = now()
-      let (value, compute, communicate) = try trainStep(lr: lr)
-      let elapsed = now() - stepStart
-      step += 1
-      batchInEpoch += 1
-      last = value
+      let t = try timedStep(lr: lr)
+      position.finishStep()
+      try method.afterOptimizerStep(step: step)
+      last = t.loss
       if step % config.logEvery == 0 || step == totalSteps {
-        RankLog.note(String(format: "step %d epoch %d loss %.6f lr %.6g (%.0f ms)", step, epoch, value, lr, elapsed * 1000))
-      }
-      if comm.rank == 0, step % config.logEvery == 0 || step == totalSteps {
-        let line = String(
-          format: "{\"step\":%d,\"epoch\":%d,\"loss\":%.6f,\"lr\":%.6g,\"samples_per_s\":%.1f,\"compute_ms\":%.2f,\"comm_ms\":%.2f}\n",
-          step, epoch, value, lr, samplesPerStep / elapsed, compute * 1000, communicate * 1000)
-        do { try log?.write(line) } catch {
-          // Metrics are not worth the run: say so once and continue.
-          console.say("warning: \(error); metrics stop here, training continues")
-          RankLog.note("warning: \(error)")
-          log = nil
-        }
+        RankLog.note(
+          String(format: "step %d epoch %d loss %.6f lr %.6g (%.0f ms)", step, position.epoch, t.loss, lr, t.total * 1000))
+        log.write(step: step, epoch: position.epoch, timing: t, lr: lr, samplesPerSecond: samplesPerStep / t.total)
         console.progress(
           done: step - firstStep, total: totalSteps - firstStep,
-          detail: String(format: "step %d loss %.4f · %.0f samples/s", step, value, samplesPerStep / elapsed),
+          detail: String(format: "step %d loss %.4f · %.0f samples/s", step, t.loss, samplesPerStep / t.total),
           elapsed: now() - start)
       }
       if let reason = try stopRequested() {
@@ -166,5 +190,61 @@ public final class Pretrainer {
     if signal != 0 { return StopSignal.name(Int32(signal)) }
     if let s = stopAfterStep, step >= s, step < totalSteps { return "--stop-after \(s)" }
     return nil
+  }
+}
+
+/// One micro-batch's input as the method asked for it: both views and the augmentation labels.
+final class InputBuffers {
+  let source: ViewBatchSource
+  /// [2·B_micro, C, H, W]: view 1 rows then view 2 rows.
+  let views: Storage
+  /// [2·B_micro, T] multi-hot labels of the augmentations applied (T = 0: none).
+  let transforms: Storage
+  let microBatches: Int
+
+  init(source: ViewBatchSource, microBatches: Int) {
+    self.source = source
+    self.microBatches = microBatches
+    views = Storage(source.batchShape.count)
+    transforms = Storage(max(1, source.batchShape.n * source.transformCount))
+  }
+
+  /// Loads micro-batch `micro` of global batch `batch` of `epoch`.
+  func load(epoch: Int, batch: Int, micro: Int) throws -> MethodBatch {
+    let labels: UnsafeMutablePointer<Float>? = source.transformCount > 0 ? transforms.data : nil
+    try source.load(epoch: epoch, batch: batch * microBatches + micro, into: views.data, transforms: labels)
+    return MethodBatch(views: Tensor(views.data, source.batchShape), transforms: labels.map { UnsafePointer($0) })
+  }
+}
+
+/// `log.jsonl`, written by rank 0: one line per logged step with the loss, each task's loss
+/// when the method has several, lr, throughput and the time split.
+struct StepLog {
+  private var file: AppendFile?
+  private let console: Console
+
+  init(config: PretrainConfig, rank: Int, console: Console) throws {
+    self.console = console
+    guard rank == 0 else { return }
+    try FileManager.default.createDirectory(atPath: config.runDir, withIntermediateDirectories: true)
+    try AtomicFile.write(Foundation.Data(config.yaml().utf8), to: config.runDir + "/config.yaml")
+    file = try AppendFile(path: config.runDir + "/log.jsonl")
+  }
+
+  mutating func write(step: Int, epoch: Int, timing t: StepTiming, lr: Float, samplesPerSecond: Double) {
+    guard let f = file else { return }
+    var line = String(format: "{\"step\":%d,\"epoch\":%d,\"loss\":%.6f", step, epoch, t.loss)
+    if t.tasks.count > 1 {
+      line += ",\"losses\":{" + t.tasks.map { String(format: "\"%@\":%.6f", $0.name, $0.value) }.joined(separator: ",") + "}"
+    }
+    line += String(
+      format: ",\"lr\":%.6g,\"samples_per_s\":%.1f,\"compute_ms\":%.2f,\"comm_ms\":%.2f}\n", lr, samplesPerSecond,
+      (t.total - t.communication) * 1000, t.communication * 1000)
+    do { try f.write(line) } catch {
+      // Metrics are not worth the run: say so once and continue.
+      console.say("warning: \(error); metrics stop here, training continues")
+      RankLog.note("warning: \(error)")
+      file = nil
+    }
   }
 }

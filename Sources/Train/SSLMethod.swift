@@ -1,91 +1,153 @@
 import Model
 
-/// A self-supervised objective on one parameter arena: its network, how a batch of both
-/// views goes forward and backward, and which modules report backward progress (so the
-/// gradient buckets can start while backward runs).
+/// What a method needs from the data for every sample; the data side builds exactly that.
+public enum MethodInputs: Sendable, Equatable {
+  /// Two augmented views of each sample in one batch (rows 0..<B view 1, B..<2B view 2) and
+  /// the multi-hot labels of the augmentations each row received.
+  case twoViews
+  // Planned with the methods that need them: one view, N views, a corrupted input beside
+  // its clean target, an invariance vector.
+}
+
+/// One local batch as a method receives it (the shape its `inputs` asked for).
+public struct MethodBatch {
+  /// [2B_local, C, H, W]: rows 0..<B view 1 of the local samples, rows B..<2B view 2.
+  public var views: Tensor
+  /// [2B_local, T] multi-hot labels of the augmentations applied to each row, or nil when the
+  /// data reports none.
+  public var transforms: UnsafePointer<Float>?
+
+  public init(views: Tensor, transforms: UnsafePointer<Float>?) {
+    self.views = views
+    self.transforms = transforms
+  }
+}
+
+/// The losses of one forward, each task's by name, and the total the gradient is of.
+/// All values are over the global batch, so the same on every rank.
+public struct TaskLosses: Sendable {
+  /// Per-task losses in the order the method names them (`ntxent`; `contrastive`,
+  /// `predictive`), unweighted.
+  public var tasks: [(name: String, value: Float)]
+  /// The objective that was differentiated (for MT-SLVR `contrastive + w·predictive`).
+  public var total: Float
+
+  public init(tasks: [(name: String, value: Float)], total: Float) {
+    self.tasks = tasks
+    self.total = total
+  }
+
+  /// One task whose loss is the total.
+  public init(_ name: String, _ value: Float) {
+    self.init(tasks: [(name, value)], total: value)
+  }
+
+  public func value(_ name: String) -> Float? { tasks.first { $0.name == name }?.value }
+}
+
+/// A self-supervised objective on one parameter arena: a plug-in of the pretraining loop.
 ///
-/// Methods are made by `Methods.make`, the one place that maps a configuration to a method,
-/// so pretraining, evaluation and export build identical arenas (same names, same order).
+/// A method is one type in one file (its loss in `Model/` when new) and one case in `Method`,
+/// the registry. It declares its options (static `Option`s in `Options`, listed in
+/// `options`), the inputs it needs, how a batch goes forward and backward, what it does after
+/// each optimizer step, and any state beyond the arena that a checkpoint must carry.
+/// The same initialiser builds it for pretraining, evaluation and export, so their arenas
+/// are identical (same names, same order).
 public protocol SSLMethod: AnyObject {
+  /// The method's own options (declared beside it; shown under its name in `--help`).
+  static var options: [any AnyConfigOption] { get }
+  /// What the data side builds for every sample.
+  static var inputs: MethodInputs { get }
+  /// Checks the configuration beyond single option values (after the run's own checks).
+  static func validate(_ config: PretrainConfig) throws
+
+  /// - Parameter collective: the world for global losses; `syncBN` decides whether BN uses it.
+  init(config: PretrainConfig, collective: Collective) throws
+
   var arena: ParameterArena { get }
   /// The encoder whose features downstream tasks use.
   var encoder: any Encoder { get }
-  /// Modules that report backward progress (their ranges cover the whole arena).
+  /// Modules that report backward progress (their ranges cover the whole arena), so the
+  /// gradient buckets can start while backward runs.
   var progressReporters: [ProgressHooks] { get }
 
-  /// Forward of both views, the loss over the *global* batch, and backward into
-  /// `arena.grads` (accumulating).
-  /// - Parameters:
-  ///   - x: [2B_local, C, H, W]: rows 0..<B view 1 of the local samples, rows B..<2B view 2.
-  ///   - transforms: [2B_local, T] multi-hot labels of the augmentations applied to each row,
-  ///     or nil when the data reports none.
-  ///   - lossScale: multiplies the loss gradient (1/K for K accumulated micro-batches).
-  /// - Returns: the loss, the same on every rank (the caller stops on a non-finite one before
-  ///   the optimizer touches the parameters).
-  func forwardBackward(_ x: Tensor, transforms: UnsafePointer<Float>?, lossScale: Float) throws
-    -> Float
+  /// Forward, the losses over the *global* batch, and backward of `lossScale`·total into
+  /// `arena.grads` (accumulating): this rank's share of the gradient of the global-mean loss
+  /// (DESIGN.md invariant 3).
+  /// - Parameter lossScale: 1/K for K accumulated micro-batches.
+  /// - Returns: the named losses, the same on every rank (the caller stops on a non-finite
+  ///   total before the optimizer touches the parameters).
+  func forwardBackward(_ batch: MethodBatch, lossScale: Float) throws -> TaskLosses
+
+  /// Runs after the optimizer updated the parameters of step `step` (1-based): EMA targets,
+  /// queues, loss-weight updates, per-step reports.
+  func afterOptimizerStep(step: Int) throws
+
+  /// State beyond the arena and the optimizer (EMA weights, a queue and its pointer, learned
+  /// loss weights), saved as `method.safetensors` in checkpoints. Replicated: every rank must
+  /// hold the same values.
+  func stateEntries() -> [SafeTensors.Entry]
+  /// Restores what `stateEntries` saved; `path` names the file in errors.
+  func restoreState(_ entries: [String: SafeTensors.Entry], path: String) throws
 
   /// Counted forward FLOPs for an input of `shape` (benchmarks), or nil.
   func forwardFLOPs(_ shape: Shape) -> Int?
 }
 
-/// The one place a configuration becomes a method.
-public enum Methods {
-  /// - Parameters:
-  ///   - collective: the world for global losses; `syncBN` decides whether BN uses it too.
-  public static func make(_ config: PretrainConfig, collective: Collective) throws -> SSLMethod {
-    switch config.method {
-    case "simclr":
-      return try SimCLRMethod(config: config, collective: collective)
-    case "simsiam":
-      return try SimSiamMethod(config: config, collective: collective)
-    case "transform-pred":
-      return try TransformPredictionMethod(config: config, collective: collective)
-    case "mtslvr":
-      return try MTSLVRMethod(config: config, collective: collective)
-    default:
-      throw ConfigError(
-        message: "unknown method '\(config.method)' (known: \(PretrainConfig.methods.joined(separator: ", ")))")
+extension SSLMethod {
+  public static var options: [any AnyConfigOption] { [] }
+  public static var inputs: MethodInputs { .twoViews }
+  public static func validate(_ config: PretrainConfig) throws {}
+  public func afterOptimizerStep(step: Int) throws {}
+  public func stateEntries() -> [SafeTensors.Entry] { [] }
+  public func restoreState(_ entries: [String: SafeTensors.Entry], path: String) throws {
+    try Self.restore(entries, into: stateEntries(), path: path, apply: { _, _ in })
+  }
+
+  /// Checks that `entries` holds exactly the tensors `expected` names, with their shapes, and
+  /// hands each to `apply` (name, values) — the common body of `restoreState`.
+  public static func restore(
+    _ entries: [String: SafeTensors.Entry], into expected: [SafeTensors.Entry], path: String,
+    apply: (String, [Float]) throws -> Void
+  ) throws {
+    for e in expected {
+      guard let saved = entries[e.name] else {
+        throw CheckpointError(path: path, reason: "has no method state '\(e.name)'")
+      }
+      guard saved.shape == e.shape, saved.values.count == e.values.count else {
+        throw CheckpointError(
+          path: path, reason: "method state '\(e.name)' has shape \(saved.shape), expected \(e.shape)")
+      }
+      try apply(e.name, saved.values)
+    }
+    let names = Set(expected.map(\.name))
+    if let extra = entries.keys.sorted().first(where: { !names.contains($0) }) {
+      throw CheckpointError(path: path, reason: "has method state '\(extra)' that this method does not keep")
     }
   }
 }
 
-/// SimCLR (Chen et al. 2020): encoder → projection head → NT-Xent over the global batch
-/// (DESIGN.md invariants 3, 4, 8).
-public final class SimCLRMethod: SSLMethod {
-  public let net: SimCLRNetwork
-  let loss: NTXentLoss
+/// The registry of methods: one case per method, mapped to its type. Adding a method is its
+/// file plus one case and one line here.
+public enum Method: String, OptionChoice {
+  case simclr
+  case simsiam
+  case transformPred = "transform-pred"
+  case mtslvr
 
-  public init(config: PretrainConfig, collective: Collective) throws {
-    net = try SimCLRNetwork(config: config, collective: config.syncBN ? collective : nil)
-    loss = NTXentLoss(temperature: config.temperature, collective: collective)
-  }
-
-  public var arena: ParameterArena { net.arena }
-  public var encoder: any Encoder { net.encoder }
-  public var progressReporters: [ProgressHooks] {
-    [net.head as ProgressHooks, net.encoder as? ProgressHooks].compactMap { $0 }
-  }
-
-  public func forwardBackward(_ x: Tensor, transforms: UnsafePointer<Float>?, lossScale: Float)
-    throws -> Float
-  {
-    let h = try net.encoder.forward(x, training: true)
-    let z = try net.head.forward(h.reshaped(Shape(h.shape.n, h.shape.perSample)), training: true)
-    let value = try loss.forward(z)
-    let dz = try loss.backward()
-    if lossScale != 1 {
-      for i in 0..<dz.count { dz.data[i] *= lossScale }
+  public var implementation: any SSLMethod.Type {
+    switch self {
+    case .simclr: SimCLRMethod.self
+    case .simsiam: SimSiamMethod.self
+    case .transformPred: TransformPredictionMethod.self
+    case .mtslvr: MTSLVRMethod.self
     }
-    let dh = try net.head.backward(dz)
-    _ = try net.encoder.backward(dh.reshaped(h.shape))
-    return value
   }
+}
 
-  public func forwardFLOPs(_ shape: Shape) -> Int? {
-    guard let enc = net.encoder as? FLOPCounting else { return nil }
-    let (fe, h) = enc.forwardFLOPs(shape)
-    let (fh, _) = net.head.forwardFLOPs(Shape(h.n, h.perSample))
-    return fe + fh
+/// The one place a configuration becomes a method.
+public enum Methods {
+  public static func make(_ config: PretrainConfig, collective: Collective) throws -> SSLMethod {
+    try config.method.implementation.init(config: config, collective: collective)
   }
 }

@@ -12,7 +12,7 @@ public final class SimCLRNetwork {
   ///   - input: one input sample's shape (`config.sampleShape`); it fixes the encoder's
   ///     `prePoolDim` (and samplecnn's input length). nil: the model's reference input
   ///     (28×28 images, 59049 samples).
-  public init(model: String, projectionDim: Int, collective: Collective?, seed: UInt64, input: Shape? = nil) throws {
+  public init(model: EncoderKind, projectionDim: Int, collective: Collective?, seed: UInt64, input: Shape? = nil) throws {
     arena = ParameterArena()
     encoder = try Self.makeEncoder(model, arena: arena, prefix: "encoder", collective: collective, input: input)
     let d = encoder.featureDim
@@ -38,21 +38,19 @@ public final class SimCLRNetwork {
   ///   reference input). It sets resnet18's `prePoolDim` on non-square log-mel inputs
   ///   (`1 × nMels × frames`) and samplecnn's input length (`1 × 1 × L`).
   public static func makeEncoder(
-    _ model: String, arena: ParameterArena, prefix: String, collective: Collective?, input: Shape? = nil
+    _ model: EncoderKind, arena: ParameterArena, prefix: String, collective: Collective?, input: Shape? = nil
   ) throws -> any Encoder {
     switch model {
-    case "conv4":
+    case .conv4:
       return Conv4(arena: arena, prefix: prefix, inChannels: 1, width: 64, makeNorm: norm(arena, collective))
-    case "resnet18":
+    case .resnet18:
       return ResNet18(
         arena: arena, prefix: prefix, inChannels: 1, inputSize: input?.h ?? 28, inputWidth: input?.w,
         makeNorm: norm(arena, collective))
-    case "samplecnn":
+    case .samplecnn:
       return try SampleCNN(
         arena: arena, prefix: prefix, inputLength: input.map { $0.w } ?? SampleCNN.inputLength,
         makeNorm: norm(arena, collective))
-    default:
-      throw ConfigError(message: "unknown model '\(model)' (known: \(PretrainConfig.models.joined(separator: ", ")))")
     }
   }
 }

@@ -1,11 +1,19 @@
 import Model
 
+extension Options {
+  public var predictorDim: ConfigOption<Int> { ConfigOption(
+    "predictorDim", default: 0, resume: .mustMatch,
+    help: "SimSiam predictor bottleneck width (0: projection-dim / 4).", check: nonNegative) }
+}
+
 /// An encoder and one `MethodBranch` on one arena (`encoder.*`, then the branch's names).
 /// SimSiam and transformation prediction are such methods.
-public class SingleBranchMethod: SSLMethod {
+public class SingleBranchMethod {
   public let arena: ParameterArena
   public let encoder: any Encoder
   let branch: MethodBranch
+  /// The last forward's loss.
+  var lastLoss: Float = .nan
 
   init(config: PretrainConfig, collective: Collective, makeBranch: (ParameterArena, Int) -> MethodBranch) throws {
     arena = ParameterArena()
@@ -20,12 +28,13 @@ public class SingleBranchMethod: SSLMethod {
     branch.reporters + [encoder as? ProgressHooks].compactMap { $0 }
   }
 
-  public func forwardBackward(_ x: Tensor, transforms: UnsafePointer<Float>?, lossScale: Float) throws -> Float {
-    let h = try encoder.forward(x, training: true)
-    let value = try branch.forward(h.reshaped(Shape(h.shape.n, h.shape.perSample)), labels: transforms)
+  public func forwardBackward(_ batch: MethodBatch, lossScale: Float) throws -> TaskLosses {
+    let h = try encoder.forward(batch.views, training: true)
+    let value = try branch.forward(h.reshaped(Shape(h.shape.n, h.shape.perSample)), labels: batch.transforms)
     let dh = try branch.backward(scale: lossScale)
     _ = try encoder.backward(dh.reshaped(h.shape))
-    return value
+    lastLoss = value
+    return TaskLosses(branch.lossName, value)
   }
 
   public func forwardFLOPs(_ shape: Shape) -> Int? {
@@ -37,43 +46,13 @@ public class SingleBranchMethod: SSLMethod {
 
 /// SimSiam (Chen & He 2021): encoder → 3-layer projector → bottleneck predictor; symmetric
 /// negative cosine with stop-gradient, mean over the global batch; sync BN throughout.
-public final class SimSiamMethod: SingleBranchMethod {
-  public init(config: PretrainConfig, collective: Collective) throws {
+public final class SimSiamMethod: SingleBranchMethod, SSLMethod {
+  public static var options: [any AnyConfigOption] { [Options().predictorDim] }
+
+  public required init(config: PretrainConfig, collective: Collective) throws {
     try super.init(config: config, collective: collective) { arena, d in
       SimSiamBranch(arena: arena, inFeatures: d, config: config, collective: collective)
     }
   }
 }
 
-/// Transformation prediction: encoder → MLP head predicting which augmentations each view
-/// received (multi-hot, BCE over the global batch). Every `logEvery` steps rank 0 prints the
-/// loss and the macro mAP of its rows; `lastMacroAP` is the same figure for callers.
-public final class TransformPredictionMethod: SingleBranchMethod {
-  let collective: Collective
-  let logEvery: Int
-  let accumulate: Int
-  private var calls = 0
-
-  public init(config: PretrainConfig, collective: Collective) throws {
-    self.collective = collective
-    logEvery = config.logEvery
-    accumulate = config.accumulate
-    try super.init(config: config, collective: collective) { arena, d in
-      TransformPredictionBranch(
-        arena: arena, inFeatures: d, labelCount: config.transformLabelCount, config: config, collective: collective)
-    }
-  }
-
-  public var lastMacroAP: Double { (branch as! TransformPredictionBranch).lastMacroAP }
-
-  public override func forwardBackward(_ x: Tensor, transforms: UnsafePointer<Float>?, lossScale: Float) throws -> Float {
-    let value = try super.forwardBackward(x, transforms: transforms, lossScale: lossScale)
-    calls += 1
-    if calls % accumulate == 0, (calls / accumulate) % logEvery == 0 {
-      rankZeroPrint(
-        collective,
-        "transform-pred step \(calls / accumulate): bce \(String(format: "%.4f", value)) · macro mAP \(String(format: "%.4f", lastMacroAP)) (rank 0 rows)")
-    }
-    return value
-  }
-}

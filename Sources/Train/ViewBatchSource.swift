@@ -56,7 +56,7 @@ public enum ViewSources {
     _ config: PretrainConfig, globalBatch: Int, rank: Int, worldSize: Int
   ) throws -> ViewBatchSource {
     switch config.data {
-    case "fashion-mnist":
+    case .fashionMNIST:
       let train = try FashionMNIST.load(split: .train, directory: config.dataDir)
       let sampler = try DistributedSampler(
         count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: config.seed)
@@ -66,12 +66,8 @@ public enum ViewSources {
       return try ImageViewSource(
         source: train, sampler: sampler, augment: augment, seed: config.seed,
         sampling: config.resolvedAugmentSampling)
-    case _ where config.isAudio:
-      // spoken-digits, audio-manifest, audio-folder (AudioData.swift).
+    case .spokenDigits, .audioManifest, .audioFolder:
       return try AudioViewSource.make(config, globalBatch: globalBatch, rank: rank, worldSize: worldSize)
-    default:
-      throw ConfigError(
-        message: "unknown data '\(config.data)' (known: \(PretrainConfig.datasets.joined(separator: ", ")))")
     }
   }
 }

@@ -8,8 +8,8 @@ import XCTest
 final class MTSLVRTests: XCTestCase {
   func config(_ method: String, _ edit: (inout PretrainConfig) -> Void = { _ in }) -> PretrainConfig {
     var c = PretrainConfig()
-    c.method = method
-    c.model = "conv4"
+    c.method = Method(rawValue: method)!
+    c.model = .conv4
     c.seed = 5
     edit(&c)
     return c
@@ -30,7 +30,9 @@ final class MTSLVRTests: XCTestCase {
     let m = try Methods.make(c, collective: LocalCollective())
     let (x, t) = batch(b)
     m.arena.zeroGrads()
-    let loss = try m.forwardBackward(Tensor(x.data, Shape(2 * b, 1, 28, 28)), transforms: t.data, lossScale: 1)
+    let loss = try m.forwardBackward(
+      MethodBatch(views: Tensor(x.data, Shape(2 * b, 1, 28, 28)), transforms: t.data), lossScale: 1
+    ).total
     var g: [String: [Float]] = [:]
     for r in m.arena.parameterRanges { g[r.name] = m.arena.gradient(of: r) }
     return (loss, g)
@@ -42,7 +44,7 @@ final class MTSLVRTests: XCTestCase {
   func testNoAdaptersZeroWeightIsContrastiveMethod() throws {
     for branch in ["simclr", "simsiam"] {
       let (l0, g0) = try gradients(config(branch))
-      let (l1, g1) = try gradients(config("mtslvr") { $0.adapter = "none"; $0.predWeight = 0; $0.contrastive = branch })
+      let (l1, g1) = try gradients(config("mtslvr") { $0.adapter = .none; $0.predWeight = 0; $0.contrastive = ContrastiveBranch(rawValue: branch)! })
       XCTAssertEqual(l0, l1, branch)
       XCTAssertEqual(Set(g0.keys).subtracting(g1.keys), [], branch)
       for (name, g) in g0 { XCTAssertEqual(g1[name], g, "\(branch): \(name)") }
@@ -50,21 +52,21 @@ final class MTSLVRTests: XCTestCase {
         XCTAssertEqual(g.map(abs).max(), 0, name)
       }
       // And w > 0 does change the encoder's gradient (the test can fail).
-      let (_, g2) = try gradients(config("mtslvr") { $0.adapter = "none"; $0.predWeight = 1; $0.contrastive = branch })
+      let (_, g2) = try gradients(config("mtslvr") { $0.adapter = .none; $0.predWeight = 1; $0.contrastive = ContrastiveBranch(rawValue: branch)! })
       XCTAssertNotEqual(g2["encoder.0.weight"], g0["encoder.0.weight"])
     }
   }
 
   /// The downstream encoder of an adapted MT-SLVR outputs both tasks' features.
   func testAdaptedEncoderConcatenatesTasks() throws {
-    for adapter in ["bn", "series", "parallel"] {
+    for adapter in [AdapterMode.bn, .series, .parallel] {
       let m = try Methods.make(config("mtslvr") { $0.adapter = adapter }, collective: LocalCollective())
-      XCTAssertEqual(m.encoder.featureDim, 128, adapter)
-      XCTAssertEqual(m.encoder.prePoolDim, 2 * 576, adapter)
+      XCTAssertEqual(m.encoder.featureDim, 128, adapter.rawValue)
+      XCTAssertEqual(m.encoder.prePoolDim, 2 * 576, adapter.rawValue)
       let counts = (m as! MTSLVRMethod).parameterCounts()
       XCTAssertEqual(counts.shared + counts.contrastive + counts.predictive, m.arena.parameterCount)
     }
-    let none = try Methods.make(config("mtslvr") { $0.adapter = "none" }, collective: LocalCollective())
+    let none = try Methods.make(config("mtslvr") { $0.adapter = .none }, collective: LocalCollective())
     XCTAssertEqual(none.encoder.featureDim, 64)
   }
 
@@ -72,7 +74,7 @@ final class MTSLVRTests: XCTestCase {
   /// pre-pool size its forward pass really produces (2 tasks × 512 × 2 × 3).
   func testAdaptedResNet18PrePoolDimOnLogMel() throws {
     let c = config("mtslvr") {
-      $0.model = "resnet18"; $0.adapter = "parallel"; $0.data = "spoken-digits"; $0.frontEnd = "logmel"
+      $0.model = .resnet18; $0.adapter = .parallel; $0.data = .spokenDigits; $0.frontEnd = .logmel
       $0.audioLength = 4000; $0.nFFT = 256; $0.hop = 250; $0.nMels = 16
     }
     XCTAssertEqual(c.sampleShape, Shape(1, 1, 16, 17))

@@ -38,7 +38,7 @@ final class SimCLRStepFixtureTests: XCTestCase {
 
   func testConv4StepMatchesPyTorch() throws {
     let t = try SafeTensors.read(Self.fixtures.appendingPathComponent("conv4_simclr_step.safetensors")).entries
-    let net = try SimCLRNetwork(model: "conv4", projectionDim: 128, collective: nil, seed: 0)
+    let net = try SimCLRNetwork(model: .conv4, projectionDim: 128, collective: nil, seed: 0)
     let arena = net.arena
     for r in arena.parameterRanges + arena.bufferRanges {
       let key = "param." + pytorchName(r.name)
