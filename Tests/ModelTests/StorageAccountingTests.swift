@@ -7,11 +7,11 @@ import XCTest
 final class StorageAccountingTests: XCTestCase {
   func testTrackedBytesStayExactUnderManyThreads() {
     let before = Storage.trackedBytes
-    let threads = 8, rounds = 20_000
+    let threads = 8, rounds = 1_000_000
     DispatchQueue.concurrentPerform(iterations: threads) { t in
       for r in 0..<rounds {
         Storage.track(bytes: 4 * (t + 1))
-        if r % 100 == 0 {
+        if r % 1000 == 0 {
           let s = Storage(16 + t)
           s.ensure(64 + t)
         }
