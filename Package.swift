@@ -73,7 +73,9 @@ let package = Package(
     // MARK: Tests
     .testTarget(name: "ModelTests", dependencies: ["Model"], path: "Tests/ModelTests"),
     .testTarget(name: "DataTests", dependencies: ["Data"], path: "Tests/DataTests"),
-    .testTarget(name: "DistTests", dependencies: ["Dist", "Model"], path: "Tests/DistTests"),
+    .testTarget(
+      name: "DistTests", dependencies: ["Dist", "Model"], path: "Tests/DistTests",
+      swiftSettings: [.swiftLanguageMode(.v6)]),
     .testTarget(
       name: "TrainTests",
       dependencies: ["Train", "Model", "Data", "Dist", .product(name: "Logging", package: "swift-log")],
