@@ -156,7 +156,7 @@ public enum AudioDecoder {
     var st = stat()
     if stat(path, &st) != 0 {
       if errno == ENOENT { throw DataError.fileNotFound(path: path, hint: nil) }
-      throw DataError.io(path: path, operation: "stat", reason: POSIXFile.lastError())
+      throw DataError.io(path: path, operation: "stat", reason: String(cString: strerror(errno)))
     }
     if st.st_size == 0 { throw AudioError.empty(path: path) }
     var info = SF_INFO()

@@ -12,7 +12,7 @@ public enum Gzip {
   /// - Returns: the decompressed bytes.
   /// - Throws: `DataError` naming `path` if the file is missing, unreadable or corrupt.
   public static func decompress(path: String, hint: String? = nil) throws -> [UInt8] {
-    let raw = try POSIXFile.readAll(path, hint: hint)
+    let raw = try DataFiles.readAll(path, hint: hint)
     guard raw.count >= 2, raw[0] == 0x1f, raw[1] == 0x8b else { return raw }
     return try inflateGzip(raw, path: path)
   }

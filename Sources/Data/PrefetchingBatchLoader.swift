@@ -8,7 +8,11 @@ import Dispatch
 /// or a jump such as a resume) it is loaded directly. Then the next batch — `batch + 1`, or
 /// batch 0 of the next epoch — starts loading. The wrapped loader must not be used elsewhere
 /// while this object is alive. Not thread-safe itself: call it from one thread.
-public final class PrefetchingBatchLoader {
+///
+/// `@unchecked Sendable` for the one background job: it alone touches `buffer`,
+/// `pendingError` and the wrapped loader between `schedule` and the `finished` semaphore,
+/// whose signal/wait orders its writes before the caller's reads.
+public final class PrefetchingBatchLoader: @unchecked Sendable {
   public let loader: ContrastiveBatchLoader
   /// [2·B_local, 1, H, W] back buffer the background queue fills.
   private let buffer: UnsafeMutablePointer<Float>

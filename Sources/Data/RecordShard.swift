@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-  import Glibc
-#elseif canImport(Darwin)
-  import Darwin
-#endif
+import SystemPackage
 
 /// A record shard opened for reading (format in `RecordShardHeader`). Opening reads the header
 /// and the label table only; `read(index:into:)` fetches one record with `pread`, so a rank
@@ -15,7 +11,7 @@ public final class RecordShard {
   public let header: RecordShardHeader
   /// [N, K] label bytes, from the label table.
   public let labelTable: [UInt8]
-  private let fd: Int32
+  private let fd: FileDescriptor
 
   /// Number of records `N`.
   public var count: Int { header.recordCount }
@@ -29,16 +25,14 @@ public final class RecordShard {
   ///   the header's `64 + N·recordSize + N·K` (a truncated copy, say).
   public init(path: String) throws {
     self.path = path
-    let fd = try POSIXFile.openForReading(path)
+    let fd = try FileDescriptor.openForReading(path)
     do {
-      let size = try POSIXFile.size(fd, path: path)
+      let size = try fd.size(path: path)
       guard size >= RecordShardHeader.size else {
         throw DataError.truncated(path: path, expectedBytes: RecordShardHeader.size, actualBytes: size)
       }
       var headerBytes = [UInt8](repeating: 0, count: RecordShardHeader.size)
-      try headerBytes.withUnsafeMutableBytes {
-        try POSIXFile.preadFully(fd, $0.baseAddress!, count: $0.count, offset: 0, path: path)
-      }
+      try headerBytes.withUnsafeMutableBytes { try fd.readFully(at: 0, into: $0, path: path) }
       let header = try RecordShardHeader.decode(headerBytes, path: path)
       if size < header.fileSize {
         throw DataError.truncated(path: path, expectedBytes: header.fileSize, actualBytes: size)
@@ -51,20 +45,19 @@ public final class RecordShard {
       var labels = [UInt8](repeating: 0, count: header.recordCount * header.labelCount)
       if !labels.isEmpty {
         try labels.withUnsafeMutableBytes {
-          try POSIXFile.preadFully(
-            fd, $0.baseAddress!, count: $0.count, offset: header.labelTableOffset, path: path)
+          try fd.readFully(at: header.labelTableOffset, into: $0, path: path)
         }
       }
       self.header = header
       self.labelTable = labels
       self.fd = fd
     } catch {
-      close(fd)
+      try? fd.close()
       throw error
     }
   }
 
-  deinit { close(fd) }
+  deinit { try? fd.close() }
 
   /// Byte offset of record `index`.
   @inline(__always) func offset(_ index: Int) -> Int { RecordShardHeader.size + index * recordSize }
@@ -72,14 +65,16 @@ public final class RecordShard {
   /// Reads record `index` (`K` label bytes then the payload, `recordSize` bytes) into `into`.
   public func read(index: Int, into: UnsafeMutablePointer<UInt8>) throws {
     try check(index)
-    try POSIXFile.preadFully(fd, into, count: recordSize, offset: offset(index), path: path)
+    try fd.readFully(
+      at: offset(index), into: UnsafeMutableRawBufferPointer(start: into, count: recordSize), path: path)
   }
 
   /// Reads only the payload of record `index` (`C·H·W` bytes) into `into`.
   public func readPayload(index: Int, into: UnsafeMutablePointer<UInt8>) throws {
     try check(index)
-    try POSIXFile.preadFully(
-      fd, into, count: header.payloadSize, offset: offset(index) + labelCount, path: path)
+    try fd.readFully(
+      at: offset(index) + labelCount,
+      into: UnsafeMutableRawBufferPointer(start: into, count: header.payloadSize), path: path)
   }
 
   /// Label `slot` (0..<K) of record `index`, from the label table already in memory.

@@ -1,3 +1,5 @@
+import SystemPackage
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
@@ -23,7 +25,7 @@ public final class RecordShardWriter {
   public private(set) var recordCount = 0
 
   private let tempPath: String
-  private var fd: Int32
+  private let fd: FileDescriptor
   /// Pending record bytes, flushed with one `write` when full.
   private var buffer: [UInt8] = []
   private var labelTable: [UInt8] = []
@@ -46,8 +48,7 @@ public final class RecordShardWriter {
     self.width = width
     self.labelCount = labelCount
     self.tempPath = "\(path).tmp.\(getpid())"
-    fd = open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    if fd < 0 { throw DataError.io(path: tempPath, operation: "create", reason: POSIXFile.lastError()) }
+    fd = try FileDescriptor.create(tempPath)
     buffer.reserveCapacity(bufferLimit + labelCount + channels * height * width)
     // Placeholder header; the real one (with the count) is written by finish().
     buffer.append(contentsOf: [UInt8](repeating: 0, count: RecordShardHeader.size))
@@ -55,7 +56,7 @@ public final class RecordShardWriter {
 
   deinit {
     if !finished {
-      close(fd)
+      try? fd.close()
       unlink(tempPath)
     }
   }
@@ -95,31 +96,23 @@ public final class RecordShardWriter {
       recordCount: recordCount, channels: channels, height: height, width: width,
       labelCount: labelCount
     ).encoded()
-    try header.withUnsafeBytes { raw in
-      var done = 0
-      while done < raw.count {
-        let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(done))
-        if n < 0 {
-          if errno == EINTR { continue }
-          throw DataError.io(path: tempPath, operation: "pwrite", reason: POSIXFile.lastError())
-        }
-        done += n
-      }
-    }
-    if fsync(fd) != 0 { throw DataError.io(path: tempPath, operation: "fsync", reason: POSIXFile.lastError()) }
-    if close(fd) != 0 { throw DataError.io(path: tempPath, operation: "close", reason: POSIXFile.lastError()) }
-    finished = true
-    if rename(tempPath, path) != 0 {
-      let reason = POSIXFile.lastError()
+    try header.withUnsafeBytes { try fd.writeFully($0, at: 0, path: tempPath) }
+    try fd.sync(path: tempPath)
+    finished = true  // the descriptor is closed below whatever happens
+    do { try fd.close(path: tempPath) } catch {
       unlink(tempPath)
-      throw DataError.io(path: path, operation: "rename from \(tempPath)", reason: reason)
+      throw error
     }
-    try POSIXFile.syncDirectory(of: path)
+    do { try DataFiles.move(tempPath, to: path) } catch {
+      unlink(tempPath)
+      throw error
+    }
+    try DataFiles.syncDirectory(of: path)
   }
 
   private func flush() throws {
     if buffer.isEmpty { return }
-    try buffer.withUnsafeBytes { try POSIXFile.writeFully(fd, $0.baseAddress!, count: $0.count, path: tempPath) }
+    try buffer.withUnsafeBytes { try fd.writeFully($0, path: tempPath) }
     buffer.removeAll(keepingCapacity: true)
   }
 

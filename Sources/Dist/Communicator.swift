@@ -1,6 +1,7 @@
 import CMPI
 import Foundation
 import Model
+import Synchronization
 
 /// The ranks of one MPI job and the collectives the trainer runs over them.
 ///
@@ -11,7 +12,11 @@ import Model
 ///
 /// Every rank must issue the same collectives in the same order (DESIGN invariant 2).
 /// With `.funneled` only the thread that initialised MPI may call into it.
-public final class Communicator: Collective {
+///
+/// `@unchecked Sendable`: the MPI handles are immutable after `init`, the finalized state is
+/// an atomic and the process-wide state a mutex; which threads may call MPI at all is the
+/// thread level's business (MPI's rule, not one the compiler can see).
+public final class Communicator: Collective, @unchecked Sendable {
   /// How many threads may call MPI (`MPI_Init_thread`'s `required`).
   public enum ThreadLevel: Sendable, Equatable, CustomStringConvertible {
     /// Only the main (initialising) thread calls MPI.
@@ -52,13 +57,16 @@ public final class Communicator: Collective {
   /// The world communicator.
   let comm: MPI_Comm
   /// The ranks sharing this node's memory; freed by `finalize()`.
-  private var localComm: MPI_Comm?
-  private var isFinalized = false
+  private let localComm: MPI_Comm?
+  /// Set once by `finalize()`; read by every collective.
+  private let isFinalized = Atomic<Bool>(false)
 
   // MPI can be initialised only once per process, so the world is created once and cached.
-  private static let lock = NSLock()
-  nonisolated(unsafe) private static var cachedWorld: Communicator?
-  nonisolated(unsafe) private static var processFinalized = false
+  private struct ProcessState {
+    var world: Communicator?
+    var finalized = false
+  }
+  private static let process = Mutex(ProcessState())
 
   /// The world of this job, initialising MPI on first use.
   ///
@@ -68,10 +76,9 @@ public final class Communicator: Collective {
   /// - Throws: `MPIError` if an MPI call fails; `DistError.threadLevelUnavailable` if MPI
   ///   provides less than `threadLevel`; `DistError.finalized` after `finalize()`.
   public static func world(threadLevel: ThreadLevel = .funneled) throws -> Communicator {
-    lock.lock()
-    defer { lock.unlock() }
-    if processFinalized { throw DistError.finalized }
-    if let world = cachedWorld {
+    try process.withLock { state throws -> Communicator in
+    if state.finalized { throw DistError.finalized }
+    if let world = state.world {
       guard world.providedThreadLevel >= threadLevel.mpiValue else {
         throw DistError.threadLevelUnavailable(
           requested: threadLevel, provided: world.providedThreadLevel)
@@ -84,7 +91,7 @@ public final class Communicator: Collective {
     var finalized: Int32 = 0
     try mpiCheck("MPI_Finalized", MPI_Finalized(&finalized))
     if finalized != 0 {
-      processFinalized = true
+      state.finalized = true
       throw DistError.finalized
     }
     var provided: Int32 = 0
@@ -97,8 +104,9 @@ public final class Communicator: Collective {
       throw DistError.threadLevelUnavailable(requested: threadLevel, provided: provided)
     }
     let world = try Communicator(comm: cmpi_comm_world(), providedThreadLevel: provided)
-    cachedWorld = world
+    state.world = world
     return world
+    }
   }
 
   private init(comm: MPI_Comm, providedThreadLevel: Int32) throws {
@@ -147,7 +155,7 @@ public final class Communicator: Collective {
   /// Throws `DistError.finalized` once `finalize()` has run.
   @inline(__always)
   func ensureLive() throws {
-    if isFinalized { throw DistError.finalized }
+    if isFinalized.load(ordering: .acquiring) { throw DistError.finalized }
   }
 
   /// Blocks until every rank has called `barrier()`.
@@ -169,19 +177,20 @@ public final class Communicator: Collective {
   /// call it; afterwards no MPI call can be made in this process (`world()` and every
   /// collective throw `DistError.finalized`).
   public func finalize() throws {
-    Communicator.lock.lock()
-    defer { Communicator.lock.unlock() }
-    if isFinalized { return }
-    isFinalized = true
-    Communicator.processFinalized = true
-    Communicator.cachedWorld = nil
-    if localComm != nil {
-      try mpiCheck("MPI_Comm_free", MPI_Comm_free(&localComm))
-    }
-    var finalized: Int32 = 0
-    try mpiCheck("MPI_Finalized", MPI_Finalized(&finalized))
-    if finalized == 0 {
-      try mpiCheck("MPI_Finalize", MPI_Finalize())
+    try Communicator.process.withLock { state in
+      if isFinalized.load(ordering: .acquiring) { return }
+      isFinalized.store(true, ordering: .releasing)
+      state.finalized = true
+      state.world = nil
+      var local = localComm
+      if local != nil {
+        try mpiCheck("MPI_Comm_free", MPI_Comm_free(&local))
+      }
+      var finalized: Int32 = 0
+      try mpiCheck("MPI_Finalized", MPI_Finalized(&finalized))
+      if finalized == 0 {
+        try mpiCheck("MPI_Finalize", MPI_Finalize())
+      }
     }
   }
 }

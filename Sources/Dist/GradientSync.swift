@@ -30,7 +30,14 @@ public struct BucketTiming: Sendable {
 ///
 /// The reduction is a **sum**: each rank's backward yields its share of the gradient of the
 /// global-mean loss.
-public final class GradientSync {
+///
+/// Threading: every mutable field below is read and written only while holding `condition`
+/// (MPI calls are made outside it, on local copies of the request handles). The gradient
+/// memory of a bucket and its staging buffer are handed over without the lock: backward
+/// finishes writing a bucket before releasing it, and nothing touches it again until
+/// `finish()` has seen it complete. Hence `@unchecked Sendable`; `onWait` is the training
+/// thread's alone.
+public final class GradientSync: @unchecked Sendable {
   public let buckets: [GradientBucket]
   public let wire: WireType
   public let progress: SyncProgress
@@ -47,19 +54,20 @@ public final class GradientSync {
   private let datatype: MPI_Datatype
   /// Per bucket, `count` 16-bit values (compressed wire types only).
   private var staging: [UnsafeMutablePointer<UInt16>] = []
+
+  /// Called (on the training thread) with the bucket `finish()` is about to wait for: the
+  /// stall watchdog's marker.
+  public var onWait: ((_ bucket: Int) -> Void)?
+
+  // Everything below is guarded by `condition`.
+  private let condition = NSCondition()
   private var requests: [MPI_Request?]
   private var completed: [Bool]
   private var startTimes: [Double]
   private var endTimes: [Double]
   /// Buckets started so far this step (they are started in index order).
   private var started = 0
-
-  /// Called (on the training thread) with the bucket `finish()` is about to wait for: the
-  /// stall watchdog's marker.
-  public var onWait: ((_ bucket: Int) -> Void)?
-
-  // Communication thread state, guarded by `condition`.
-  private let condition = NSCondition()
+  /// Buckets backward has handed to the communication thread (`.thread`).
   private var released = 0
   private var done = 0
   private var threadError: Error?
@@ -155,14 +163,21 @@ public final class GradientSync {
   /// lies entirely in that part, in index order, and polls the ones in flight.
   public func gradientsReady(from lowestFinishedOffset: Int) throws {
     if fused { return }
-    var ready = progress == .thread ? released : started
-    while ready < buckets.count && buckets[ready].offset >= lowestFinishedOffset { ready += 1 }
     switch progress {
     case .poll:
-      while started < ready { try start(started) }
+      var ready = locked { started }
+      while ready < buckets.count && buckets[ready].offset >= lowestFinishedOffset { ready += 1 }
+      try startBuckets(upTo: ready)
       _ = try poll()
     case .thread:
-      release(ready)
+      condition.lock()
+      var ready = released
+      while ready < buckets.count && buckets[ready].offset >= lowestFinishedOffset { ready += 1 }
+      if ready > released {
+        released = ready
+        condition.broadcast()
+      }
+      condition.unlock()
     }
   }
 
@@ -171,12 +186,13 @@ public final class GradientSync {
   public func finish() throws {
     switch progress {
     case .poll:
-      while started < buckets.count { try start(started) }
-      for i in buckets.indices where !completed[i] {
+      try startBuckets(upTo: buckets.count)
+      for i in buckets.indices where !locked({ completed[i] }) {
         onWait?(i)
-        let code = MPI_Wait(&requests[i], cmpi_status_ignore())
+        var request = locked { requests[i] }
+        let code = MPI_Wait(&request, cmpi_status_ignore())
         try mpiCheck("MPI_Wait", code)
-        try complete(i)
+        complete(i, request: request)
       }
     case .thread:
       release(buckets.count)
@@ -195,6 +211,22 @@ public final class GradientSync {
 
   // MARK: Starting and completing buckets
 
+  private func locked<T>(_ body: () throws -> T) rethrows -> T {
+    condition.lock()
+    defer { condition.unlock() }
+    return try body()
+  }
+
+  /// Starts buckets `started..<end` in index order.
+  private func startBuckets(upTo end: Int) throws {
+    var next = locked { started }
+    while next < end {
+      try start(next)
+      next += 1
+    }
+  }
+
+  /// Starts bucket `i` (the next one in index order) and records it under the lock.
   private func start(_ i: Int) throws {
     let b = buckets[i]
     let t = now()
@@ -209,30 +241,41 @@ public final class GradientSync {
     try mpiCheck(
       "MPI_Iallreduce",
       MPI_Iallreduce(cmpi_in_place(), buffer, Int32(b.count), datatype, op, comm, &request))
-    requests[i] = request
-    startTimes[i] = t
-    started = i + 1
+    locked {
+      requests[i] = request
+      startTimes[i] = t
+      started = i + 1
+    }
   }
 
-  /// Tests the buckets in flight (drives MPI's progress engine).
+  /// Tests the buckets in flight (drives MPI's progress engine); returns how many completed.
   private func poll() throws -> Int {
+    let inFlight: [(Int, MPI_Request?)] = locked {
+      (0..<started).filter { !completed[$0] }.map { ($0, requests[$0]) }
+    }
     var finished = 0
-    for i in 0..<started where !completed[i] {
+    for (i, r) in inFlight {
+      var request = r
       var flag: Int32 = 0
-      try mpiCheck("MPI_Test", MPI_Test(&requests[i], &flag, cmpi_status_ignore()))
+      try mpiCheck("MPI_Test", MPI_Test(&request, &flag, cmpi_status_ignore()))
       if flag != 0 {
-        try complete(i)
+        complete(i, request: request)
         finished += 1
       }
     }
     return finished
   }
 
-  private func complete(_ i: Int) throws {
+  /// Decodes bucket `i` (compressed wire types) and records its completion under the lock.
+  private func complete(_ i: Int, request: MPI_Request?) {
     let b = buckets[i]
     if wire != .fp32 { HalfPrecision.decode(staging[i], into: grads + b.offset, count: b.count, wire) }
-    endTimes[i] = now()
-    completed[i] = true
+    let t = now()
+    locked {
+      requests[i] = request
+      endTimes[i] = t
+      completed[i] = true
+    }
   }
 
   // MARK: Communication thread
@@ -258,7 +301,7 @@ public final class GradientSync {
       let target = released
       condition.unlock()
       do {
-        while started < target { try start(started) }
+        try startBuckets(upTo: target)
         let finished = try poll()
         condition.lock()
         done += finished

@@ -10,7 +10,10 @@ import Foundation
 /// ranks' questions over a private duplicate of the world communicator (point-to-point,
 /// eager-sized messages, so a rank whose training thread is stuck still answers through its
 /// watchdog thread). Needs `MPI_THREAD_MULTIPLE`.
-public final class Watchdog {
+///
+/// `@unchecked Sendable`: every mutable field is read and written under `lock`; the MPI
+/// handles are fixed after `init`.
+public final class Watchdog: @unchecked Sendable {
   /// Where a rank is in a step; ordered, so "behind" is well defined.
   public enum Phase: Int, Sendable, CustomStringConvertible {
     case load = 0, forward, loss, backward, gradientSync, optimizer, driftCheck
@@ -44,8 +47,15 @@ public final class Watchdog {
   private var stopping = false
   private let exited = DispatchSemaphore(value: 0)
   private var running = true
-  /// Where the report goes (stderr by default; tests may capture).
-  public var report: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+  private var reportSink: @Sendable (String) -> Void = {
+    FileHandle.standardError.write(Data(($0 + "\n").utf8))
+  }
+  /// Where the report goes (stderr by default; tests may capture). Called on the watchdog
+  /// thread.
+  public var report: @Sendable (String) -> Void {
+    get { lock.withLock { reportSink } }
+    set { lock.withLock { reportSink = newValue } }
+  }
 
   static let queryTag: Int32 = 701
   static let replyTag: Int32 = 702

@@ -1,3 +1,4 @@
+import Synchronization
 import CMPI
 import Foundation
 
@@ -63,14 +64,21 @@ public enum HalfPrecision {
 /// MPI reduction operators that sum 16-bit floats (MPI has no predefined bf16/fp16 sum):
 /// each pairwise addition is done in fp32 and rounded back once.
 enum HalfSumOps {
-  private static let lock = NSLock()
-  nonisolated(unsafe) private static var ops: [WireType: MPI_Op] = [:]
+  /// An `MPI_Op` handle: process-wide and immutable once created, so safe to share.
+  private struct Handle: @unchecked Sendable { var op: MPI_Op }
+  private static let ops = Mutex<[WireType: Handle]>([:])
 
   /// The commutative sum operator for `type`, created on first use (after `MPI_Init`).
   static func op(for type: WireType) throws -> MPI_Op {
-    lock.lock()
-    defer { lock.unlock() }
-    if let op = ops[type] { return op }
+    try ops.withLock { ops in
+      if let h = ops[type] { return h }
+      let h = Handle(op: try create(type))
+      ops[type] = h
+      return h
+    }.op
+  }
+
+  private static func create(_ type: WireType) throws -> MPI_Op {
     var op: MPI_Op? = nil
     switch type {
     case .bf16:
@@ -100,7 +108,6 @@ enum HalfSumOps {
     case .fp32:
       return cmpi_op_sum()
     }
-    ops[type] = op!
     return op!
   }
 }

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Dimension legend used throughout Parallax: `N` batch, `C` channels, `H`, `W` spatial,
 /// `L` length (1-d signals), `D` features. Activations are NCHW, as in PyTorch.
 
@@ -54,11 +56,15 @@ public struct Tensor {
 /// state of training allocates nothing.
 public final class Storage {
   /// Bytes held by all live `Storage`s (and buffers reported with `track`), for memory
-  /// estimates. Not synchronised: layers allocate from one thread.
-  nonisolated(unsafe) public private(set) static var trackedBytes = 0
+  /// estimates. An atomic: loaders and the communication thread allocate off the training
+  /// thread.
+  private static let tracked = Atomic<Int>(0)
+
+  /// Bytes held by all live `Storage`s and buffers reported with `track`.
+  public static var trackedBytes: Int { tracked.load(ordering: .relaxed) }
 
   /// Adds (or, negative, removes) bytes a layer holds outside a `Storage`.
-  public static func track(bytes: Int) { trackedBytes += bytes }
+  public static func track(bytes: Int) { tracked.add(bytes, ordering: .relaxed) }
 
   public private(set) var data: UnsafeMutablePointer<Float>
   public private(set) var capacity: Int
@@ -69,11 +75,11 @@ public final class Storage {
       byteCount: self.capacity * MemoryLayout<Float>.stride, alignment: 64)
     data = raw.bindMemory(to: Float.self, capacity: self.capacity)
     data.initialize(repeating: 0, count: self.capacity)
-    Self.trackedBytes += self.capacity * 4
+    Self.track(bytes: self.capacity * 4)
   }
 
   deinit {
-    Self.trackedBytes -= capacity * 4
+    Self.track(bytes: -capacity * 4)
     UnsafeMutableRawPointer(data).deallocate()
   }
 
@@ -83,7 +89,7 @@ public final class Storage {
   public func ensure(_ count: Int) -> UnsafeMutablePointer<Float> {
     if count > capacity {
       UnsafeMutableRawPointer(data).deallocate()
-      Self.trackedBytes += (count - capacity) * 4
+      Self.track(bytes: (count - capacity) * 4)
       capacity = count
       let raw = UnsafeMutableRawPointer.allocate(
         byteCount: capacity * MemoryLayout<Float>.stride, alignment: 64)
