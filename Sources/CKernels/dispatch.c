@@ -25,6 +25,8 @@ static int px_cpu_has_avx512(void) {
 static _Atomic int px_supported = -1;
 static _Atomic int px_active = -1;
 
+int px_path_compiled(void) { return PX_HAVE_AVX512 ? PX_PATH_AVX512 : PX_PATH_PORTABLE; }
+
 int px_path_supported(void) {
   int s = atomic_load_explicit(&px_supported, memory_order_relaxed);
   if (s < 0) {

@@ -28,6 +28,8 @@ enum { PX_MR = 8, PX_NR = 32, PX_KC = 256, PX_MC = 128, PX_NC = 1024, PX_CONV_KM
 /* The implementations behind the px_* kernels. */
 enum { PX_PATH_PORTABLE = 0, PX_PATH_AVX512 = 1 };
 
+/* The fastest path compiled into this build (PX_PATH_PORTABLE with PX_PORTABLE or off x86-64). */
+int px_path_compiled(void);
 /* The fastest path this build and CPU support: AVX-512 needs an x86-64 build without
  * PX_PORTABLE and a CPU and OS with AVX-512F and FMA (XCR0 saving opmask and all ZMM state). */
 int px_path_supported(void);
