@@ -7,7 +7,7 @@ import Synchronization
 /// Single-precision GEMM for every layer and loss, row-major as `cblas_sgemm`:
 /// `C[M×N] = α·op(A)[M×K]·op(B)[K×N] + β·C` (β = 0: C is not read).
 ///
-/// On CPUs with AVX-512F it runs Parallax's blocked kernel (`Sources/CBLAS/parallax_sgemm.h`),
+/// On CPUs with AVX-512F it runs Parallax's blocked kernel (`Sources/CKernels/sgemm_avx512.c`),
 /// splitting N over `threads` threads; elsewhere it calls OpenBLAS. Debian's OpenBLAS 0.3.21
 /// falls back to its SSE3 ("Prescott") kernels on CPUs it does not know (e.g. Emerald Rapids),
 /// ~5× slower than AVX-512. `GemmReference` is the naive oracle.
