@@ -32,12 +32,17 @@ let package = Package(
       name: "CSamplerate", path: "Sources/CSamplerate", pkgConfig: "samplerate",
       providers: [.apt(["libsamplerate0-dev"])]),
 
+    // MARK: Parallax's own C kernels (AVX-512 with run-time dispatch, portable C twins).
+    // Optimised in debug builds too (SwiftPM compiles C targets -O0 there; the tests run in
+    // debug); `swift build -Xcc -DPX_PORTABLE=1` compiles the AVX-512 kernels out.
+    .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+
     // MARK: Library targets (arrows point down only)
     // Data and Dist build in the Swift 6 language mode (data-race checking); the rest stay
     // in Swift 5 mode for now (the package-wide setting below).
     // Model stays in Swift 5 mode until Gemm.swift / Parallel.swift capture their pointers
     // in Sendable closures (the kernels engineer's files).
-    .target(name: "Model", dependencies: ["CBLAS"], path: "Sources/Model"),
+    .target(name: "Model", dependencies: ["CKernels", "CBLAS"], path: "Sources/Model"),
     .target(
       name: "Data",
       dependencies: [
@@ -71,7 +76,7 @@ let package = Package(
     .executableTarget(name: "DistCheck", dependencies: ["Dist", "Model"], path: "Sources/DistCheck"),
 
     // MARK: Tests
-    .testTarget(name: "ModelTests", dependencies: ["Model"], path: "Tests/ModelTests"),
+    .testTarget(name: "ModelTests", dependencies: ["Model", "CKernels"], path: "Tests/ModelTests"),
     .testTarget(name: "DataTests", dependencies: ["Data"], path: "Tests/DataTests"),
     .testTarget(
       name: "DistTests", dependencies: ["Dist", "Model"], path: "Tests/DistTests",

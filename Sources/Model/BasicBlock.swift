@@ -1,4 +1,4 @@
-import CBLAS
+import CKernels
 
 /// The ResNet basic block (He et al. 2016; torchvision's `BasicBlock`):
 /// `y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, with 3×3 convolutions

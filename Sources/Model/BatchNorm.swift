@@ -1,4 +1,4 @@
-import CBLAS
+import CKernels
 import Foundation
 
 /// Batch normalisation over `[N, C, H, W]` (BN2d) or `[N, C, 1, 1]` (BN1d): statistics per

@@ -1,4 +1,4 @@
-import CBLAS
+import CKernels
 
 /// 2-d convolution (square kernel, equal stride and zero padding on both axes), as PyTorch's
 /// `nn.Conv2d`: `y[n, o] = bias[o] + Σ_c weight[o, c] ⋆ x[n, c]`.

@@ -1,11 +1,13 @@
 import CBLAS
+import CKernels
 import Dispatch
 import Foundation
+import Synchronization
 
 /// Single-precision GEMM for every layer and loss, row-major as `cblas_sgemm`:
 /// `C[M×N] = α·op(A)[M×K]·op(B)[K×N] + β·C` (β = 0: C is not read).
 ///
-/// On CPUs with AVX-512F it runs Parallax's blocked kernel (`Sources/CBLAS/parallax_sgemm.h`),
+/// On CPUs with AVX-512F it runs Parallax's blocked kernel (`Sources/CKernels/sgemm_avx512.c`),
 /// splitting N over `threads` threads; elsewhere it calls OpenBLAS. Debian's OpenBLAS 0.3.21
 /// falls back to its SSE3 ("Prescott") kernels on CPUs it does not know (e.g. Emerald Rapids),
 /// ~5× slower than AVX-512. `GemmReference` is the naive oracle.
@@ -15,10 +17,20 @@ public enum Gemm {
   /// Whether the built-in AVX-512 kernel can run here.
   public static let builtinAvailable = px_sgemm_available() != 0
   /// Use the built-in kernel when available (false: always OpenBLAS; for comparisons).
-  nonisolated(unsafe) public static var useBuiltin = true
+  public static var useBuiltin: Bool {
+    get { useBuiltinState.load(ordering: .relaxed) }
+    set { useBuiltinState.store(newValue, ordering: .relaxed) }
+  }
   /// Threads the built-in kernel splits N over (`Runtime.configureThreads` sets it with
   /// OpenBLAS's count).
-  nonisolated(unsafe) public static var threads = 1
+  public static var threads: Int {
+    get { threadsState.load(ordering: .relaxed) }
+    set { threadsState.store(newValue, ordering: .relaxed) }
+  }
+  // Atomics: read by every call, from any thread (simulated ranks in tests); a setting is a
+  // lone value, so relaxed ordering is enough.
+  private static let useBuiltinState = Atomic<Bool>(true)
+  private static let threadsState = Atomic<Int>(1)
 
   typealias Packs = (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)
   /// Pack buffers [MC·KC] and [KC·NC] not in use; a call takes one pair per thread and gives

@@ -1,4 +1,4 @@
-import CBLAS
+import CKernels
 
 /// Max pooling without padding in floor mode, as PyTorch's `nn.MaxPool2d(kernel, stride)`:
 /// `Ho = (H − k) / s + 1` (7 → 3 for k = s = 2). Forward saves the position of each maximum

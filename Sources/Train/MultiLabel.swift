@@ -1,4 +1,4 @@
-import CBLAS
+import Model
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -101,9 +101,9 @@ public struct MultiLabelProbe {
       let n = x.count / dim
       var z = [Float](repeating: 0, count: n * classes)
       for i in 0..<n { for k in 0..<classes { z[i * classes + k] = bias[k] } }
-      cblas_sgemm(
-        CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(classes), Int32(dim), 1, x, Int32(dim),
-        weights, Int32(dim), 1, &z, Int32(classes))
+      Gemm.sgemm(
+        transA: false, transB: true, m: n, n: classes, k: dim, alpha: 1, a: x, lda: dim,
+        b: weights, ldb: dim, beta: 1, c: &z, ldc: classes)
       return z
     }
   }
@@ -120,9 +120,9 @@ public struct MultiLabelProbe {
       var dz = model.logits(x)
       for i in 0..<dz.count { dz[i] = (1 / (1 + expf(-dz[i])) - targets[i]) / Float(n) }
       // dW [K, D] = dZᵀ [K, N] · X [N, D]
-      cblas_sgemm(
-        CblasRowMajor, CblasTrans, CblasNoTrans, Int32(classes), Int32(dim), Int32(n), 1, dz, Int32(classes),
-        x, Int32(dim), 0, &dW, Int32(dim))
+      Gemm.sgemm(
+        transA: true, transB: false, m: classes, n: dim, k: n, alpha: 1, a: dz, lda: classes,
+        b: x, ldb: dim, beta: 0, c: &dW, ldc: dim)
       let c1 = 1 - powf(b1, Float(step)), c2 = 1 - powf(b2, Float(step))
       for j in 0..<dW.count {
         let g = dW[j] + weightDecay * model.weights[j]

@@ -1,4 +1,3 @@
-import CBLAS
 import Foundation
 import Model
 
@@ -132,10 +131,10 @@ public enum Probes {
       b.withUnsafeBufferPointer { bp in
         a.withUnsafeBufferPointer { ap in
           sims.withUnsafeMutableBufferPointer { sp in
-            cblas_sgemm(
-              CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(train.count), Int32(d), 1,
-              bp.baseAddress! + start * d, Int32(d), ap.baseAddress!, Int32(d), 0, sp.baseAddress!,
-              Int32(train.count))
+            Gemm.sgemm(
+              transA: false, transB: true, m: n, n: train.count, k: d, alpha: 1,
+              a: bp.baseAddress! + start * d, lda: d, b: ap.baseAddress!, ldb: d, beta: 0,
+              c: sp.baseAddress!, ldc: train.count)
           }
         }
       }

@@ -1,9 +1,9 @@
-/* Memory-bound kernels for x86-64 with AVX-512F (BatchNorm). Same contract as
- * parallax_sgemm.h: callers check px_sgemm_available() first; Model keeps portable Swift
- * twins (the reference path) and tests compare the two. */
-#ifndef PARALLAX_KERNELS_H
-#define PARALLAX_KERNELS_H
+/* Memory-bound kernels for x86-64 with AVX-512F (BatchNorm, residual tail, im2col/col2im,
+ * max pooling): the fast paths dispatch.c picks at run time. portable.c holds their twins
+ * and tests compare the two. */
+#include "internal.h"
 
+#if PX_HAVE_AVX512
 #include <immintrin.h>
 
 static inline __mmask16 px_tail_mask(long n) { return (__mmask16)((1u << n) - 1); }
@@ -11,7 +11,7 @@ static inline __mmask16 px_tail_mask(long n) { return (__mmask16)((1u << n) - 1)
 static inline __mmask16 px_tail_mask16(long n) { return (__mmask16)((1u << n) - 1); }
 
 /* *sum += Σx, *sumsq += Σx² over n floats (Float lanes, Double result). */
-__attribute__((target("avx512f,fma"))) static inline void px_sum_sumsq(
+__attribute__((target("avx512f,fma"))) void px_avx512_sum_sumsq(
     const float *x, long n, double *sum, double *sumsq) {
   __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
   __m512 q0 = _mm512_setzero_ps(), q1 = _mm512_setzero_ps();
@@ -33,7 +33,7 @@ __attribute__((target("avx512f,fma"))) static inline void px_sum_sumsq(
 }
 
 /* *sum += Σdy, *dot += Σdy·xh over n floats. */
-__attribute__((target("avx512f,fma"))) static inline void px_sum_dot(
+__attribute__((target("avx512f,fma"))) void px_avx512_sum_dot(
     const float *dy, const float *xh, long n, double *sum, double *dot) {
   __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
   __m512 d0 = _mm512_setzero_ps(), d1 = _mm512_setzero_ps();
@@ -56,7 +56,7 @@ __attribute__((target("avx512f,fma"))) static inline void px_sum_dot(
 }
 
 /* xh = (x − mu)·r, y = g·xh + b over n floats. */
-__attribute__((target("avx512f,fma"))) static inline void px_bn_forward(
+__attribute__((target("avx512f,fma"))) void px_avx512_bn_forward(
     float *y, float *xh, const float *x, long n, float mu, float r, float g, float b) {
   __m512 vm = _mm512_set1_ps(mu), vr = _mm512_set1_ps(r), vg = _mm512_set1_ps(g),
          vb = _mm512_set1_ps(b);
@@ -69,7 +69,7 @@ __attribute__((target("avx512f,fma"))) static inline void px_bn_forward(
 }
 
 /* dx = k·(dy − mdy − xh·mdx) over n floats. */
-__attribute__((target("avx512f,fma"))) static inline void px_bn_backward(
+__attribute__((target("avx512f,fma"))) void px_avx512_bn_backward(
     float *dx, const float *dy, const float *xh, long n, float k, float mdy, float mdx) {
   __m512 vk = _mm512_set1_ps(k), vm = _mm512_set1_ps(mdy), vx = _mm512_set1_ps(mdx);
   for (long i = 0; i < n; i += 16) {
@@ -81,7 +81,7 @@ __attribute__((target("avx512f,fma"))) static inline void px_bn_backward(
 }
 
 /* BatchNorm followed by ReLU (one pass): xh = (x − mu)·r, y = max(g·xh + b, 0). */
-__attribute__((target("avx512f,fma"))) static inline void px_bn_relu_forward(
+__attribute__((target("avx512f,fma"))) void px_avx512_bn_relu_forward(
     float *y, float *xh, const float *x, long n, float mu, float r, float g, float b) {
   __m512 vm = _mm512_set1_ps(mu), vr = _mm512_set1_ps(r), vg = _mm512_set1_ps(g),
          vb = _mm512_set1_ps(b), z = _mm512_setzero_ps();
@@ -100,7 +100,7 @@ __attribute__((target("avx512f,fma"))) static inline __mmask16 px_relu_mask(
 }
 
 /* As px_sum_dot on dy masked by the ReLU (dy where g·xh + b > 0, else 0). */
-__attribute__((target("avx512f,fma"))) static inline void px_sum_dot_relu(
+__attribute__((target("avx512f,fma"))) void px_avx512_sum_dot_relu(
     const float *dy, const float *xh, long n, float g, float b, double *sum, double *dot) {
   __m512 vg = _mm512_set1_ps(g), vb = _mm512_set1_ps(b);
   __m512 s0 = _mm512_setzero_ps(), d0 = _mm512_setzero_ps();
@@ -116,7 +116,7 @@ __attribute__((target("avx512f,fma"))) static inline void px_sum_dot_relu(
 }
 
 /* As px_bn_backward on dy masked by the ReLU. */
-__attribute__((target("avx512f,fma"))) static inline void px_bn_relu_backward(
+__attribute__((target("avx512f,fma"))) void px_avx512_bn_relu_backward(
     float *dx, const float *dy, const float *xh, long n, float k, float mdy, float mdx, float g,
     float b) {
   __m512 vk = _mm512_set1_ps(k), vm = _mm512_set1_ps(mdy), vx = _mm512_set1_ps(mdx),
@@ -131,7 +131,7 @@ __attribute__((target("avx512f,fma"))) static inline void px_bn_relu_backward(
 }
 
 /* A residual block's tail: y = a + b where that is > 0 or NaN, else 0 (Swift's max(a + b, 0)). */
-__attribute__((target("avx512f"))) static inline void px_add_relu(
+__attribute__((target("avx512f"))) void px_avx512_add_relu(
     float *y, const float *a, const float *b, long n) {
   for (long i = 0; i < n; i += 16) {
     __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : px_tail_mask(n - i);
@@ -142,7 +142,7 @@ __attribute__((target("avx512f"))) static inline void px_add_relu(
 }
 
 /* Its backward through the ReLU: g = dy where y > 0, else 0. */
-__attribute__((target("avx512f"))) static inline void px_relu_backward(
+__attribute__((target("avx512f"))) void px_avx512_relu_backward(
     float *g, const float *y, const float *dy, long n) {
   for (long i = 0; i < n; i += 16) {
     __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : px_tail_mask(n - i);
@@ -153,7 +153,7 @@ __attribute__((target("avx512f"))) static inline void px_relu_backward(
 
 /* im2col for stride 1 (channels c0 ..< c1 of C): `samples` planes-sets src [S, C, h, w] into dst [C·k·k, S·ho·wo]
  * (row (c·k + ki)·k + kj, column s·ho·wo + i·wo + j), zero padding `pad`. */
-__attribute__((target("avx512f"))) static inline void px_im2col_s1(
+__attribute__((target("avx512f"))) void px_avx512_im2col_s1(
     float *dst, const float *src, long samples, long C, long h, long w, long k, long pad, long ho,
     long wo, long c0, long c1) {
   long cols = samples * ho * wo;
@@ -184,7 +184,7 @@ __attribute__((target("avx512f"))) static inline void px_im2col_s1(
 }
 
 /* The adjoint of px_im2col_s1: adds the columns of src [C·k·k, S·ho·wo] into dst [S, C, h, w]. */
-__attribute__((target("avx512f"))) static inline void px_col2im_s1(
+__attribute__((target("avx512f"))) void px_avx512_col2im_s1(
     float *dst, const float *src, long samples, long C, long h, long w, long k, long pad, long ho,
     long wo, long c0, long c1) {
   long cols = samples * ho * wo;
@@ -215,7 +215,7 @@ __attribute__((target("avx512f"))) static inline void px_col2im_s1(
 /* im2col for stride 2 (channels c0 ..< c1 of C), as px_im2col_s1: out column j of a row reads
  * input column 2j − pad + kj; sixteen outputs per step from 32 raw inputs, evens picked by a
  * permute. */
-__attribute__((target("avx512f"))) static inline void px_im2col_s2(
+__attribute__((target("avx512f"))) void px_avx512_im2col_s2(
     float *dst, const float *src, long samples, long C, long h, long w, long k, long pad, long ho,
     long wo, long c0, long c1) {
   long cols = samples * ho * wo;
@@ -257,7 +257,7 @@ __attribute__((target("avx512f"))) static inline void px_im2col_s2(
 }
 
 /* The adjoint of px_im2col_s2: adds the columns of src [C·k·k, S·ho·wo] into dst [S, C, h, w]. */
-__attribute__((target("avx512f"))) static inline void px_col2im_s2(
+__attribute__((target("avx512f"))) void px_avx512_col2im_s2(
     float *dst, const float *src, long samples, long C, long h, long w, long k, long pad, long ho,
     long wo, long c0, long c1) {
   long cols = samples * ho * wo;
@@ -300,7 +300,7 @@ __attribute__((target("avx512f"))) static inline void px_col2im_s2(
 /* 2×2 stride-2 max pooling of one [h, w] plane into y [h/2, w/2] with idx, the index in the
  * plane of each window's maximum: first in scan order on ties, NaN wins (as PyTorch).
  * Sixteen windows of one output row per step (w/2 ≤ 16 per step, longer rows loop). */
-__attribute__((target("avx512f"))) static inline void px_maxpool2_plane(
+__attribute__((target("avx512f"))) void px_avx512_maxpool2_plane(
     float *y, int *idx, const float *x, long h, long w) {
   long ho = h / 2, wo = w / 2;
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
@@ -341,7 +341,7 @@ __attribute__((target("avx512f"))) static inline void px_maxpool2_plane(
 
 /* The backward of px_maxpool2_plane: dx [h, w] gets each window's gradient at its argmax and
  * zero elsewhere (including a last row/column outside every window). */
-__attribute__((target("avx512f"))) static inline void px_maxpool2_plane_backward(
+__attribute__((target("avx512f"))) void px_avx512_maxpool2_plane_backward(
     float *dx, const int *idx, const float *dy, long h, long w) {
   long ho = h / 2, wo = w / 2;
   const __m512i lo_idx = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);

@@ -1,43 +1,25 @@
-/* Parallax's own single-precision GEMM for x86-64 CPUs with AVX-512F.
+/* Parallax's own single-precision GEMM for x86-64 CPUs with AVX-512F (the fast path of
+ * px_sgemm_conv, px_nchw_to_nhwc and px_conv_wgrad_nhwc; dispatch.c picks it at run time).
  *
  * Why: Debian's OpenBLAS 0.3.21 (DYNAMIC_ARCH) does not recognise recent Xeons (e.g. family 6
  * model 207) and falls back to its Prescott (SSE3) kernels, ~20 GFLOP/s on one core. This is
  * a Goto/BLIS-style blocked GEMM (pack B into KC×NR micro-panels, pack A into MR×KC
  * micro-panels, an 8×32 register-tiled micro-kernel of FMAs). The functions carry
- * `target("avx512f,fma")` so they compile whatever the package's baseline; callers must
- * check `px_sgemm_available()` first (Model's `Gemm` does, and falls back to cblas_sgemm).
+ * `target("avx512f,fma")` so they compile whatever the package's baseline; only dispatch.c
+ * calls them, after checking the CPU.
  *
  * Row-major, as cblas_sgemm(CblasRowMajor, …):
  *   C[M×N] = alpha · op(A)[M×K] · op(B)[K×N] + beta · C    (beta == 0: C is not read)
  * `packA` must hold PX_MC·PX_KC floats and `packB` PX_KC·PX_NC floats, 64-byte aligned.
  * Single-threaded: Model splits N across threads, one pair of pack buffers per thread.
  */
-#ifndef PARALLAX_SGEMM_H
-#define PARALLAX_SGEMM_H
+#include "internal.h"
 
-#include <cpuid.h>
+#if PX_HAVE_AVX512
 #include <immintrin.h>
 
-/* KC·NC floats of packed B (1 MiB) stay within a core's L2 (2 MiB here); 4096 columns did not
- * and ran the 64-channel convolutions ~20 % slower. */
-enum { PX_MR = 8, PX_NR = 32, PX_KC = 256, PX_MC = 128, PX_NC = 1024 };
-
-/* Where logical column j of a matrix lives: `blk == 0` plain (offset j); otherwise columns
- * come in blocks of `blk` that are `bst` floats apart: offset (j / blk)·bst + j % blk. A
- * convolution's [O, S·H·W] GEMM operand seen over NCHW memory is blk = H·W, bst = O·H·W. */
-typedef struct { long blk; long bst; } px_cols;
+/* Offset of logical column j in layout L (px_cols in parallax_kernels.h). */
 static inline long px_coff(px_cols L, long j) { return L.blk ? (j / L.blk) * L.bst + j % L.blk : j; }
-
-/* 1 when the CPU and the OS support AVX-512F (XCR0 saves opmask, ZMM0-15 and ZMM16-31). */
-static inline int px_sgemm_available(void) {
-  unsigned a, b, c, d;
-  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27)) || !(c & (1u << 12))) return 0;
-  unsigned lo, hi;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  if ((lo & 0xE6u) != 0xE6u) return 0;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-  return (b >> 16) & 1u;
-}
 
 /* Lanes a ..< b of 16 (0 ≤ a ≤ b ≤ 16). */
 static inline __mmask16 px_lanes(long a, long b) {
@@ -219,14 +201,9 @@ __attribute__((target("avx512f"))) static inline void px_pack_b(
   }
 }
 
-/* Implicit im2col: B[K = C·k·k, N = S·ho·wo] of a convolution read straight from
- * x [S, C, h, w]: B[(c·k + ki)·k + kj, s·ho·wo + i·wo + j] = x[s, c, i·st + ki − pad,
- * j·st + kj − pad], zero outside the plane. The column buffer is never written. Stride-1
- * "same" convolutions (k = 2·pad + 1, ho×wo = h×w) read contiguous runs of x; others gather
- * (int32 offsets: the caller keeps S·C·h·w < 2³¹). */
-typedef struct { long C, h, w, k, pad, transposed, stride, ho, wo; } px_conv;
-enum { PX_CONV_KMAX = 7 };
-
+/* Implicit im2col (px_conv in parallax_kernels.h). Stride-1 "same" convolutions
+ * (k = 2·pad + 1, ho×wo = h×w) read contiguous runs of x; others gather (int32 offsets: the
+ * caller keeps S·C·h·w < 2³¹). */
 static inline int px_conv_same(const px_conv *cv) {
   return cv->stride == 1 && cv->ho == cv->h && cv->wo == cv->w;
 }
@@ -499,7 +476,7 @@ __attribute__((target("avx512f,fma"))) static inline void px_kernel_8x32(
  * `bias` (NULL or [M]) is added to every row of C once. */
 /* As px_sgemm_ex, with `bconv` (not NULL, transB == 0) making B the implicit im2col of the
  * NCHW tensor at `B` (or, with `bconv->transposed`, its transpose; ldb and bcols unused). */
-__attribute__((target("avx512f"))) static inline void px_sgemm_conv(
+__attribute__((target("avx512f"))) void px_avx512_sgemm_conv(
     int transA, int transB, long M, long N, long K, float alpha, const float *A, long lda,
     px_cols acols, const float *B, long ldb, px_cols bcols, const px_conv *bconv, float beta,
     float *C, long ldc, px_cols ccols, long jorg, const float *bias, float *packA, float *packB) {
@@ -577,7 +554,7 @@ __attribute__((target("avx512f"))) static inline void px_sgemm_conv(
 
 /* NCHW → NHWC: dst[(s·hw + p)·C + c] = src[(s·C + c)·hw + p] for samples s0 ..< s1 (C a
  * multiple of 16), 16 channels × 16 positions per register transpose. */
-__attribute__((target("avx512f"))) static inline void px_nchw_to_nhwc(
+__attribute__((target("avx512f"))) void px_avx512_nchw_to_nhwc(
     float *dst, const float *src, long s0, long s1, long C, long hw) {
   for (long s = s0; s < s1; s++)
     for (long c = 0; c < C; c += 16)
@@ -596,7 +573,7 @@ __attribute__((target("avx512f"))) static inline void px_nchw_to_nhwc(
  * dY is A (M = O rows, K = S·h·w columns over NCHW memory: `acols`, lda = h·w). A 32-column
  * strip of B is one tap's 32 channels: row k is a row of xt (or zeros outside the plane),
  * so packing copies rows instead of transposing im2col columns. */
-__attribute__((target("avx512f"))) static inline void px_conv_wgrad_nhwc(
+__attribute__((target("avx512f"))) void px_avx512_conv_wgrad_nhwc(
     long M, long S, const px_conv *cv, float alpha, const float *dy, px_cols acols,
     const float *xt, float beta, float *G, long j0, long j1, float *packA, float *packB) {
   long h = cv->h, w = cv->w, hw = h * w, C = cv->C, kk = cv->k, pad = cv->pad, K = S * hw;
@@ -642,23 +619,6 @@ __attribute__((target("avx512f"))) static inline void px_conv_wgrad_nhwc(
       }
     }
   }
-}
-
-__attribute__((target("avx512f"))) static inline void px_sgemm_ex(
-    int transA, int transB, long M, long N, long K, float alpha, const float *A, long lda,
-    px_cols acols, const float *B, long ldb, px_cols bcols, float beta, float *C, long ldc,
-    px_cols ccols, long jorg, const float *bias, float *packA, float *packB) {
-  px_sgemm_conv(transA, transB, M, N, K, alpha, A, lda, acols, B, ldb, bcols, 0, beta, C, ldc,
-                ccols, jorg, bias, packA, packB);
-}
-
-/* Plain row-major matrices (cblas_sgemm's contract). */
-static inline void px_sgemm(int transA, int transB, long M, long N, long K, float alpha,
-                            const float *A, long lda, const float *B, long ldb, float beta,
-                            float *C, long ldc, float *packA, float *packB) {
-  px_cols plain = {0, 0};
-  px_sgemm_ex(transA, transB, M, N, K, alpha, A, lda, plain, B, ldb, plain, beta, C, ldc, plain,
-              0, 0, packA, packB);
 }
 
 #endif

@@ -1,0 +1,226 @@
+/* The portable C twins of the AVX-512 kernels: plain loops with each kernel's contract (see
+ * parallax_kernels.h), the only path on other architectures and in PX_PORTABLE builds, and
+ * the reference the fast path is tested against. */
+#include "internal.h"
+
+/* ---- SGEMM -------------------------------------------------------------------------------- */
+
+static long px_offset(px_cols L, long j) { return L.blk ? (j / L.blk) * L.bst + j % L.blk : j; }
+
+/* Element (p, j) of the implicit im2col of cv over x (j a column of the layout, p a row), or
+ * of its transpose when cv->transposed (then p is the position and j the (c, ki, kj) row). */
+static float px_conv_b(const px_conv *cv, const float *x, long p, long j) {
+  long row = cv->transposed ? j : p, col = cv->transposed ? p : j;
+  long kk = cv->k, c = row / (kk * kk), ki = (row / kk) % kk, kj = row % kk;
+  long howo = cv->ho * cv->wo, s = col / howo, q = col % howo;
+  long y = (q / cv->wo) * cv->stride + ki - cv->pad, xx = (q % cv->wo) * cv->stride + kj - cv->pad;
+  if (y < 0 || y >= cv->h || xx < 0 || xx >= cv->w) return 0;
+  return x[((s * cv->C + c) * cv->h + y) * cv->w + xx];
+}
+
+void px_portable_sgemm_conv(int transA, int transB, long M, long N, long K, float alpha,
+                            const float *A, long lda, px_cols acols, const float *B, long ldb,
+                            px_cols bcols, const px_conv *bconv, float beta, float *C, long ldc,
+                            px_cols ccols, long jorg, const float *bias, float *packA,
+                            float *packB) {
+  (void)packA;
+  (void)packB;
+  for (long i = 0; i < M; i++)
+    for (long j = 0; j < N; j++) {
+      long jj = jorg + j;
+      float acc = 0;
+      for (long p = 0; p < K; p++) {
+        float a = transA ? A[p * lda + i] : A[i * lda + px_offset(acols, p)];
+        float b = bconv    ? px_conv_b(bconv, B, p, jj)
+                  : transB ? B[jj * ldb + p]
+                           : B[p * ldb + px_offset(bcols, jj)];
+        acc += a * b;
+      }
+      float *c = C + i * ldc + px_offset(ccols, jj);
+      *c = alpha * acc + (beta == 0 ? 0 : beta * *c) + (bias ? bias[i] : 0);
+    }
+}
+
+void px_portable_nchw_to_nhwc(float *dst, const float *src, long s0, long s1, long C, long hw) {
+  for (long s = s0; s < s1; s++)
+    for (long c = 0; c < C; c++)
+      for (long p = 0; p < hw; p++) dst[(s * hw + p) * C + c] = src[(s * C + c) * hw + p];
+}
+
+void px_portable_conv_wgrad_nhwc(long M, long S, const px_conv *cv, float alpha,
+                                 const float *dy, px_cols acols, const float *xt, float beta,
+                                 float *G, long j0, long j1, float *packA, float *packB) {
+  (void)packA;
+  (void)packB;
+  long h = cv->h, w = cv->w, hw = h * w, C = cv->C, kk = cv->k, pad = cv->pad;
+  long N = kk * kk * C;
+  for (long o = 0; o < M; o++)
+    for (long j = j0; j < j1; j++) {
+      long tap = j / C, c = j % C, ki = tap / kk, kj = tap % kk;
+      float acc = 0;
+      for (long q = 0; q < S * hw; q++) {
+        long p = q % hw, y = p / w + ki - pad, x = p % w + kj - pad;
+        if (y < 0 || y >= h || x < 0 || x >= w) continue;
+        acc += dy[o * hw + px_offset(acols, q)] * xt[(q - p + y * w + x) * C + c];
+      }
+      float *g = G + o * N + j;
+      *g = alpha * acc + (beta == 0 ? 0 : beta * *g);
+    }
+}
+
+/* ---- BatchNorm ---------------------------------------------------------------------------- */
+
+void px_portable_sum_sumsq(const float *x, long n, double *sum, double *sumsq) {
+  double s = 0, q = 0;
+  for (long i = 0; i < n; i++) {
+    s += x[i];
+    q += (double)x[i] * x[i];
+  }
+  *sum += s;
+  *sumsq += q;
+}
+
+void px_portable_sum_dot(const float *dy, const float *xh, long n, double *sum, double *dot) {
+  double s = 0, d = 0;
+  for (long i = 0; i < n; i++) {
+    s += dy[i];
+    d += (double)dy[i] * xh[i];
+  }
+  *sum += s;
+  *dot += d;
+}
+
+void px_portable_bn_forward(float *y, float *xh, const float *x, long n, float mu, float r,
+                            float g, float b) {
+  for (long i = 0; i < n; i++) {
+    float h = (x[i] - mu) * r;
+    xh[i] = h;
+    y[i] = g * h + b;
+  }
+}
+
+void px_portable_bn_backward(float *dx, const float *dy, const float *xh, long n, float k,
+                             float mdy, float mdx) {
+  for (long i = 0; i < n; i++) dx[i] = k * (dy[i] - mdy - xh[i] * mdx);
+}
+
+void px_portable_bn_relu_forward(float *y, float *xh, const float *x, long n, float mu, float r,
+                                 float g, float b) {
+  for (long i = 0; i < n; i++) {
+    float h = (x[i] - mu) * r, v = g * h + b;
+    xh[i] = h;
+    y[i] = v > 0 ? v : 0;
+  }
+}
+
+void px_portable_sum_dot_relu(const float *dy, const float *xh, long n, float g, float b,
+                              double *sum, double *dot) {
+  double s = 0, d = 0;
+  for (long i = 0; i < n; i++) {
+    if (!(g * xh[i] + b > 0)) continue;
+    s += dy[i];
+    d += (double)dy[i] * xh[i];
+  }
+  *sum += s;
+  *dot += d;
+}
+
+void px_portable_bn_relu_backward(float *dx, const float *dy, const float *xh, long n, float k,
+                                  float mdy, float mdx, float g, float b) {
+  for (long i = 0; i < n; i++) {
+    float d = g * xh[i] + b > 0 ? dy[i] : 0;
+    dx[i] = k * (d - mdy - xh[i] * mdx);
+  }
+}
+
+/* ---- Residual tail ------------------------------------------------------------------------ */
+
+void px_portable_add_relu(float *y, const float *a, const float *b, long n) {
+  for (long i = 0; i < n; i++) {
+    float v = a[i] + b[i];
+    y[i] = v <= 0 ? 0 : v; /* NaN stays */
+  }
+}
+
+void px_portable_relu_backward(float *g, const float *y, const float *dy, long n) {
+  for (long i = 0; i < n; i++) g[i] = y[i] > 0 ? dy[i] : 0;
+}
+
+/* ---- im2col / col2im ---------------------------------------------------------------------- */
+
+/* Both strides: dst row (c·k + ki)·k + kj, column s·ho·wo + i·wo + j reads
+ * src[s, c, i·st − pad + ki, j·st − pad + kj] (zero outside); `add` runs the adjoint. */
+static void px_im2col(int add, long st, float *col, float *img, long samples, long C, long h,
+                      long w, long k, long pad, long ho, long wo, long c0, long c1) {
+  long cols = samples * ho * wo;
+  for (long c = c0; c < c1; c++)
+    for (long ki = 0; ki < k; ki++)
+      for (long kj = 0; kj < k; kj++) {
+        float *row = col + ((c * k + ki) * k + kj) * cols;
+        for (long s = 0; s < samples; s++) {
+          float *plane = img + (s * C + c) * h * w;
+          for (long i = 0; i < ho; i++) {
+            float *r = row + (s * ho + i) * wo;
+            long y = i * st - pad + ki;
+            for (long j = 0; j < wo; j++) {
+              long x = j * st - pad + kj;
+              int inside = y >= 0 && y < h && x >= 0 && x < w;
+              if (add) {
+                if (inside) plane[y * w + x] += r[j];
+              } else {
+                r[j] = inside ? plane[y * w + x] : 0;
+              }
+            }
+          }
+        }
+      }
+}
+
+void px_portable_im2col_s1(float *dst, const float *src, long samples, long C, long h, long w,
+                           long k, long pad, long ho, long wo, long c0, long c1) {
+  px_im2col(0, 1, dst, (float *)src, samples, C, h, w, k, pad, ho, wo, c0, c1);
+}
+
+void px_portable_col2im_s1(float *dst, const float *src, long samples, long C, long h, long w,
+                           long k, long pad, long ho, long wo, long c0, long c1) {
+  px_im2col(1, 1, (float *)src, dst, samples, C, h, w, k, pad, ho, wo, c0, c1);
+}
+
+void px_portable_im2col_s2(float *dst, const float *src, long samples, long C, long h, long w,
+                           long k, long pad, long ho, long wo, long c0, long c1) {
+  px_im2col(0, 2, dst, (float *)src, samples, C, h, w, k, pad, ho, wo, c0, c1);
+}
+
+void px_portable_col2im_s2(float *dst, const float *src, long samples, long C, long h, long w,
+                           long k, long pad, long ho, long wo, long c0, long c1) {
+  px_im2col(1, 2, (float *)src, dst, samples, C, h, w, k, pad, ho, wo, c0, c1);
+}
+
+/* ---- Max pooling -------------------------------------------------------------------------- */
+
+void px_portable_maxpool2_plane(float *y, int *idx, const float *x, long h, long w) {
+  long ho = h / 2, wo = w / 2;
+  for (long i = 0; i < ho; i++)
+    for (long j = 0; j < wo; j++) {
+      long at = 2 * i * w + 2 * j;
+      long taps[3] = {at + 1, at + w, at + w + 1};
+      float best = x[at];
+      for (int t = 0; t < 3; t++) {
+        float v = x[taps[t]];
+        /* A NaN maximum stays; a NaN or larger value takes over (first wins ties). */
+        if (best == best && (v > best || v != v)) {
+          best = v;
+          at = taps[t];
+        }
+      }
+      y[i * wo + j] = best;
+      idx[i * wo + j] = (int)at;
+    }
+}
+
+void px_portable_maxpool2_plane_backward(float *dx, const int *idx, const float *dy, long h,
+                                         long w) {
+  long ho = h / 2, wo = w / 2;
+  for (long p = 0; p < h * w; p++) dx[p] = 0;
+  for (long o = 0; o < ho * wo; o++) dx[idx[o]] = dy[o];
+}
