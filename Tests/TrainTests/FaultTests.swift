@@ -111,20 +111,33 @@ final class FaultTests: XCTestCase {
     XCTAssertFalse(names.contains { $0.hasPrefix("step-00000002") }, "partial checkpoint left: \(names)")
   }
 
-  /// (e) Resuming with another model or optimizer: a clear error, nothing overwritten.
+  /// (e) Resuming with any setting that must match (`ResumeSource.mustMatch`: method, model,
+  /// data, projection dim, optimizer, global batch, seed) changed: a clear error naming it,
+  /// nothing overwritten. One case per setting, so dropping any one from the list fails.
   func testIncompatibleResumeIsRefusedAndWritesNothing() throws {
     let dir = Processes.temporaryDirectory("fault-incompatible")
     let r = try Processes.parallax(np: 1, ["pretrain", "--max-steps", "1", "--run-dir", dir] + common, timeout: 90)
     XCTAssertEqual(r.status, 0, r.stderr)
     let before = Jobs.snapshot(dir)
     XCTAssertTrue(before.keys.contains("step-00000001/model.safetensors"))
+    let yaml = Processes.temporaryDirectory("fault-incompatible-config") + "/projection.yaml"
+    try "projectionDim: 64\n".write(toFile: yaml, atomically: true, encoding: .utf8)
     for (flags, conflict) in [
       (["--model", "resnet18"], "model conv4 (checkpoint) vs resnet18 (this run)"),
       (["--optimizer", "sgd"], "optimizer lars (checkpoint) vs sgd (this run)"),
+      (["--method", "simsiam"], "method simclr (checkpoint) vs simsiam (this run)"),
+      // conv4 does not take audio, so the data change comes with a model the data allows
+      // (validation would refuse conv4 on audio before the resume is checked).
+      (["--data", "spoken-digits", "--model", "samplecnn"], "data fashion-mnist (checkpoint) vs spoken-digits (this run)"),
+      // No flag sets the projection width; a YAML config does.
+      (["--config", yaml], "projectionDim 128 (checkpoint) vs 64 (this run)"),
+      (["--global-batch", "32"], "globalBatch 16 (checkpoint) vs 32 (this run)"),
+      (["--seed", "4"], "seed 3 (checkpoint) vs 4 (this run)"),
     ] {
-      let bad = try Processes.parallax(np: 2, ["pretrain", "--max-steps", "3", "--run-dir", dir, "--resume", "latest"] + common + flags, timeout: 60)
+      let bad = try Processes.parallax(np: flags.first == "--model" ? 2 : 1, ["pretrain", "--max-steps", "3", "--run-dir", dir, "--resume", "latest"] + common + flags, timeout: 60)
       XCTAssertNotEqual(bad.status, 0)
-      XCTAssertTrue(bad.stderr.contains("incompatible with this run: \(conflict)"), bad.stderr)
+      XCTAssertTrue(bad.stderr.contains("incompatible with this run: "), bad.stderr)
+      XCTAssertTrue(bad.stderr.contains(conflict), "\(flags): \(bad.stderr)")
       XCTAssertEqual(Jobs.snapshot(dir), before, "files changed after a refused resume with \(flags)")
     }
   }
