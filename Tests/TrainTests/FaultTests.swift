@@ -10,8 +10,9 @@ import XCTest
 final class FaultTests: XCTestCase {
   let common = ["--global-batch", "16", "--threads", "1", "--seed", "3"]
 
-  /// (a) SIGKILL to one rank: the job ends non-zero within 30 s, leaves no process, and
-  /// the last checkpoint loads and resumes.
+  /// (a) SIGKILL to one rank: the job ends non-zero within 30 s, leaves no process, the
+  /// last checkpoint (step k) loads, and resuming from `latest` to step k + 2 gives
+  /// parameters and optimizer state bit-identical to an uninterrupted run to step k + 2.
   func testKilledRankEndsJobAndLastCheckpointResumes() throws {
     let dir = Processes.temporaryDirectory("fault-kill")
     let job = try Job.mpirun(np: 2, ["pretrain", "--max-steps", "60", "--checkpoint-every", "2", "--run-dir", dir] + common)
@@ -26,11 +27,29 @@ final class FaultTests: XCTestCase {
     XCTAssertTrue(Jobs.poll(timeout: 5) { Jobs.processes(mentioning: dir).isEmpty }, "left behind: \(Jobs.processes(mentioning: dir))")
     let ck = try Checkpoint.load(dir + "/latest")
     XCTAssertGreaterThanOrEqual(ck.state.step, 2)
+    // Resume to step N = k + 2 (same schedule: --max-steps 60, stopped at N) and compare, bit
+    // for bit, with a run that was never interrupted, stopped at the same step.
+    let n = ck.state.step + 2
     let r = try Processes.parallax(
-      np: 1, ["pretrain", "--max-steps", "\(ck.state.step + 1)", "--run-dir", dir, "--resume", "latest"] + common, timeout: 90)
+      np: 2, ["pretrain", "--max-steps", "60", "--stop-after", "\(n)", "--run-dir", dir, "--resume", "latest"] + common,
+      timeout: 120)
     XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
     XCTAssertTrue(r.stdout.contains("at step \(ck.state.step)"), r.stdout)
-    XCTAssertEqual(Jobs.checkpointStep(dir + "/latest"), ck.state.step + 1)
+    XCTAssertEqual(Jobs.checkpointStep(dir + "/latest"), n)
+    let reference = Processes.temporaryDirectory("fault-kill-reference")
+    let u = try Processes.parallax(
+      np: 2, ["pretrain", "--max-steps", "60", "--stop-after", "\(n)", "--run-dir", reference] + common, timeout: 120)
+    XCTAssertEqual(u.status, 0, u.stdout + u.stderr)
+    let resumed = try Checkpoint.load(dir + "/latest"), uninterrupted = try Checkpoint.load(reference + "/latest")
+    XCTAssertEqual(resumed.state.step, n)
+    XCTAssertEqual(uninterrupted.state.step, n)
+    XCTAssertEqual(Set(resumed.model.keys), Set(uninterrupted.model.keys))
+    for (name, e) in uninterrupted.model {
+      XCTAssertEqual(resumed.model[name]?.values.map(\.bitPattern), e.values.map(\.bitPattern), "model \(name) at step \(n)")
+    }
+    for (name, e) in uninterrupted.optimizer {
+      XCTAssertEqual(resumed.optimizer[name]?.values.map(\.bitPattern), e.values.map(\.bitPattern), "optimizer \(name) at step \(n)")
+    }
   }
 
   /// (b) SIGINT to one rank of a plain `mpirun` job: every rank stops after the same step
