@@ -45,7 +45,9 @@ public enum AudioDecoder {
     try withFile(path) { file, info in
       let channels = Int(info.channels)
       var mono: [Float] = []
-      mono.reserveCapacity(max(0, Int(info.frames)))
+      // The header's frame count is a hint from the file: reserve at most 16 Mi samples on
+      // its word (a corrupt header may claim 2^62); the array grows with what is decoded.
+      mono.reserveCapacity(min(max(0, Int(info.frames)), 1 << 24))
       let chunkFrames = 8192
       var buffer = [Float](repeating: 0, count: chunkFrames * channels)
       while true {

@@ -134,7 +134,17 @@ public final class AudioShardSource: AudioSource {
     } catch {
       throw DataError.badHeader(path: sidecar, reason: "\(error)")
     }
-    guard shard.header.payloadSize == 2 * info.samples, shard.labelCount == info.labelNames.count,
+    guard info.kind == "parallax-audio-shard", info.samples > 0, info.sampleRate > 0 else {
+      throw DataError.badHeader(
+        path: sidecar, reason: "kind \(info.kind), \(info.samples) samples at \(info.sampleRate) Hz: not a valid audio-shard sidecar")
+    }
+    guard info.classNames.count == info.labelNames.count else {
+      throw DataError.badHeader(path: sidecar, reason: "\(info.labelNames.count) label names but \(info.classNames.count) class lists")
+    }
+    if let i = info.lengths.firstIndex(where: { $0 < 0 || $0 > info.samples }) {
+      throw DataError.badHeader(path: sidecar, reason: "clip \(i) has length \(info.lengths[i]), outside 0…\(info.samples)")
+    }
+    guard info.samples <= Int.max / 2, shard.header.payloadSize == 2 * info.samples, shard.labelCount == info.labelNames.count,
       info.lengths.count == shard.count
     else {
       throw DataError.badHeader(

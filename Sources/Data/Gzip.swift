@@ -26,7 +26,9 @@ public enum Gzip {
       let isize = Int(input[n - 4]) | Int(input[n - 3]) << 8 | Int(input[n - 2]) << 16
         | Int(input[n - 1]) << 24
       // A little slack so inflate can reach the end of the stream without growing the buffer.
-      if isize > 0 { capacity = isize + 1024 }
+      // ISIZE comes from the file: deflate expands at most ~1032:1, so a larger claim is
+      // corrupt and must not make us allocate it up front (the buffer still grows on demand).
+      if isize > 0 { capacity = min(isize, input.count * 1032) + 1024 }
     }
     var output = [UInt8](repeating: 0, count: capacity)
     var produced = 0

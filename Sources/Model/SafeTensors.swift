@@ -64,7 +64,7 @@ public enum SafeTensors {
     func fail(_ r: String) -> FormatError { FormatError(path: path, reason: r) }
     guard data.count >= 8 else { throw fail("file is \(data.count) bytes, too short for a safetensors header") }
     let n = data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self).littleEndian }
-    guard n > 0, n <= UInt64(data.count - 8) else {
+    guard n > 1, n <= UInt64(data.count - 8) else {
       throw fail("header length \(n) exceeds the file size \(data.count) (truncated or not safetensors)")
     }
     let headerData = data.subdata(in: 8..<(8 + Int(n)))
@@ -76,14 +76,25 @@ public enum SafeTensors {
     var metadata: [String: String] = [:]
     for (name, value) in json {
       if name == "__metadata__" {
-        for (k, v) in (value as? [String: Any]) ?? [:] { metadata[k] = "\(v)" }
+        guard let meta = value as? [String: Any] else { throw fail("__metadata__ is not an object of strings") }
+        for (k, v) in meta { metadata[k] = "\(v)" }
         continue
       }
       guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
-        let shape = (info["shape"] as? [NSNumber])?.map({ $0.intValue }),
-        let offs = (info["data_offsets"] as? [NSNumber])?.map({ $0.intValue }), offs.count == 2
+        let shapeNumbers = info["shape"] as? [NSNumber],
+        let offsetNumbers = info["data_offsets"] as? [NSNumber], offsetNumbers.count == 2
       else { throw fail("tensor \(name) has a malformed header entry") }
-      let count = shape.reduce(1, *)
+      // Header integers come from outside: each must be an exact non-negative integer, and
+      // their products are checked for overflow and against the data actually present.
+      func integer(_ x: NSNumber, _ what: String) throws -> Int {
+        let d = x.doubleValue
+        guard d.isFinite, d >= 0, d < 0x1p62, d == d.rounded(), Double(x.int64Value) == d else {
+          throw fail("tensor \(name) has \(what) \(x), not a non-negative integer below 2^62")
+        }
+        return Int(x.int64Value)
+      }
+      let shape = try shapeNumbers.map { try integer($0, "dimension") }
+      let offs = try offsetNumbers.map { try integer($0, "data offset") }
       let width: Int
       switch dtype {
       case "F32", "I32": width = 4
@@ -91,11 +102,20 @@ public enum SafeTensors {
       case "BF16", "F16": width = 2
       default: throw fail("tensor \(name) has unsupported dtype \(dtype)")
       }
-      guard offs[0] >= 0, offs[1] >= offs[0], offs[1] <= body.count, offs[1] - offs[0] == count * width else {
+      var count = 1
+      for d in shape {
+        let (product, overflow) = count.multipliedReportingOverflow(by: d)
+        guard !overflow, product <= body.count else {
+          throw fail("tensor \(name) shape \(shape) × \(dtype) needs more than the file's \(body.count) data bytes")
+        }
+        count = product
+      }
+      let (bytes, overflow) = count.multipliedReportingOverflow(by: width)
+      guard !overflow, offs[0] <= offs[1], offs[1] <= body.count, offs[1] - offs[0] == bytes else {
         throw fail("tensor \(name) data_offsets \(offs) do not fit shape \(shape) × \(dtype) in \(body.count) data bytes (truncated?)")
       }
       var values = [Float](repeating: 0, count: count)
-      body.withUnsafeBytes { raw in
+      if count > 0 { body.withUnsafeBytes { raw in
         let base = raw.baseAddress! + offs[0]
         for i in 0..<count {
           let p = base + i * width
@@ -110,7 +130,7 @@ public enum SafeTensors {
             values[i] = Float(Float16(bitPattern: p.loadUnaligned(as: UInt16.self).littleEndian))
           }
         }
-      }
+      } }
       entries[name] = Entry(name: name, shape: shape, values: values)
     }
     return (entries, metadata)

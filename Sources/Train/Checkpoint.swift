@@ -170,6 +170,14 @@ public enum Checkpoint {
     guard state.format == 1 else {
       throw CheckpointError(path: statePath, reason: "format \(state.format) is not supported (expected 1)")
     }
+    guard state.step >= 0, state.epoch >= 0, state.batchInEpoch >= 0, state.worldSize >= 1 else {
+      throw CheckpointError(
+        path: statePath,
+        reason: "step \(state.step), epoch \(state.epoch), batch \(state.batchInEpoch), world size \(state.worldSize): out of range (corrupt?)")
+    }
+    if let sizes = state.sizes, let bad = sizes.first(where: { $0.value < 0 }) {
+      throw CheckpointError(path: statePath, reason: "size \(bad.value) of \(bad.key) is negative (corrupt?)")
+    }
     var loaded: [String: Foundation.Data] = [:]
     for file in files + (state.files[methodFile] != nil ? [methodFile] : []) {
       let path = dir + "/" + file

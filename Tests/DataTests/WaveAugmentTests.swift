@@ -175,30 +175,93 @@ final class WaveAugmentTests: XCTestCase {
     XCTAssertLessThan(lowFraction(-1), 0.03)  // ≈ 1/64 for PSD ∝ f
   }
 
+  /// On a ramp with no zero sample, every view is the ramp with one contiguous stretch of at
+  /// most 20 % zeroed; the stretch is non-empty in (almost) every view and moves with the key,
+  /// so an augmenter that masks nothing fails.
   func testTimeMaskZeroesOneStretch() {
-    let x = [Float](repeating: 1, count: 1000)
+    let x = (0..<1000).map { Float($0 + 1) }
     let a = only(.timeMask, length: 1000) { $0.timeMaskMaxFraction = 0.2 }
-    let (y, _) = view(a, x)
-    let zeros = y.enumerated().filter { $0.element == 0 }.map(\.offset)
-    XCTAssertLessThanOrEqual(zeros.count, 200)
-    if let first = zeros.first { XCTAssertEqual(zeros, Array(first..<(first + zeros.count))) }
+    var masked = 0
+    var starts = Set<Int>()
+    for s in 0..<20 {
+      let (y, applied) = view(a, x, sample: s)
+      XCTAssertEqual(applied, WaveTransformSet(.timeMask))
+      let zeros = y.enumerated().filter { $0.element == 0 }.map(\.offset)
+      XCTAssertLessThanOrEqual(zeros.count, 200)
+      guard let first = zeros.first else { continue }
+      masked += 1
+      starts.insert(first)
+      XCTAssertEqual(zeros, Array(first..<(first + zeros.count)), "one contiguous stretch")
+      for i in 0..<1000 where y[i] != 0 { XCTAssertEqual(y[i], x[i], "outside the mask the clip is unchanged") }
+    }
+    XCTAssertGreaterThanOrEqual(masked, 18, "widths are uniform in [0, 200): an empty mask is rare")
+    XCTAssertGreaterThan(starts.count, 10, "the mask position varies with the sample key")
   }
 
+  /// Every view is a circular roll of the ramp by |s| ≤ 25 % of its length; the shifts vary
+  /// with the key and are not all zero, so an augmenter that does not roll fails.
   func testTimeShiftRollsCircularly() {
     let x = (0..<100).map { Float($0) }
-    let (y, applied) = view(only(.timeShift, length: 100), x)
-    XCTAssertTrue(applied.contains(.timeShift))
-    let s = Int(y[0]) == 0 ? 0 : 100 - Int(y[0])
-    for i in 0..<100 { XCTAssertEqual(y[(i + s) % 100], x[i]) }
+    let a = only(.timeShift, length: 100) { $0.timeShiftMaxFraction = 0.25 }
+    var shifts = Set<Int>()
+    for sample in 0..<20 {
+      let (y, applied) = view(a, x, sample: sample)
+      XCTAssertEqual(applied, WaveTransformSet(.timeShift))
+      let s = (100 - Int(y[0])) % 100  // y[s] = x[0]
+      for i in 0..<100 { XCTAssertEqual(y[(i + s) % 100], x[i], "sample \(sample): a roll by \(s)") }
+      let signed = s > 50 ? s - 100 : s
+      XCTAssertLessThanOrEqual(abs(signed), 25)
+      shifts.insert(signed)
+    }
+    XCTAssertGreaterThan(shifts.count, 8, "the shift varies with the sample key: \(shifts.sorted())")
+    XCTAssertTrue(shifts.contains { $0 < 0 } && shifts.contains { $0 > 0 }, "both directions: \(shifts.sorted())")
   }
 
+  /// `fade` multiplies the ends by the documented ramps, exactly.
+  func testFadeRampShapes() {
+    func faded(_ shape: Int) -> [Float] {
+      var y = (0..<10).map { Float($0 + 1) }
+      y.withUnsafeMutableBufferPointer { WaveAugment.fade($0.baseAddress!, count: 10, fadeIn: 4, fadeOut: 2, shape: shape) }
+      return y
+    }
+    XCTAssertEqual(faded(0), [0, 2 * 0.25, 3 * 0.5, 4 * 0.75, 5, 6, 7, 8, 9 * 0.5, 0])
+    let quarterSine = faded(1)
+    XCTAssertEqual(quarterSine[1], 2 * sinf(0.25 * .pi / 2), accuracy: 1e-6)
+    XCTAssertEqual(quarterSine[8], 9 * sinf(0.5 * .pi / 2), accuracy: 1e-6)
+    let halfSine = faded(2)
+    XCTAssertEqual(halfSine[2], 3 * (0.5 - 0.5 * cosf(0.5 * .pi)), accuracy: 1e-6)
+    let exponential = faded(3)
+    XCTAssertEqual(exponential[3], 4 * powf(2, 10 * (0.75 - 1)), accuracy: 1e-6)
+    for y in [quarterSine, halfSine, exponential] {
+      XCTAssertEqual(y[0], 0)
+      XCTAssertEqual(y[9], 0)
+      XCTAssertEqual(Array(y[4..<8]), [5, 6, 7, 8])
+    }
+  }
+
+  /// Through the augmenter, a constant clip comes out silent at both ends, rising to 1 and
+  /// falling from it, with fade lengths (the first and last sample that reach 1) that vary
+  /// with the key: a no-op augmenter leaves every sample at 1 and fails.
   func testFadeRampsEnds() {
     let x = [Float](repeating: 1, count: 1000)
-    let (y, _) = view(only(.fade, length: 1000), x)
-    XCTAssertLessThanOrEqual(y[0], 1)
-    XCTAssertEqual(y[500], 1)  // fades cover at most half each, and the middle sample is never both
-    for i in 1..<500 { XCTAssertGreaterThanOrEqual(y[i], y[i - 1]) }
-    for i in 500..<999 { XCTAssertGreaterThanOrEqual(y[i], y[i + 1]) }
+    let a = only(.fade, length: 1000)
+    var fadeIns = Set<Int>()
+    for s in 0..<12 {
+      let (y, applied) = view(a, x, sample: s)
+      XCTAssertEqual(applied, WaveTransformSet(.fade))
+      XCTAssertEqual(y[500], 1)  // fades cover at most half each, and the middle sample is never both
+      for i in 1..<500 { XCTAssertGreaterThanOrEqual(y[i], y[i - 1]) }
+      for i in 500..<999 { XCTAssertGreaterThanOrEqual(y[i], y[i + 1]) }
+      let fadeIn = y.firstIndex(of: 1)!
+      let fadeOut = 999 - y.lastIndex(of: 1)!
+      if fadeIn > 0 { XCTAssertEqual(y[0], 0, "every ramp starts at 0") }
+      if fadeOut > 0 { XCTAssertEqual(y[999], 0) }
+      XCTAssertLessThanOrEqual(fadeIn, 500)
+      XCTAssertLessThanOrEqual(fadeOut, 500)
+      fadeIns.insert(fadeIn)
+    }
+    XCTAssertGreaterThan(fadeIns.count, 6, "fade lengths vary with the key: \(fadeIns.sorted())")
+    XCTAssertFalse(fadeIns.contains(0) && fadeIns.count == 1)
   }
 
   /// An impulse gets a decaying tail: energy after the shortest comb delay, less in the last

@@ -88,6 +88,42 @@ final class CheckpointTests: XCTestCase {
 
   /// `latest` follows the run's lineage: checkpoints of later steps left by a run that
   /// was resumed from an earlier one are not candidates, and pruning leaves them alone.
+  /// Rank 0 killed between writing `step-N.tmp/` and renaming it (simulated: a real kill at
+  /// that instant is a race, so the half-written directory is made by hand — a copy of the
+  /// previous checkpoint whose state says step 2 and whose model is cut short): `latest` still
+  /// names step 1, it loads without a fallback note, the temp directory is never listed or
+  /// taken, and the resumed run's own step-2 checkpoint replaces it.
+  func testHalfWrittenTempDirectoryIsNeverTaken() throws {
+    let dir = try run("ckpt-stale-tmp", steps: [1])
+    let fm = FileManager.default
+    let tmp = dir + "/step-00000002.tmp"
+    try fm.copyItem(atPath: dir + "/step-00000001", toPath: tmp)
+    let statePath = tmp + "/state.json"
+    let state = try String(contentsOfFile: statePath, encoding: .utf8)
+      .replacingOccurrences(of: "\"step\" : 1", with: "\"step\" : 2")
+    try state.write(toFile: statePath, atomically: false, encoding: .utf8)
+    let model = try Foundation.Data(contentsOf: URL(fileURLWithPath: tmp + "/model.safetensors"))
+    try model.prefix(model.count / 2).write(to: URL(fileURLWithPath: tmp + "/model.safetensors"))
+
+    XCTAssertEqual(Checkpoint.latestTarget(runDir: dir), dir + "/step-00000001")
+    XCTAssertEqual(Checkpoint.list(runDir: dir), [dir + "/step-00000001"])
+    let (chosen, loaded, notes) = try Checkpoint.loadForResume("latest", runDir: dir)
+    XCTAssertEqual(chosen, dir + "/step-00000001")
+    XCTAssertEqual(loaded.state.step, 1)
+    XCTAssertEqual(notes, [])
+    XCTAssertEqual(loaded.model["encoder.0.weight"]?.values, (0..<36).map { 1 + Float($0) })
+
+    let a = arena(2)
+    var config = PretrainConfig()
+    config.runDir = dir
+    try Checkpoint.write(
+      runDir: dir, arena: a, optimizerState: [],
+      state: CheckpointState(config: config, step: 2, epoch: 0, batchInEpoch: 2, worldSize: 1, seed: 0), keep: 10)
+    XCTAssertFalse(fm.fileExists(atPath: tmp), "the stale temp directory is replaced, not left beside")
+    XCTAssertEqual(Checkpoint.latestTarget(runDir: dir), dir + "/step-00000002")
+    XCTAssertEqual(try Checkpoint.load(dir + "/latest").model["encoder.0.weight"]?.values, (0..<36).map { 2 + Float($0) })
+  }
+
   func testKeepPrunesOnlyUpToTheNewestStep() throws {
     let dir = try run("ck-keep", steps: [1, 2, 3, 4], keep: 2)
     XCTAssertEqual(Checkpoint.list(runDir: dir).map { ($0 as NSString).lastPathComponent }, ["step-00000003", "step-00000004"])

@@ -10,8 +10,9 @@ import XCTest
 final class FaultTests: XCTestCase {
   let common = ["--global-batch", "16", "--threads", "1", "--seed", "3"]
 
-  /// (a) SIGKILL to one rank: the job ends non-zero within 30 s, leaves no process, and
-  /// the last checkpoint loads and resumes.
+  /// (a) SIGKILL to one rank: the job ends non-zero within 30 s, leaves no process, the
+  /// last checkpoint (step k) loads, and resuming from `latest` to step k + 2 gives
+  /// parameters and optimizer state bit-identical to an uninterrupted run to step k + 2.
   func testKilledRankEndsJobAndLastCheckpointResumes() throws {
     let dir = Processes.temporaryDirectory("fault-kill")
     let job = try Job.mpirun(np: 2, ["pretrain", "--max-steps", "60", "--checkpoint-every", "2", "--run-dir", dir] + common)
@@ -26,11 +27,29 @@ final class FaultTests: XCTestCase {
     XCTAssertTrue(Jobs.poll(timeout: 5) { Jobs.processes(mentioning: dir).isEmpty }, "left behind: \(Jobs.processes(mentioning: dir))")
     let ck = try Checkpoint.load(dir + "/latest")
     XCTAssertGreaterThanOrEqual(ck.state.step, 2)
+    // Resume to step N = k + 2 (same schedule: --max-steps 60, stopped at N) and compare, bit
+    // for bit, with a run that was never interrupted, stopped at the same step.
+    let n = ck.state.step + 2
     let r = try Processes.parallax(
-      np: 1, ["pretrain", "--max-steps", "\(ck.state.step + 1)", "--run-dir", dir, "--resume", "latest"] + common, timeout: 90)
+      np: 2, ["pretrain", "--max-steps", "60", "--stop-after", "\(n)", "--run-dir", dir, "--resume", "latest"] + common,
+      timeout: 120)
     XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
     XCTAssertTrue(r.stdout.contains("at step \(ck.state.step)"), r.stdout)
-    XCTAssertEqual(Jobs.checkpointStep(dir + "/latest"), ck.state.step + 1)
+    XCTAssertEqual(Jobs.checkpointStep(dir + "/latest"), n)
+    let reference = Processes.temporaryDirectory("fault-kill-reference")
+    let u = try Processes.parallax(
+      np: 2, ["pretrain", "--max-steps", "60", "--stop-after", "\(n)", "--run-dir", reference] + common, timeout: 120)
+    XCTAssertEqual(u.status, 0, u.stdout + u.stderr)
+    let resumed = try Checkpoint.load(dir + "/latest"), uninterrupted = try Checkpoint.load(reference + "/latest")
+    XCTAssertEqual(resumed.state.step, n)
+    XCTAssertEqual(uninterrupted.state.step, n)
+    XCTAssertEqual(Set(resumed.model.keys), Set(uninterrupted.model.keys))
+    for (name, e) in uninterrupted.model {
+      XCTAssertEqual(resumed.model[name]?.values.map(\.bitPattern), e.values.map(\.bitPattern), "model \(name) at step \(n)")
+    }
+    for (name, e) in uninterrupted.optimizer {
+      XCTAssertEqual(resumed.optimizer[name]?.values.map(\.bitPattern), e.values.map(\.bitPattern), "optimizer \(name) at step \(n)")
+    }
   }
 
   /// (b) SIGINT to one rank of a plain `mpirun` job: every rank stops after the same step
@@ -111,20 +130,33 @@ final class FaultTests: XCTestCase {
     XCTAssertFalse(names.contains { $0.hasPrefix("step-00000002") }, "partial checkpoint left: \(names)")
   }
 
-  /// (e) Resuming with another model or optimizer: a clear error, nothing overwritten.
+  /// (e) Resuming with any setting that must match (`ResumeSource.mustMatch`: method, model,
+  /// data, projection dim, optimizer, global batch, seed) changed: a clear error naming it,
+  /// nothing overwritten. One case per setting, so dropping any one from the list fails.
   func testIncompatibleResumeIsRefusedAndWritesNothing() throws {
     let dir = Processes.temporaryDirectory("fault-incompatible")
     let r = try Processes.parallax(np: 1, ["pretrain", "--max-steps", "1", "--run-dir", dir] + common, timeout: 90)
     XCTAssertEqual(r.status, 0, r.stderr)
     let before = Jobs.snapshot(dir)
     XCTAssertTrue(before.keys.contains("step-00000001/model.safetensors"))
+    let yaml = Processes.temporaryDirectory("fault-incompatible-config") + "/projection.yaml"
+    try "projectionDim: 64\n".write(toFile: yaml, atomically: true, encoding: .utf8)
     for (flags, conflict) in [
       (["--model", "resnet18"], "model conv4 (checkpoint) vs resnet18 (this run)"),
       (["--optimizer", "sgd"], "optimizer lars (checkpoint) vs sgd (this run)"),
+      (["--method", "simsiam"], "method simclr (checkpoint) vs simsiam (this run)"),
+      // conv4 does not take audio, so the data change comes with a model the data allows
+      // (validation would refuse conv4 on audio before the resume is checked).
+      (["--data", "spoken-digits", "--model", "samplecnn"], "data fashion-mnist (checkpoint) vs spoken-digits (this run)"),
+      // No flag sets the projection width; a YAML config does.
+      (["--config", yaml], "projectionDim 128 (checkpoint) vs 64 (this run)"),
+      (["--global-batch", "32"], "globalBatch 16 (checkpoint) vs 32 (this run)"),
+      (["--seed", "4"], "seed 3 (checkpoint) vs 4 (this run)"),
     ] {
-      let bad = try Processes.parallax(np: 2, ["pretrain", "--max-steps", "3", "--run-dir", dir, "--resume", "latest"] + common + flags, timeout: 60)
+      let bad = try Processes.parallax(np: flags.first == "--model" ? 2 : 1, ["pretrain", "--max-steps", "3", "--run-dir", dir, "--resume", "latest"] + common + flags, timeout: 60)
       XCTAssertNotEqual(bad.status, 0)
-      XCTAssertTrue(bad.stderr.contains("incompatible with this run: \(conflict)"), bad.stderr)
+      XCTAssertTrue(bad.stderr.contains("incompatible with this run: "), bad.stderr)
+      XCTAssertTrue(bad.stderr.contains(conflict), "\(flags): \(bad.stderr)")
       XCTAssertEqual(Jobs.snapshot(dir), before, "files changed after a refused resume with \(flags)")
     }
   }

@@ -46,9 +46,16 @@ final class LinkCutTests: XCTestCase {
     let took = Date().timeIntervalSince(cut)
     XCTAssertTrue(ended, "job still running \(bound) s after the link was cut:\n\(job.stderr)")
     XCTAssertNotEqual(job.status, 0, job.stdout + job.stderr)
-    XCTAssertTrue(
-      job.stderr.contains("stall watchdog") || job.stderr.contains("lost communication"),
-      "neither the watchdog nor Open MPI reported the cut:\n\(job.stderr)")
+    // The stall watchdog ended the job, not Open MPI's own keepalive (which is off): its
+    // report is there, it waited at least the timeout, and the job did not end before it.
+    let said = job.stdout + job.stderr
+    let report = try XCTUnwrap(
+      said.range(of: #"\] stall watchdog: waited ([0-9.]+) s"#, options: .regularExpression).map { String(said[$0]) },
+      "the stall watchdog did not report the cut:\n\(said)")
+    let waited = Double(report.split(separator: " ")[4]) ?? 0
+    XCTAssertGreaterThanOrEqual(waited, stallTimeout, report)
+    XCTAssertGreaterThanOrEqual(took, stallTimeout - 1, "the job ended before the watchdog could have fired")
+    XCTAssertEqual(job.status, 3, "the watchdog's MPI_Abort(world, 3) sets the job's status")
     print(String(format: "link cut: job exited with status %d %.1f s after the cut", job.status, took))
 
     // Nothing left on the reachable host; `down` (tearDown) reaps the cut-off one.

@@ -60,6 +60,12 @@ final class SimCLRStepFixtureTests: XCTestCase {
     let dh = try net.head.backward(try loss.backward())
     _ = try net.encoder.backward(dh.reshaped(h.shape))
 
+    // Every other tensor to 2e-5 relative (‖ours − PyTorch‖/‖PyTorch‖): measured 1.6e-6 …
+    // 4.0e-6 per tensor (float32 summation order in both frameworks), so 2e-5 is a 5× margin
+    // and one tensor's gradient cannot be wrong by more than float rounding. The step stops
+    // at the gradients: the fixture (../shared/fixtures/generate/make_fixtures.py) holds
+    // parameters before the step and BN running statistics after it, not the updated
+    // parameters; the optimizer update is checked against PyTorch in OptimizerTests.
     // A conv or linear bias that feeds a BatchNorm has a true gradient of zero; both
     // frameworks return rounding noise there, so those are held to an absolute bound
     // relative to the whole gradient's norm instead.
@@ -75,7 +81,7 @@ final class SimCLRStepFixtureTests: XCTestCase {
         let norm = ours.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
         XCTAssertLessThan(norm, 1e-5 * totalNorm, "grad \(r.name) should be ~0")
       } else {
-        XCTAssertLessThan(relativeError(ours, expected.values), 1e-3, "grad \(r.name)")
+        XCTAssertLessThan(relativeError(ours, expected.values), 2e-5, "grad \(r.name)")
       }
     }
     for r in arena.bufferRanges {
