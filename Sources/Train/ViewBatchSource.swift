@@ -57,7 +57,8 @@ public enum ViewSources {
   ) throws -> ViewBatchSource {
     switch config.data {
     case "fashion-mnist":
-      let train = try FashionMNIST.load(split: .train, directory: config.dataDir)
+      // Packed once into a cached record shard; this rank reads only its samples, by offset.
+      let train = try FashionMNIST.shard(split: .train, directory: config.dataDir)
       let sampler = try DistributedSampler(
         count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: config.seed)
       let augment =
