@@ -48,31 +48,14 @@ public final class ImageViewSource: ViewBatchSource {
   }
 }
 
-/// The one place a configuration becomes training data.
+/// The interface the pretraining loop uses: the configuration's dataset (`Datasets.open`), two
+/// views with transformation labels.
 public enum ViewSources {
   /// - Parameters:
   ///   - globalBatch: samples per global batch (a micro-batch's size under accumulation).
   public static func make(
     _ config: PretrainConfig, globalBatch: Int, rank: Int, worldSize: Int
   ) throws -> ViewBatchSource {
-    switch config.data {
-    case "fashion-mnist":
-      // Packed once into a cached record shard; this rank reads only its samples, by offset.
-      let train = try FashionMNIST.shard(split: .train, directory: config.dataDir)
-      let sampler = try DistributedSampler(
-        count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: config.seed)
-      let augment =
-        config.augmentStrength > 0
-        ? SimCLRAugment(strength: config.augmentStrength) : SimCLRAugment(config: .identity)
-      return try ImageViewSource(
-        source: train, sampler: sampler, augment: augment, seed: config.seed,
-        sampling: config.resolvedAugmentSampling)
-    case _ where config.isAudio:
-      // spoken-digits, audio-manifest, audio-folder (AudioData.swift).
-      return try AudioViewSource.make(config, globalBatch: globalBatch, rank: rank, worldSize: worldSize)
-    default:
-      throw ConfigError(
-        message: "unknown data '\(config.data)' (known: \(PretrainConfig.datasets.joined(separator: ", ")))")
-    }
+    try Datasets.open(config).views(DataInputs(), globalBatch: globalBatch, rank: rank, worldSize: worldSize)
   }
 }
