@@ -1,22 +1,44 @@
-/// Fills batches of un-augmented, fixed-length clips for evaluation and feature extraction:
-/// each clip's centre `length` samples (zero-padded around the centre when shorter), as the
-/// identity `WaveAugment` makes them, shaped `[indices.count, 1, 1, L]`. With a
-/// `LogMelSpectrogram`, `loadSpectrograms` gives `[indices.count, 1, nMels, frames]` instead.
+/// The clean inputs of an audio set for evaluation (an `EvalSource`): each clip's centre
+/// `length` samples (zero-padded around the centre when shorter), as the identity
+/// `WaveAugment` makes them, `[indices.count, 1, 1, L]`; with a `LogMelSpectrogram` front end
+/// their spectrograms, `[indices.count, 1, nMels, frames]`. Labels are the source's slots.
 /// Not thread-safe; use one per thread.
-public final class AudioEvalLoader {
+public final class AudioEvalLoader: EvalSource {
   public let source: AudioSource
   /// Samples per clip `L`.
   public let length: Int
+  /// The front end `load` applies, or nil for raw waveforms.
+  public let mel: LogMelSpectrogram?
+  public let labelSlots: [LabelSlot]
   private let crop: WaveAugment
+  /// [L] waveform before the front end (log-mel only).
+  private var wave: [Float]
 
-  public init(source: AudioSource, length: Int) {
+  public init(source: AudioSource, length: Int, mel: LogMelSpectrogram? = nil) {
     self.source = source
     self.length = length
+    self.mel = mel
+    labelSlots = zip(source.labelNames, source.classNames).map { LabelSlot(name: $0, classNames: $1) }
     crop = WaveAugment(config: .identity, sampleRate: source.sampleRate, length: length)
+    wave = mel == nil ? [] : [Float](repeating: 0, count: length)
   }
 
-  /// Writes the clips at `indices` into `x` [indices.count, 1, 1, L].
+  public var count: Int { source.count }
+  public var inputShape: InputShape {
+    guard let mel else { return InputShape(channels: 1, height: 1, width: length) }
+    return InputShape(channels: 1, height: mel.nMels, width: mel.frameCount(length))
+  }
+  public func label(_ i: Int, slot: Int) -> Int { source.label(i, slot: slot) }
+
+  /// Writes the inputs of the clips at `indices` into `x`: waveforms [indices.count, 1, 1, L],
+  /// or through `mel` (when set) spectrograms [indices.count, 1, nMels, frames].
   public func load<S: Sequence>(indices: S, into x: UnsafeMutablePointer<Float>) throws where S.Element == Int {
+    guard let mel else { return try loadWaves(indices: indices, into: x) }
+    try loadSpectrograms(indices: indices, mel: mel, into: x)
+  }
+
+  /// Writes the centre-cropped waveforms of the clips at `indices` into `x` [indices.count, 1, 1, L].
+  public func loadWaves<S: Sequence>(indices: S, into x: UnsafeMutablePointer<Float>) throws where S.Element == Int {
     for (row, sample) in indices.enumerated() {
       let clip = try source.samples(sample)
       var rng = KeyedRandom(seed: 0, epoch: 0, sample: sample, purpose: .view1)  // unused by identity
@@ -30,16 +52,11 @@ public final class AudioEvalLoader {
     indices: S, mel: LogMelSpectrogram, into x: UnsafeMutablePointer<Float>
   ) throws where S.Element == Int {
     let per = mel.nMels * mel.frameCount(length)
-    var wave = [Float](repeating: 0, count: length)
+    if wave.count != length { wave = [Float](repeating: 0, count: length) }
     for (row, sample) in indices.enumerated() {
-      try wave.withUnsafeMutableBufferPointer { try load(indices: [sample], into: $0.baseAddress!) }
+      try wave.withUnsafeMutableBufferPointer { try loadWaves(indices: [sample], into: $0.baseAddress!) }
       wave.withUnsafeBufferPointer { mel.compute($0.baseAddress!, count: length, into: x + row * per) }
     }
-  }
-
-  /// The labels of the clips at `indices` in `slot`.
-  public func labels<S: Sequence>(indices: S, slot: Int = 0) -> [Int] where S.Element == Int {
-    indices.map { source.label($0, slot: slot) }
   }
 }
 

@@ -73,8 +73,7 @@ struct Eval: ParsableCommand {
           }
           return
         }
-        let train = try FashionMNIST.load(split: .train, directory: config.dataDir)
-        let test = try FashionMNIST.load(split: .test, directory: config.dataDir)
+        let (train, test) = try ProbeReport.splits(config)
         let rows = try ProbeReport.probe(
           "\(config.method) \(config.model)", encoder: net.encoder, train: train, test: test,
           layers: common.layers, comm: comm, epochs: epochs, limit: common.limit > 0 ? common.limit : nil)
@@ -95,8 +94,7 @@ struct Eval: ParsableCommand {
         Runtime.configureThreads(requested: common.threads, localSize: comm.localSize)
         let (config, net) = try common.load()
         guard !config.isAudio else { throw ValidationError("knn: use `eval linear` or `eval fewshot` on audio checkpoints") }
-        let train = try FashionMNIST.load(split: .train, directory: config.dataDir)
-        let test = try FashionMNIST.load(split: .test, directory: config.dataDir)
+        let (train, test) = try ProbeReport.splits(config)
         let limit = common.limit > 0 ? common.limit : nil
         let tr = try FeatureExtractor.extract(encoder: net.encoder, source: train, layers: common.layers, comm: comm, limit: limit)
         let te = try FeatureExtractor.extract(encoder: net.encoder, source: test, layers: common.layers, comm: comm, limit: limit)
@@ -160,7 +158,7 @@ struct Eval: ParsableCommand {
           }
           return
         }
-        let test = try FashionMNIST.load(split: .test, directory: config.dataDir)
+        let test = try FashionMNIST.shard(split: .test, directory: config.dataDir)
         let fs = try FeatureExtractor.extract(
           encoder: net.encoder, source: test, layers: common.layers, comm: comm,
           limit: common.limit > 0 ? common.limit : nil)

@@ -137,17 +137,4 @@ public final class AudioViewSource: ViewBatchSource {
     }
     if let mel { mel.batch(target, rows: loader.rows, length: loader.length, into: x) }
   }
-
-  /// The configuration's audio views for one rank: the train split of `config.dataDir`.
-  public static func make(_ config: PretrainConfig, globalBatch: Int, rank: Int, worldSize: Int) throws
-    -> AudioViewSource
-  {
-    let (train, _) = try AudioData.splits(config)
-    let sampler = try DistributedSampler(
-      count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: config.seed)
-    let augment = WaveAugment(
-      config: try AudioData.augmentConfig(config), sampleRate: config.sampleRate, length: config.resolvedAudioLength)
-    return try AudioViewSource(
-      source: train, sampler: sampler, augment: augment, seed: config.seed, mel: AudioData.melFrontEnd(config))
-  }
 }

@@ -28,32 +28,33 @@ public enum FeatureLayer: String, CaseIterable, Sendable {
 }
 
 public enum FeatureExtractor {
-  /// Runs the frozen encoder (BN in inference mode) over `source`, each rank on a contiguous
-  /// share of the samples, and gathers the features to rank 0 (other ranks get `nil`).
+  /// Runs the frozen encoder (BN in inference mode) over the clean inputs of `eval` (images or
+  /// audio alike), each rank on a contiguous share of the first `limit` samples, and gathers
+  /// the features to rank 0 (other ranks get `nil`). Row `i` of a feature set is sample `i`;
+  /// its labels are label slot `slot` (`relabeled` gives another slot's).
+  ///
+  /// The feature sizes come from a forward pass of one zero input, so they are right whatever
+  /// input shape the encoder was built for.
   public static func extract(
-    encoder: any Encoder, source: ImageSource, layers: [FeatureLayer], comm: Communicator,
-    batch: Int = 256, limit: Int? = nil
+    encoder: any Encoder, eval: EvalSource, layers: [FeatureLayer], comm: Communicator,
+    batch: Int = 256, limit: Int? = nil, slot: Int = 0
   ) throws -> [FeatureLayer: FeatureSet]? {
-    let total = min(source.count, limit ?? source.count)
+    let total = min(eval.count, limit ?? eval.count)
     let per = (total + comm.size - 1) / comm.size
     let lo = min(total, comm.rank * per)
     let hi = min(total, lo + per)
-    let h = source.height
-    let w = source.width
-    let pixels = UnsafeMutablePointer<UInt8>.allocate(capacity: h * w)
-    defer { pixels.deallocate() }
-    let input = Storage(batch * h * w)
+    let s = eval.inputShape
+    let input = Storage(batch * s.count)
+    for i in 0..<s.count { input.data[i] = 0 }
+    let zero = try encoder.forward(Tensor(input.data, Shape(1, s.channels, s.height, s.width)), training: false)
+    let dims: [FeatureLayer: Int] = [.pooled: zero.shape.perSample, .prePool: encoder.prePoolFeatures!.shape.perSample]
     var local: [FeatureLayer: [Float]] = [:]
-    let dims: [FeatureLayer: Int] = [.pooled: encoder.featureDim, .prePool: encoder.prePoolDim]
     for l in layers { local[l] = [Float](repeating: 0, count: per * dims[l]!) }
     var i = lo
     while i < hi {
       let n = min(batch, hi - i)
-      for j in 0..<n {
-        try source.pixels(i + j, into: pixels)
-        SimCLRAugment.normalize(pixels, count: h * w, into: input.data + j * h * w)
-      }
-      let out = try encoder.forward(Tensor(input.data, Shape(n, 1, h, w)), training: false)
+      try eval.load(indices: i..<(i + n), into: input.data)
+      let out = try encoder.forward(Tensor(input.data, Shape(n, s.channels, s.height, s.width)), training: false)
       for l in layers {
         let t = l == .pooled ? out : encoder.prePoolFeatures!
         let d = dims[l]!
@@ -64,18 +65,24 @@ public enum FeatureExtractor {
       }
       i += n
     }
-    var labels = [Float](repeating: -1, count: per)
-    for j in lo..<hi { labels[j - lo] = Float(source.label(j)) }
     // Every rank takes part in the same gathers, in the same order; rank 0 assembles.
-    let labs = try gatherShares(labels, rowWidth: 1, per: per, total: total, comm: comm)
     var result: [FeatureLayer: FeatureSet] = [:]
     for l in layers {
-      let values = try gatherShares(local[l]!, rowWidth: dims[l]!, per: per, total: total, comm: comm)
-      if let values, let labs {
-        result[l] = FeatureSet(dim: dims[l]!, values: values, labels: labs.map { Int($0) })
+      if let values = try gatherShares(local[l]!, rowWidth: dims[l]!, per: per, total: total, comm: comm) {
+        result[l] = FeatureSet(dim: dims[l]!, values: values, labels: eval.labels(indices: 0..<total, slot: slot))
       }
     }
     return comm.rank == 0 ? result : nil
+  }
+
+  /// `extract` over the normalised images of `source`.
+  public static func extract(
+    encoder: any Encoder, source: ImageSource, layers: [FeatureLayer], comm: Communicator,
+    batch: Int = 256, limit: Int? = nil
+  ) throws -> [FeatureLayer: FeatureSet]? {
+    try extract(
+      encoder: encoder, eval: EvalBatchLoader(source: source, classNames: []), layers: layers, comm: comm,
+      batch: batch, limit: limit)
   }
 
   /// Gathers every rank's share of a `total`-row matrix to rank 0: rank r holds rows
@@ -103,19 +110,18 @@ public enum FeatureExtractor {
     return values
   }
 
-  /// Raw normalised pixels as features (the baseline every probe must beat).
-  public static func pixels(source: ImageSource, limit: Int? = nil) throws -> FeatureSet {
-    let total = min(source.count, limit ?? source.count)
-    let d = source.height * source.width
+  /// The clean inputs themselves as features (raw normalised pixels: the baseline every
+  /// probe must beat).
+  public static func pixels(eval: EvalSource, limit: Int? = nil, slot: Int = 0) throws -> FeatureSet {
+    let total = min(eval.count, limit ?? eval.count)
+    let d = eval.inputShape.count
     var values = [Float](repeating: 0, count: total * d)
-    let px = UnsafeMutablePointer<UInt8>.allocate(capacity: d)
-    defer { px.deallocate() }
-    try values.withUnsafeMutableBufferPointer { v in
-      for i in 0..<total {
-        try source.pixels(i, into: px)
-        SimCLRAugment.normalize(px, count: d, into: v.baseAddress! + i * d)
-      }
-    }
-    return FeatureSet(dim: d, values: values, labels: (0..<total).map { source.label($0) })
+    try values.withUnsafeMutableBufferPointer { try eval.load(indices: 0..<total, into: $0.baseAddress!) }
+    return FeatureSet(dim: d, values: values, labels: eval.labels(indices: 0..<total, slot: slot))
+  }
+
+  /// Raw normalised pixels of `source` as features.
+  public static func pixels(source: ImageSource, limit: Int? = nil) throws -> FeatureSet {
+    try pixels(eval: EvalBatchLoader(source: source, classNames: []), limit: limit)
   }
 }

@@ -13,11 +13,12 @@ public enum ProbeReport {
     public var seconds: Double
   }
 
-  /// Loads Fashion-MNIST train and test from the configuration's directory.
-  static func splits(_ config: PretrainConfig) throws -> (ImageDataset, ImageDataset) {
+  /// Fashion-MNIST train and test of the configuration's directory, as cached record shards
+  /// read by offset (each rank reads only the samples it extracts).
+  public static func splits(_ config: PretrainConfig) throws -> (ImageSource, ImageSource) {
     (
-      try FashionMNIST.load(split: .train, directory: config.dataDir),
-      try FashionMNIST.load(split: .test, directory: config.dataDir)
+      try FashionMNIST.shard(split: .train, directory: config.dataDir),
+      try FashionMNIST.shard(split: .test, directory: config.dataDir)
     )
   }
 

@@ -48,26 +48,15 @@ public final class ImageViewSource: ViewBatchSource {
   }
 }
 
-/// The one place a configuration becomes training data.
+/// The interface the pretraining loop uses: the configuration's dataset (`Datasets.open`), two
+/// views with transformation labels.
 public enum ViewSources {
   /// - Parameters:
   ///   - globalBatch: samples per global batch (a micro-batch's size under accumulation).
   public static func make(
     _ config: PretrainConfig, globalBatch: Int, rank: Int, worldSize: Int
   ) throws -> ViewBatchSource {
-    switch config.data {
-    case .fashionMNIST:
-      let train = try FashionMNIST.load(split: .train, directory: config.dataDir)
-      let sampler = try DistributedSampler(
-        count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: config.seed)
-      let augment =
-        config.augmentStrength > 0
-        ? SimCLRAugment(strength: config.augmentStrength) : SimCLRAugment(config: .identity)
-      return try ImageViewSource(
-        source: train, sampler: sampler, augment: augment, seed: config.seed,
-        sampling: config.resolvedAugmentSampling)
-    case .spokenDigits, .audioManifest, .audioFolder:
-      return try AudioViewSource.make(config, globalBatch: globalBatch, rank: rank, worldSize: worldSize)
-    }
+    try Datasets.open(config).views(
+      config.method.implementation.inputs, globalBatch: globalBatch, rank: rank, worldSize: worldSize)
   }
 }

@@ -1,0 +1,133 @@
+import Data
+import Model
+
+/// What a method asks the data for, per sample. The data side builds exactly these rows.
+/// Today every method takes two augmented views (rows: view 1 of every local sample, then
+/// view 2) and, when it wants them, the multi-hot "augmentations applied" labels of each view
+/// row. Planned inputs are added here as fields (N views, a clean target beside a corrupted
+/// input, an invariance vector) together with the buffers `ViewBatchSource.load` fills.
+public struct DataInputs: Equatable, Sendable {
+  /// Augmented views per sample (2 is what the loaders build today).
+  public var views: Int
+  /// Whether the multi-hot transformation labels of every view row are wanted.
+  public var transformLabels: Bool
+
+  public init(views: Int = 2, transformLabels: Bool = true) {
+    self.views = views
+    self.transformLabels = transformLabels
+  }
+}
+
+/// Which part of a dataset an evaluation reads.
+public enum EvalSplit: Sendable {
+  /// The part pretraining sees (probes fit on it).
+  case train
+  /// The held-out part (probes score on it).
+  case test
+  /// Everything (few-shot tasks on audio draw from all clips).
+  case all
+}
+
+/// One dataset, images or audio, as pretraining and evaluation see it: training views for this
+/// rank's part of each global batch, clean evaluation inputs of a split, and named label slots.
+/// `Datasets.open` is the one place a configuration becomes one.
+public protocol SSLDataset {
+  /// One model input, `Shape(1, C, H, W)`.
+  var sampleShape: Shape { get }
+  /// The label columns (`class`; `word`, `language`, `voice`, `gender`; tags).
+  var labelSlots: [LabelSlot] { get }
+  /// Samples per forward pass when extracting features.
+  var evalBatch: Int { get }
+  /// The training views of this rank's share of every global batch, keyed by global sample
+  /// index (DESIGN.md invariant 6).
+  func views(_ inputs: DataInputs, globalBatch: Int, rank: Int, worldSize: Int) throws -> ViewBatchSource
+  /// The clean inputs of a split, in sample order.
+  func evaluation(_ split: EvalSplit) throws -> EvalSource
+}
+
+/// Fashion-MNIST: packed once into a cached record shard and read by offset.
+public struct FashionMNISTDataset: SSLDataset {
+  public var directory: String
+  public var augmentStrength: Float
+  public var sampling: AugmentSampling
+  public var seed: UInt64
+
+  public var sampleShape: Shape { Shape(1, 1, 28, 28) }
+  public var labelSlots: [LabelSlot] { [LabelSlot(name: "class", classNames: FashionMNIST.classNames)] }
+  public var evalBatch: Int { 256 }
+
+  public func views(_ inputs: DataInputs, globalBatch: Int, rank: Int, worldSize: Int) throws -> ViewBatchSource {
+    guard inputs.views == 2 else { throw ConfigError(message: "fashion-mnist builds 2 views per sample, not \(inputs.views)") }
+    let train = try FashionMNIST.shard(split: .train, directory: directory)
+    let sampler = try DistributedSampler(
+      count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: seed)
+    let augment = augmentStrength > 0 ? SimCLRAugment(strength: augmentStrength) : SimCLRAugment(config: .identity)
+    return try ImageViewSource(source: train, sampler: sampler, augment: augment, seed: seed, sampling: sampling)
+  }
+
+  public func evaluation(_ split: EvalSplit) throws -> EvalSource {
+    EvalBatchLoader(
+      source: try FashionMNIST.shard(split: split == .train ? .train : .test, directory: directory),
+      classNames: FashionMNIST.classNames)
+  }
+}
+
+/// An audio corpus (spoken digits, a manifest, a folder per class, an audio shard) with its
+/// fixed 80/20 split and front end.
+public struct AudioDataset: SSLDataset {
+  public var config: PretrainConfig
+  /// Every clip of the corpus, opened once.
+  public let all: AudioSource
+
+  public init(config: PretrainConfig) throws {
+    self.config = config
+    all = try AudioData.open(config)
+  }
+
+  public var sampleShape: Shape { config.sampleShape }
+  public var labelSlots: [LabelSlot] { zip(all.labelNames, all.classNames).map { LabelSlot(name: $0, classNames: $1) } }
+  public var evalBatch: Int { 8 }
+
+  /// The clips of a split (`AudioData.split`: fixed by clip index).
+  public func clips(_ split: EvalSplit) -> AudioSource {
+    let (train, test) = AudioData.split(count: all.count)
+    switch split {
+    case .train: return AudioSubset(all, indices: train)
+    case .test: return AudioSubset(all, indices: test)
+    case .all: return all
+    }
+  }
+
+  public func views(_ inputs: DataInputs, globalBatch: Int, rank: Int, worldSize: Int) throws -> ViewBatchSource {
+    guard inputs.views == 2 else { throw ConfigError(message: "audio builds 2 views per sample, not \(inputs.views)") }
+    let train = clips(.train)
+    let sampler = try DistributedSampler(
+      count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: config.seed)
+    let augment = WaveAugment(
+      config: try AudioData.augmentConfig(config), sampleRate: config.sampleRate, length: config.resolvedAudioLength)
+    return try AudioViewSource(
+      source: train, sampler: sampler, augment: augment, seed: config.seed, mel: AudioData.melFrontEnd(config))
+  }
+
+  public func evaluation(_ split: EvalSplit) throws -> EvalSource {
+    AudioEvalLoader(source: clips(split), length: config.resolvedAudioLength, mel: AudioData.melFrontEnd(config))
+  }
+}
+
+public enum Datasets {
+  /// The configuration's dataset. The only place the pretraining configuration's data fields
+  /// (data, data-dir, augmentation, audio front end) are read.
+  public static func open(_ config: PretrainConfig) throws -> SSLDataset {
+    switch config.data {
+    case "fashion-mnist":
+      return FashionMNISTDataset(
+        directory: config.dataDir, augmentStrength: config.augmentStrength,
+        sampling: config.resolvedAugmentSampling, seed: config.seed)
+    case _ where config.isAudio:
+      return try AudioDataset(config: config)
+    default:
+      throw ConfigError(
+        message: "unknown data '\(config.data)' (known: \(PretrainConfig.datasets.joined(separator: ", ")))")
+    }
+  }
+}
