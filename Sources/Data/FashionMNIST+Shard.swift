@@ -37,7 +37,7 @@ extension FashionMNIST {
         if errno == ENOENT || errno == ENOTDIR {
           throw DataError.fileNotFound(path: path, hint: installHint(directory: directory))
         }
-        throw DataError.io(path: path, operation: "stat", reason: POSIXFile.lastError())
+        throw DataError.io(path: path, operation: "stat", reason: String(cString: strerror(errno)))
       }
       key += "|\(path)|\(st.st_size)|\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
     }
@@ -68,10 +68,10 @@ extension FashionMNIST {
     try makeDirectories(cacheDirectory)
     let lockPath = path + ".lock"
     let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-    if lock < 0 { throw DataError.io(path: lockPath, operation: "create", reason: POSIXFile.lastError()) }
+    if lock < 0 { throw DataError.io(path: lockPath, operation: "create", reason: String(cString: strerror(errno))) }
     defer { close(lock) }  // closing releases the lock
     while flock(lock, LOCK_EX) != 0 {
-      if errno != EINTR { throw DataError.io(path: lockPath, operation: "flock", reason: POSIXFile.lastError()) }
+      if errno != EINTR { throw DataError.io(path: lockPath, operation: "flock", reason: String(cString: strerror(errno))) }
     }
     // Another process may have packed it while this one waited.
     if let ready = try? openPacked(path) { return ready }
@@ -96,7 +96,7 @@ extension FashionMNIST {
     for part in path.split(separator: "/") {
       prefix += "/" + part
       if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
-        throw DataError.io(path: prefix, operation: "create cache directory", reason: POSIXFile.lastError())
+        throw DataError.io(path: prefix, operation: "create cache directory", reason: String(cString: strerror(errno)))
       }
     }
   }

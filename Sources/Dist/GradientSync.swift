@@ -1,5 +1,6 @@
 import CMPI
 import Foundation
+import Model
 
 /// Where MPI gets the CPU to move a bucket while backward runs.
 public enum SyncProgress: String, Sendable, CaseIterable, Codable {
@@ -320,12 +321,6 @@ public final class GradientSync: @unchecked Sendable {
       }
     }
   }
-}
-
-@inline(__always) func now() -> Double {
-  var ts = timespec()
-  clock_gettime(CLOCK_MONOTONIC, &ts)
-  return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
 func sleepSeconds(_ s: Double) {

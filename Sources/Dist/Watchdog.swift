@@ -1,5 +1,6 @@
 import CMPI
 import Foundation
+import Model
 
 /// Ends a job that is stuck instead of letting it hang: if the training thread stays in one
 /// phase of a step longer than `timeout`, the watchdog asks every other rank where it is,

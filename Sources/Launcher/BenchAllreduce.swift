@@ -2,6 +2,7 @@ import ArgumentParser
 import CMPI
 import Dist
 import Foundation
+import Model
 import Train
 
 /// `parallax bench allreduce`: an osu_allreduce-style sweep that times the Communicator's

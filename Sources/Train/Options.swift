@@ -240,8 +240,9 @@ public enum OptionArguments {
       lines.append("\(title):")
       for o in options {
         let d = o.defaultText.isEmpty ? "\"\"" : o.defaultText
-        lines += wrap("--\(o.flag) <\(o.kind)>  (default \(d))", indent: 2)
-        lines += wrap("\(o.help) YAML key: \(o.key).", indent: 8)
+        lines.append("  --\(o.flag) <\(o.kind)>")
+        lines.append("        default: \(d); YAML key: \(o.key)")
+        lines += wrap(o.help, indent: 8)
       }
     }
     return lines.joined(separator: "\n")

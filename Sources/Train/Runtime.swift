@@ -95,9 +95,3 @@ public final class Console {
   }
 }
 
-/// Monotonic seconds.
-@inline(__always) public func now() -> Double {
-  var ts = timespec()
-  clock_gettime(CLOCK_MONOTONIC, &ts)
-  return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}

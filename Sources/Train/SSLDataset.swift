@@ -1,23 +1,6 @@
 import Data
 import Model
 
-/// What a method asks the data for, per sample. The data side builds exactly these rows.
-/// Today every method takes two augmented views (rows: view 1 of every local sample, then
-/// view 2) and, when it wants them, the multi-hot "augmentations applied" labels of each view
-/// row. Planned inputs are added here as fields (N views, a clean target beside a corrupted
-/// input, an invariance vector) together with the buffers `ViewBatchSource.load` fills.
-public struct DataInputs: Equatable, Sendable {
-  /// Augmented views per sample (2 is what the loaders build today).
-  public var views: Int
-  /// Whether the multi-hot transformation labels of every view row are wanted.
-  public var transformLabels: Bool
-
-  public init(views: Int = 2, transformLabels: Bool = true) {
-    self.views = views
-    self.transformLabels = transformLabels
-  }
-}
-
 /// Which part of a dataset an evaluation reads.
 public enum EvalSplit: Sendable {
   /// The part pretraining sees (probes fit on it).
@@ -40,7 +23,7 @@ public protocol SSLDataset {
   var evalBatch: Int { get }
   /// The training views of this rank's share of every global batch, keyed by global sample
   /// index (DESIGN.md invariant 6).
-  func views(_ inputs: DataInputs, globalBatch: Int, rank: Int, worldSize: Int) throws -> ViewBatchSource
+  func views(_ inputs: MethodInputs, globalBatch: Int, rank: Int, worldSize: Int) throws -> ViewBatchSource
   /// The clean inputs of a split, in sample order.
   func evaluation(_ split: EvalSplit) throws -> EvalSource
 }
@@ -56,8 +39,8 @@ public struct FashionMNISTDataset: SSLDataset {
   public var labelSlots: [LabelSlot] { [LabelSlot(name: "class", classNames: FashionMNIST.classNames)] }
   public var evalBatch: Int { 256 }
 
-  public func views(_ inputs: DataInputs, globalBatch: Int, rank: Int, worldSize: Int) throws -> ViewBatchSource {
-    guard inputs.views == 2 else { throw ConfigError(message: "fashion-mnist builds 2 views per sample, not \(inputs.views)") }
+  public func views(_ inputs: MethodInputs, globalBatch: Int, rank: Int, worldSize: Int) throws -> ViewBatchSource {
+    guard inputs == .twoViews else { throw ConfigError(message: "fashion-mnist builds two views per sample, not \(inputs)") }
     let train = try FashionMNIST.shard(split: .train, directory: directory)
     let sampler = try DistributedSampler(
       count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: seed)
@@ -98,8 +81,8 @@ public struct AudioDataset: SSLDataset {
     }
   }
 
-  public func views(_ inputs: DataInputs, globalBatch: Int, rank: Int, worldSize: Int) throws -> ViewBatchSource {
-    guard inputs.views == 2 else { throw ConfigError(message: "audio builds 2 views per sample, not \(inputs.views)") }
+  public func views(_ inputs: MethodInputs, globalBatch: Int, rank: Int, worldSize: Int) throws -> ViewBatchSource {
+    guard inputs == .twoViews else { throw ConfigError(message: "audio builds two views per sample, not \(inputs)") }
     let train = clips(.train)
     let sampler = try DistributedSampler(
       count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: config.seed)
@@ -119,15 +102,12 @@ public enum Datasets {
   /// (data, data-dir, augmentation, audio front end) are read.
   public static func open(_ config: PretrainConfig) throws -> SSLDataset {
     switch config.data {
-    case "fashion-mnist":
+    case .fashionMNIST:
       return FashionMNISTDataset(
         directory: config.dataDir, augmentStrength: config.augmentStrength,
         sampling: config.resolvedAugmentSampling, seed: config.seed)
-    case _ where config.isAudio:
+    case .spokenDigits, .audioManifest, .audioFolder:
       return try AudioDataset(config: config)
-    default:
-      throw ConfigError(
-        message: "unknown data '\(config.data)' (known: \(PretrainConfig.datasets.joined(separator: ", ")))")
     }
   }
 }

@@ -150,7 +150,7 @@ final class FuzzTests: XCTestCase {
   static let fashion = "/usr/share/datasets/fashion-mnist"
 
   func testIDXAndGzip() throws {
-    let labelsGz = try POSIXFile.readAll(Self.fashion + "/t10k-labels-idx1-ubyte.gz", hint: nil)
+    let labelsGz = try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: Self.fashion + "/t10k-labels-idx1-ubyte.gz")))
     fuzz("gzip (Fashion-MNIST labels .gz)", seed: labelsGz, fields: [(labelsGz.count - 4, 4), (4, 4)], path: "fuzz-labels.gz", iterations: Self.iterations / 5) { b in
       _ = try IDXFile.parse(try Gzip.inflateGzip(b, path: "fuzz-labels.gz"), path: "fuzz-labels.gz")
     }
@@ -178,7 +178,7 @@ final class FuzzTests: XCTestCase {
     let w = try RecordShardWriter(path: path, channels: 1, height: 3, width: 4, labelCount: 2)
     for r in 0..<5 { try w.append(labels: [UInt8(r), UInt8(9 - r)], payload: (0..<12).map { UInt8($0 * r % 256) }) }
     try w.finish()
-    let seed = try POSIXFile.readAll(path, hint: nil)
+    let seed = try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: path)))
     let target = dir + "/fuzz.pxrs"
     let fields = [(4, 4), (8, 8), (16, 8), (24, 4), (28, 4), (32, 4), (36, 4), (40, 4)]
     fuzz("record shard", seed: seed, fields: fields, path: target) { b in
@@ -199,7 +199,7 @@ final class FuzzTests: XCTestCase {
     for c in 0..<4 { try writer.append((0..<(40 + 8 * c)).map { sinf(Float($0 * (c + 1)) / 5) }, labels: [c % 2]) }
     try writer.finish()
     let sidecar = AudioShardInfo.path(forShard: path)
-    let seed = try POSIXFile.readAll(sidecar, hint: nil)
+    let seed = try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: sidecar)))
     fuzz("audio-shard sidecar", seed: seed, text: true, path: sidecar) { b in
       write(b, sidecar)
       let source = try AudioShardSource(path: path)
@@ -219,7 +219,7 @@ final class FuzzTests: XCTestCase {
     let run = dir + "/run"
     let ckpt = try Checkpoint.write(runDir: run, arena: arena, optimizerState: [], state: state, keep: 2)
     let statePath = ckpt + "/state.json"
-    let stateSeed = try POSIXFile.readAll(statePath, hint: nil)
+    let stateSeed = try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: statePath)))
     fuzz("state.json", seed: stateSeed, text: true, path: statePath) { b in
       write(b, statePath)
       let loaded = try Checkpoint.load(ckpt)
@@ -227,7 +227,7 @@ final class FuzzTests: XCTestCase {
     }
     write(stateSeed, statePath)
     let modelPath = ckpt + "/model.safetensors"
-    let modelSeed = try POSIXFile.readAll(modelPath, hint: nil)
+    let modelSeed = try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: modelPath)))
     let stateObject = try JSONSerialization.jsonObject(with: Foundation.Data(stateSeed)) as! [String: Any]
     fuzz("checkpoint model.safetensors (hash updated)", seed: modelSeed, fields: [(0, 8)], text: true, path: modelPath) { b in
       write(b, modelPath)
@@ -264,7 +264,7 @@ final class FuzzTests: XCTestCase {
       for i in 0..<d.count { for s in 0..<d.labelNames.count { _ = d.label(i, slot: s) } }
     }
     // WAV through libsndfile: the RIFF sizes, channels, rate, block align and bits.
-    let seed = try POSIXFile.readAll(wav, hint: nil)
+    let seed = try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: wav)))
     let target = dir + "/fuzz.wav"
     let fields = [(4, 4), (16, 4), (20, 2), (22, 2), (24, 4), (28, 4), (32, 2), (34, 2), (40, 4)]
     fuzz("WAV (libsndfile)", seed: seed, fields: fields, path: target) { b in
