@@ -38,11 +38,12 @@ let package = Package(
     .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
     // MARK: Library targets (arrows point down only)
-    // Data and Dist build in the Swift 6 language mode (data-race checking); the rest stay
-    // in Swift 5 mode for now (the package-wide setting below).
-    // Model stays in Swift 5 mode until Gemm.swift / Parallel.swift capture their pointers
-    // in Sendable closures (the kernels engineer's files).
-    .target(name: "Model", dependencies: ["CKernels", "CBLAS"], path: "Sources/Model"),
+    // Every library target and the executable build in the Swift 6 language mode (data-race
+    // checking); DistCheck and the test targets other than DistTests stay in Swift 5 mode (the
+    // package-wide setting below).
+    .target(
+      name: "Model", dependencies: ["CKernels", "CBLAS"], path: "Sources/Model",
+      swiftSettings: [.swiftLanguageMode(.v6)]),
     .target(
       name: "Data",
       dependencies: [
@@ -61,7 +62,7 @@ let package = Package(
         .product(name: "SystemPackage", package: "swift-system"),
         .product(name: "Logging", package: "swift-log"),
       ],
-      path: "Sources/Train"),
+      path: "Sources/Train", swiftSettings: [.swiftLanguageMode(.v6)]),
 
     // MARK: Executable
     .executableTarget(
@@ -70,7 +71,7 @@ let package = Package(
         "Train", "Dist", "Model", "Data",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
-      path: "Sources/Launcher"),
+      path: "Sources/Launcher", swiftSettings: [.swiftLanguageMode(.v6)]),
 
     // A small MPI program that the Dist tests run under `mpirun -np N`.
     .executableTarget(name: "DistCheck", dependencies: ["Dist", "Model"], path: "Sources/DistCheck"),

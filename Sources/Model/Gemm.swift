@@ -209,7 +209,7 @@ public enum Gemm {
       giveScratch(grad)
     }
     let parts = max(1, min(threads, n / Int(PX_NR)))
-    DispatchQueue.concurrentPerform(iterations: parts) { p in
+    Parallel.perform(parts) { p in
       px_nchw_to_nhwc(xt.0, x, samples * p / parts, samples * (p + 1) / parts, c, hw)
     }
     var cv = g.cDescription(transposed: true)
@@ -218,7 +218,7 @@ public enum Gemm {
     defer { give(ps) }
     let acols = px_cols(blk: hw, bst: m * hw)
     withUnsafePointer(to: &cv) { cvp in
-      DispatchQueue.concurrentPerform(iterations: parts) { p in
+      Parallel.perform(parts) { p in
         let j0 = strips * p / parts * Int(PX_NR)
         let j1 = strips * (p + 1) / parts * Int(PX_NR)
         guard j1 > j0 else { return }
@@ -260,7 +260,7 @@ public enum Gemm {
       return
     }
     let tiles = (n + nr - 1) / nr
-    DispatchQueue.concurrentPerform(iterations: parts) { p in
+    Parallel.perform(parts) { p in
       let j0 = tiles * p / parts * nr
       let j1 = min(n, tiles * (p + 1) / parts * nr)
       guard j1 > j0 else { return }

@@ -180,5 +180,5 @@ final class TransformPredictionBranch: MethodBranch {
 func rankZeroPrint(_ collective: Collective, _ s: String) {
   guard collective.rank == 0 else { return }
   print(s)
-  fflush(stdout)
+  fflush(nil)  // all output streams (stdout is a pipe under mpirun)
 }

@@ -68,7 +68,7 @@ public final class Console {
     guard isRoot else { return }
     if tty { FileHandle.standardError.write("\r\u{1B}[K".data(using: .utf8)!) }
     print(s)
-    fflush(stdout)
+    fflush(nil)  // all output streams (stdout is a pipe under mpirun)
   }
 
   /// One progress line: `[####......] 120/468 loss 5.12 · 410 samples/s · ETA 3m12s`.
