@@ -31,7 +31,7 @@ extension Options {
 ///
 /// Arena: `encoder.*`, the contrastive branch (`head.*` or `projector.*`/`predictor.*`), then
 /// `transform_head.*`; backward runs in the reverse order, so progress reports stay valid.
-public final class MTSLVRMethod: SSLMethod {
+public final class MTSLVRMethod: MultiTaskMethod {
   public static var options: [any AnyConfigOption] {
     [Options().predWeight, Options().adapter, Options().contrastive, Options().temperature, Options().predictorDim]
   }
@@ -125,6 +125,29 @@ public final class MTSLVRMethod: SSLMethod {
   }
 
   public func forwardBackward(_ batch: MethodBatch, lossScale: Float) throws -> TaskLosses {
+    try run(batch, lossScale: lossScale, perTask: nil)
+  }
+
+  public var taskNames: [String] { ["contrastive", "predictive"] }
+
+  /// The encoder's parameters that are not a task's (`.task{t}.`): all of them with adapters
+  /// `none`, the shared convolutions and the first stage otherwise. The heads are per task.
+  public var sharedRanges: [NamedRange] {
+    arena.parameterRanges.filter { r in
+      r.name.hasPrefix("encoder.") && !(0..<2).contains { r.name.contains(".task\($0).") }
+    }
+  }
+
+  public func forwardBackwardPerTask(_ batch: MethodBatch, lossScale: Float, into taskGradients: TaskGradients)
+    throws -> TaskLosses
+  {
+    try run(batch, lossScale: lossScale, perTask: taskGradients)
+  }
+
+  /// Forward of both branches and backward: one backward of the summed feature gradient, or
+  /// (`perTask`) one encoder backward per task, the shared parameters' gradient taken out
+  /// after each (the encoder's saved forward values serve both backwards).
+  private func run(_ batch: MethodBatch, lossScale: Float, perTask: TaskGradients?) throws -> TaskLosses {
     let h = try encoder.forward(batch.views, training: true)
     let n = h.shape.n
     let d = taskDim
@@ -145,15 +168,34 @@ public final class MTSLVRMethod: SSLMethod {
     let dP = try predictive.backward(scale: predWeight * lossScale)
     let dC = try contrastive.backward(scale: lossScale)
     let g = dh.tensor(Shape(n, tasks * d))
-    if tasks == 1 {
-      for i in 0..<g.count { g.data[i] = dC.data[i] + dP.data[i] }
-    } else {
-      for i in 0..<n {
-        (g.data + i * 2 * d).update(from: dC.data + i * d, count: d)
-        (g.data + i * 2 * d + d).update(from: dP.data + i * d, count: d)
+    /// Writes task features' gradients into g: `c`, `p` select which tasks contribute.
+    func fill(c: Bool, p: Bool) {
+      if tasks == 1 {
+        for i in 0..<g.count { g.data[i] = (c ? dC.data[i] : 0) + (p ? dP.data[i] : 0) }
+      } else {
+        for i in 0..<n {
+          let row = g.data + i * 2 * d
+          if c { row.update(from: dC.data + i * d, count: d) } else { row.update(repeating: 0, count: d) }
+          if p { (row + d).update(from: dP.data + i * d, count: d) } else { (row + d).update(repeating: 0, count: d) }
+        }
       }
     }
-    _ = try encoder.backward(g.reshaped(h.shape))
+    if let perTask {
+      let shared = sharedRanges
+      // Keep what the shared gradients held before (accumulation), restore it afterwards.
+      let before = shared.map { arena.gradient(of: $0) }
+      for r in shared { (arena.grads + r.offset).update(repeating: 0, count: r.count) }
+      fill(c: false, p: true)
+      _ = try encoder.backward(g.reshaped(h.shape))
+      perTask.take(1, from: arena, ranges: shared)
+      fill(c: true, p: false)
+      _ = try encoder.backward(g.reshaped(h.shape))
+      perTask.take(0, from: arena, ranges: shared)
+      for (r, v) in zip(shared, before) { v.withUnsafeBufferPointer { (arena.grads + r.offset).update(from: $0.baseAddress!, count: r.count) } }
+    } else {
+      fill(c: true, p: true)
+      _ = try encoder.backward(g.reshaped(h.shape))
+    }
     last = (lc, lp)
     return TaskLosses(tasks: [("contrastive", lc), ("predictive", lp)], total: lc + predWeight * lp)
   }

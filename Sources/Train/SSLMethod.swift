@@ -127,6 +127,59 @@ extension SSLMethod {
   }
 }
 
+/// A method of several tasks on shared parameters that can give each task's gradient of the
+/// shared parameters separately, which gradient-combination methods (MGDA, PCGrad, CAGrad,
+/// Nash-MTL, …) need. The shares are per rank; a caller sums them across ranks
+/// (`TaskGradients.sum(over:)`) before anything combines them, so a combination sees the
+/// gradients of the global batch whatever the rank count.
+public protocol MultiTaskMethod: SSLMethod {
+  /// The tasks, in the order of `forwardBackwardPerTask`'s gradients.
+  var taskNames: [String] { get }
+  /// The parameter ranges every task's loss reaches (their gradients are per task).
+  var sharedRanges: [NamedRange] { get }
+  /// Forward once, then backward of each task on its own. Task t's share of the gradient of
+  /// its term of the total (weighted as in the total, times `lossScale`) over `sharedRanges`
+  /// goes to `taskGradients.task(t)`; the task-specific parameters' gradients accumulate in
+  /// `arena.grads` as `forwardBackward` would leave them; `arena.grads` over the shared
+  /// ranges is left as it was. The sum over tasks of `taskGradients` is `forwardBackward`'s
+  /// shared gradient.
+  func forwardBackwardPerTask(_ batch: MethodBatch, lossScale: Float, into taskGradients: TaskGradients) throws
+    -> TaskLosses
+}
+
+/// Per-task gradients of a method's shared parameters: `tasks × sharedCount` floats, each
+/// task's packed in `sharedRanges` order.
+public final class TaskGradients {
+  public let tasks: Int
+  public let sharedCount: Int
+  /// [tasks, sharedCount]
+  public let values: Storage
+
+  public init(tasks: Int, sharedRanges: [NamedRange]) {
+    self.tasks = tasks
+    sharedCount = sharedRanges.reduce(0) { $0 + $1.count }
+    values = Storage(tasks * sharedCount)
+  }
+
+  /// Task t's gradient, [sharedCount].
+  public func task(_ t: Int) -> UnsafeMutablePointer<Float> { values.data + t * sharedCount }
+
+  /// Copies the arena's gradient over `ranges` into task t's row and zeroes it there.
+  func take(_ t: Int, from arena: ParameterArena, ranges: [NamedRange]) {
+    var o = task(t)
+    for r in ranges {
+      o.update(from: arena.grads + r.offset, count: r.count)
+      (arena.grads + r.offset).update(repeating: 0, count: r.count)
+      o += r.count
+    }
+  }
+
+  /// Sums every task's shares across ranks, in place (one all-reduce; collective).
+  public func sum(over collective: Collective) throws {
+    try collective.allReduceSum(values.data, count: tasks * sharedCount)
+  }
+}
+
 /// The registry of methods: one case per method, mapped to its type. Adding a method is its
 /// file plus one case and one line here.
 public enum Method: String, OptionChoice {

@@ -57,6 +57,52 @@ final class MTSLVRTests: XCTestCase {
     }
   }
 
+  /// Per-task gradients of the shared parameters (what gradient-combination methods get): the
+  /// two tasks' rows sum to the fused backward's shared gradient, each is the gradient of its
+  /// own term (the predictive row vanishes at w = 0 and not otherwise), and the task-specific
+  /// gradients are the fused ones.
+  func testPerTaskGradientsSumToTheFusedGradient() throws {
+    for adapter in [AdapterMode.none, .parallel] {
+      for w: Float in [0.7, 0] {
+        let c = config("mtslvr") { $0.adapter = adapter; $0.predWeight = w }
+        let (fusedLoss, fused) = try gradients(c)
+        let m = try Methods.make(c, collective: LocalCollective()) as! MTSLVRMethod
+        let (x, t) = batch(6)
+        m.arena.zeroGrads()
+        let shared = m.sharedRanges
+        XCTAssertFalse(shared.isEmpty)
+        XCTAssertTrue(shared.allSatisfy { $0.name.hasPrefix("encoder.") })
+        let tg = TaskGradients(tasks: 2, sharedRanges: shared)
+        let losses = try m.forwardBackwardPerTask(
+          MethodBatch(views: Tensor(x.data, Shape(12, 1, 28, 28)), transforms: t.data), lossScale: 1, into: tg)
+        XCTAssertEqual(losses.total, fusedLoss, "\(adapter) w \(w)")
+        var offset = 0
+        var predictiveNorm: Float = 0
+        var contrastiveNorm: Float = 0
+        for r in shared {
+          let f = fused[r.name]!
+          for i in 0..<r.count {
+            let a = tg.task(0)[offset + i], b = tg.task(1)[offset + i]
+            contrastiveNorm += a * a
+            predictiveNorm += b * b
+            XCTAssertEqual(a + b, f[i], accuracy: 1e-5 * max(1, abs(f[i])), "\(adapter) \(r.name)[\(i)]")
+          }
+          XCTAssertEqual(m.arena.gradient(of: r).map(abs).max(), 0, "shared gradient left in the arena: \(r.name)")
+          offset += r.count
+        }
+        XCTAssertGreaterThan(contrastiveNorm, 0)
+        if w == 0 { XCTAssertEqual(predictiveNorm, 0, "\(adapter)") } else { XCTAssertGreaterThan(predictiveNorm, 0, "\(adapter)") }
+        let sharedNames = Set(shared.map(\.name))
+        for r in m.arena.parameterRanges where !sharedNames.contains(r.name) {
+          let g = m.arena.gradient(of: r)
+          for (i, v) in g.enumerated() {
+            XCTAssertEqual(v, fused[r.name]![i], accuracy: 1e-6 * max(1, abs(v)), "\(adapter) \(r.name)[\(i)]")
+          }
+        }
+      }
+    }
+  }
+
   /// The downstream encoder of an adapted MT-SLVR outputs both tasks' features.
   func testAdaptedEncoderConcatenatesTasks() throws {
     for adapter in [AdapterMode.bn, .series, .parallel] {
