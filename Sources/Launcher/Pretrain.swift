@@ -21,6 +21,9 @@ struct Pretrain: ParsableCommand {
   @Option(help: .hidden) var debugPerturbRank: Int = -1
   @Option(help: .hidden) var debugPerturbStep: Int = 1
   @Option(help: .hidden) var debugPerturbParam: String = ""
+  /// Rank 0 writes the summed gradient of step 1 (safetensors, by parameter name) here: the
+  /// rank-invariance tests compare gradients, which LARS's bounded update would hide.
+  @Option(help: .hidden) var debugDumpGradients: String = ""
   @Option(help: "OpenBLAS threads per rank (default: node cores / ranks on the node).") var threads: Int = 0
   @Option(help: "Resume from a checkpoint directory, or 'latest' in the run directory (falls back to the previous good checkpoint if the newest is damaged).") var resume: String?
   @Option(help: "Stop cleanly with a checkpoint after this many steps, as a pre-empted job would (the schedule still spans the whole run; continue with --resume).") var stopAfter: Int?
@@ -108,6 +111,18 @@ struct Pretrain: ParsableCommand {
       hooks.afterOptimizer = { s, arena in
         guard s == step, let r = arena.parameter(named: name) ?? arena.parameterRanges.dropFirst(2).first else { return }
         arena.params[r.offset] += 1e-3
+      }
+    }
+    if rank == 0, !debugDumpGradients.isEmpty {
+      let path = debugDumpGradients
+      hooks.afterGradients = { s, arena in
+        guard s == 1 else { return }
+        let entries = arena.parameterRanges.map {
+          SafeTensors.Entry(name: $0.name, shape: $0.shape, values: arena.gradient(of: $0))
+        }
+        do { try AtomicFile.write(SafeTensors.encode(entries, metadata: [:]), to: path) } catch {
+          RankLog.note("error: cannot write the gradient dump \(path): \(error)")
+        }
       }
     }
     return hooks

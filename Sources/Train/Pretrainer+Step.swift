@@ -175,6 +175,7 @@ extension Pretrainer {
         tl?.record("wait for gradients", "allreduce")
       }
     }
+    hooks.afterGradients?(number, arena)
     wd?.mark(step: step, .optimizer)
     let optStart = now()
     try optimizer.step(arena, lr: lr)

@@ -47,6 +47,9 @@ public struct TrainingPosition: Equatable, Sendable {
 public struct StepHooks {
   /// After backward of step `step` (1-based), before waiting for the gradient sync.
   public var afterBackward: ((_ step: Int) -> Void)?
+  /// After the gradients of step `step` (1-based) are summed over the ranks, before the
+  /// optimizer reads them (`arena.grads` is the global batch's gradient).
+  public var afterGradients: ((_ step: Int, _ arena: ParameterArena) -> Void)?
   /// After the optimizer of step `step` (1-based) updated `arena`.
   public var afterOptimizer: ((_ step: Int, _ arena: ParameterArena) -> Void)?
   public init() {}
