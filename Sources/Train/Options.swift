@@ -14,9 +14,12 @@ public protocol OptionValue: Codable, Equatable, Sendable {
 
 /// An option whose value is one of a fixed set of names (an enum with `String` raw values).
 /// An unknown name is an error that lists the choices, never a fallback.
-public protocol OptionChoice: OptionValue, CaseIterable, RawRepresentable where RawValue == String {}
+/// It prints as its name (`transform-pred`, not the case `transformPred`).
+public protocol OptionChoice: OptionValue, CaseIterable, RawRepresentable, CustomStringConvertible
+where RawValue == String {}
 
 extension OptionChoice {
+  public var description: String { rawValue }
   public init?(optionText: String) { self.init(rawValue: optionText) }
   public var optionText: String { rawValue }
   public static var optionKind: String { allCases.map(\.rawValue).joined(separator: " | ") }

@@ -55,6 +55,8 @@ final class OptionsTests: XCTestCase {
     XCTAssertEqual(c.method, .simsiam)
     XCTAssertEqual(c.syncBN, false)
     XCTAssertNotEqual(PretrainConfig(), c)
+    // Choices print as their names (probe tables, log lines).
+    XCTAssertEqual("\(Method.transformPred) \(Dataset.fashionMNIST) \(AdapterMode.parallel)", "transform-pred fashion-mnist parallel")
   }
 
   func testFlagsParseAndBadValuesNameTheOption() throws {
