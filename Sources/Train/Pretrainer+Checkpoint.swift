@@ -165,15 +165,11 @@ extension Pretrainer {
     var names = replicatedRanges().map { "'\($0.name)'" } + state.map { "method state '\($0.name)'" }
     names.append("the position in the data (step, epoch, batch)")
     let p = position
-    let positionBits = [p.step, p.epoch, p.batchInEpoch].flatMap { v -> [Float] in
-      let u = UInt64(bitPattern: Int64(v))
-      return [Float(bitPattern: UInt32(truncatingIfNeeded: u)), Float(bitPattern: UInt32(truncatingIfNeeded: u >> 32))]
-    }
-    let disagreement = try state.map(\.values).withUnsafeBufferPointers { stateValues in
-        try positionBits.withUnsafeBufferPointer { pos in
-          try ReplicaChecksum.firstDisagreement(replicatedRanges().map(\.values) + stateValues + [pos], comm: comm)
-        }
-      }
+    let sums =
+      replicatedRanges().map { ReplicaChecksum.of($0.values) }
+      + state.map { e in e.values.withUnsafeBufferPointer { ReplicaChecksum.of($0) } }
+      + [ReplicaChecksum.of(position: [p.step, p.epoch, p.batchInEpoch])]
+    let disagreement = try ReplicaChecksum.firstDisagreement(sums, comm: comm)
     if let i = disagreement {
       throw TrainError(
         "ranks disagree on \(names[i]) before the checkpoint of step \(step); nothing written")
@@ -213,15 +209,24 @@ extension Pretrainer {
 /// bits. The drift check (`--check-every`) and the pre-checkpoint replica check both use it.
 enum ReplicaChecksum {
   static func of(_ values: UnsafeBufferPointer<Float>) -> Int64 {
+    fnv1a(values.lazy.map { UInt64($0.bitPattern) })
+  }
+
+  static func of(position: [Int]) -> Int64 {
+    fnv1a(position.lazy.map { UInt64(bitPattern: Int64($0)) })
+  }
+
+  /// FNV-1a over 64-bit words.
+  private static func fnv1a(_ words: some Sequence<UInt64>) -> Int64 {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for v in values { h = (h ^ UInt64(v.bitPattern)) &* 0x0000_0100_0000_01b3 }
+    for w in words { h = (h ^ w) &* 0x0000_0100_0000_01b3 }
     return Int64(bitPattern: h)
   }
 
-  /// The index of the first range whose checksum differs between ranks, or nil (collective).
-  static func firstDisagreement(_ ranges: [UnsafeBufferPointer<Float>], comm: Communicator) throws -> Int? {
-    var high = ranges.map(of)
-    var low = high
+  /// The index of the first checksum that differs between ranks, or nil (collective).
+  static func firstDisagreement(_ sums: [Int64], comm: Communicator) throws -> Int? {
+    var high = sums
+    var low = sums
     try comm.allReduce(&high, count: high.count, op: .max)
     try comm.allReduce(&low, count: low.count, op: .min)
     return firstDisagreement(high: high, low: low)
@@ -230,16 +235,5 @@ enum ReplicaChecksum {
   /// The first index whose extremes differ.
   static func firstDisagreement(high: [Int64], low: [Int64]) -> Int? {
     high.indices.first { high[$0] != low[$0] }
-  }
-}
-
-extension Array where Element == [Float] {
-  /// Calls `body` with a buffer pointer to each array's storage, valid for the call.
-  func withUnsafeBufferPointers<R>(_ body: ([UnsafeBufferPointer<Float>]) throws -> R) rethrows -> R {
-    func go(_ i: Int, _ acc: [UnsafeBufferPointer<Float>]) throws -> R {
-      guard i < count else { return try body(acc) }
-      return try self[i].withUnsafeBufferPointer { try go(i + 1, acc + [$0]) }
-    }
-    return try go(0, [])
   }
 }

@@ -216,10 +216,10 @@ extension Pretrainer {
   /// - Throws: `TrainError` naming the first differing range.
   func checkDrift(afterStep number: Int) throws {
     let arena = method.arena
-    let ranges = arena.parameterRanges.map { r in
-      (r.name, UnsafeBufferPointer(start: UnsafePointer(arena.params + r.offset), count: r.count))
+    let sums = arena.parameterRanges.map {
+      ReplicaChecksum.of(UnsafeBufferPointer(start: arena.params + $0.offset, count: $0.count))
     }
-    if let i = try ReplicaChecksum.firstDisagreement(ranges.map(\.1), comm: comm) {
+    if let i = try ReplicaChecksum.firstDisagreement(sums, comm: comm) {
       let r = arena.parameterRanges[i]
       throw TrainError(
         "drift check after step \(number): parameters differ across ranks; first differing range '\(r.name)' (arena offset \(r.offset), \(r.count) values)")
