@@ -18,9 +18,12 @@ struct Eval: ParsableCommand {
   struct Common: ParsableArguments {
     @Option(help: "Checkpoint directory (e.g. runs/simclr/latest).") var checkpoint: String
     @Option(help: "Features: pooled, pre-pool or both (default: both for images, pooled for audio).") var layer: String?
-    @Option(help: "Use only the first N images of each split (0: all).") var limit: Int = 0
+    @Option(help: "Use only the first N samples of each split (0: all).") var limit: Int = 0
     @Option(help: "Directory of the Fashion-MNIST IDX files or the audio corpus (default: the checkpoint's).") var dataDir: String?
-    @Option(parsing: .upToNextOption, help: "Audio: label slots to evaluate (default: word language voice).") var labels: [String] = []
+    @Option(
+      parsing: .upToNextOption,
+      help: "Label slots to evaluate (default: word language voice where the data has them, else every slot: class for Fashion-MNIST).")
+    var labels: [String] = []
     @Option(help: "OpenBLAS threads per rank (default: node cores / ranks on the node).") var threads: Int = 0
 
     func validate() throws {
@@ -30,21 +33,25 @@ struct Eval: ParsableCommand {
       guard limit >= 0 else { throw ValidationError("--limit must be ≥ 0") }
     }
 
-    /// The requested layers (`audio`: pooled unless asked otherwise).
-    func layers(audio: Bool = false) -> [FeatureLayer] {
-      let l = layer ?? (audio ? "pooled" : "both")
-      return l == "both" ? FeatureLayer.allCases : [FeatureLayer(rawValue: l)!]
+    /// The requested layers, or the dataset's default ones.
+    func layers(_ data: SSLDataset) -> [FeatureLayer] {
+      switch layer {
+      case "both": FeatureLayer.allCases
+      case let l?: FeatureLayer(rawValue: l).map { [$0] } ?? data.probeLayers
+      case nil: data.probeLayers
+      }
     }
-    var layers: [FeatureLayer] { layers() }
 
-    /// Loads the checkpoint into a fresh network (verifying its hashes).
-    func load() throws -> (PretrainConfig, SSLMethod) {
+    var sampleLimit: Int? { limit > 0 ? limit : nil }
+
+    /// Loads the checkpoint into a fresh network (verifying its hashes) and opens its data.
+    func load() throws -> (PretrainConfig, SSLMethod, SSLDataset) {
       let ck = try Checkpoint.load(checkpoint)
       var config = ck.state.config
       if let d = dataDir { config.dataDir = d }
       let net = try Methods.make(config, collective: LocalCollective())
       try Checkpoint.restore(net.arena, from: ck.model, path: checkpoint + "/model.safetensors")
-      return (config, net)
+      return (config, net, try Datasets.open(config))
     }
   }
 
@@ -56,29 +63,20 @@ struct Eval: ParsableCommand {
     func run() throws {
       try withWorld { comm, console in
         Runtime.configureThreads(requested: common.threads, localSize: comm.localSize)
-        let (config, net) = try common.load()
-        if config.isAudio {
-          let (train, test) = try AudioData.splits(config)
-          let slots = try AudioEvaluation.slots(train, requested: common.labels)
-          for l in common.layers(audio: true) {
-            guard let r = try ProbeReport.audioProbe(
-              encoder: net.encoder, config: config, train: train, test: test, slots: slots, layer: l, comm: comm,
-              epochs: epochs)
-            else { continue }
-            for (s, acc) in zip(slots, r.accuracies) {
-              console.say(String(
-                format: "linear %@ %@ (%@) %@: %.2f%% (%d-d, %d train / %d test clips, %.1f s)", config.method.rawValue,
-                config.model.rawValue, l.rawValue, s.name, acc * 100, r.dim, train.count, test.count, r.seconds))
-            }
-          }
-          return
-        }
-        let (train, test) = try ProbeReport.splits(config)
+        let (config, net, data) = try common.load()
+        let train = try data.evaluation(.train)
+        let test = try data.evaluation(.test)
+        let slots = try ProbeReport.slots(train.labelSlots, requested: common.labels)
         let rows = try ProbeReport.probe(
           "\(config.method) \(config.model)", encoder: net.encoder, train: train, test: test,
-          layers: common.layers, comm: comm, epochs: epochs, limit: common.limit > 0 ? common.limit : nil)
+          layers: common.layers(data), slots: slots, comm: comm, epochs: epochs, batch: data.evalBatch,
+          limit: common.sampleLimit)
+        let counts = "\(min(train.count, common.sampleLimit ?? train.count)) train / \(min(test.count, common.sampleLimit ?? test.count)) test samples"
         for r in rows {
-          console.say(String(format: "linear %@: %.2f%% (%d-d, %.1f s)", r.name, r.accuracy * 100, r.dim, r.seconds))
+          for (s, acc) in zip(slots, r.accuracies) {
+            console.say(String(
+              format: "linear %@ %@: %.2f%% (%d-d, %@, %.1f s)", r.name, s.name, acc * 100, r.dim, counts, r.seconds))
+          }
         }
       }
     }
@@ -89,19 +87,29 @@ struct Eval: ParsableCommand {
     @OptionGroup var common: Common
     @Option(help: "Neighbours.") var k: Int = 20
 
+    func validate() throws {
+      guard k >= 1 else { throw ValidationError("--k must be ≥ 1 (got \(k))") }
+    }
+
     func run() throws {
       try withWorld { comm, console in
         Runtime.configureThreads(requested: common.threads, localSize: comm.localSize)
-        let (config, net) = try common.load()
-        guard !config.isAudio else { throw ValidationError("knn: use `eval linear` or `eval fewshot` on audio checkpoints") }
-        let (train, test) = try ProbeReport.splits(config)
-        let limit = common.limit > 0 ? common.limit : nil
-        let tr = try FeatureExtractor.extract(encoder: net.encoder, source: train, layers: common.layers, comm: comm, limit: limit)
-        let te = try FeatureExtractor.extract(encoder: net.encoder, source: test, layers: common.layers, comm: comm, limit: limit)
-        guard let tr, let te else { return }
-        for l in common.layers {
-          let acc = Probes.knn(train: tr[l]!, test: te[l]!, k: k)
-          console.say(String(format: "knn k=%d %@: %.2f%%", k, l.rawValue, acc * 100))
+        let (_, net, data) = try common.load()
+        let train = try data.evaluation(.train)
+        let test = try data.evaluation(.test)
+        let slots = try ProbeReport.slots(train.labelSlots, requested: common.labels)
+        let layers = common.layers(data)
+        guard let (tr, te) = try ProbeReport.features(
+          encoder: net.encoder, train: train, test: test, layers: layers, comm: comm, batch: data.evalBatch,
+          limit: common.sampleLimit)
+        else { return }
+        for l in layers {
+          for s in slots {
+            let acc = Probes.knn(
+              train: ProbeReport.labelled(tr[l]!, train, slot: s.slot), test: ProbeReport.labelled(te[l]!, test, slot: s.slot),
+              k: k, classes: train.labelSlots[s.slot].classCount)
+            console.say(String(format: "knn k=%d %@ %@: %.2f%%", k, l.rawValue, s.name, acc * 100))
+          }
         }
       }
     }
@@ -138,34 +146,23 @@ struct Eval: ParsableCommand {
     func run() throws {
       try withWorld { comm, console in
         Runtime.configureThreads(requested: common.threads, localSize: comm.localSize)
-        let (config, net) = try common.load()
-        if config.isAudio {
-          let all = try AudioData.open(config)
-          let slots = try AudioEvaluation.slots(all, requested: common.labels)
-          for l in common.layers(audio: true) {
-            let t0 = now()
-            let fs = try FeatureExtractor.extract(
-              encoder: net.encoder, audio: all, length: config.resolvedAudioLength, mel: AudioData.melFrontEnd(config),
-              layers: [l], comm: comm)
-            guard let f = fs?[l] else { continue }
-            for s in slots {
-              let e = evaluator(classes: all.classNames[s.slot].count)
-              let r = try e.evaluate(AudioEvaluation.labelled(f, all, slot: s.slot))
-              console.say(String(
-                format: "fewshot %@ %@ (%@) %@: %d-way %d-shot %@ (%d-d, %d clips, %.1f s)", config.method.rawValue, config.model.rawValue,
-                l.rawValue, s.name, e.ways, shots, r.description, f.dim, all.count, now() - t0))
-            }
+        let (config, net, data) = try common.load()
+        let eval = try data.evaluation(data.fewShotSplit)
+        let slots = try ProbeReport.slots(eval.labelSlots, requested: common.labels)
+        let t0 = now()
+        let layers = common.layers(data)
+        guard let fs = try FeatureExtractor.extract(
+          encoder: net.encoder, eval: eval, layers: layers, comm: comm, batch: data.evalBatch, limit: common.sampleLimit)
+        else { return }
+        for l in layers {
+          let f = fs[l]!
+          for s in slots {
+            let e = evaluator(classes: eval.labelSlots[s.slot].classCount)
+            let r = try e.evaluate(ProbeReport.labelled(f, eval, slot: s.slot))
+            console.say(String(
+              format: "fewshot %@ %@ (%@) %@: %d-way %d-shot %@ (%d-d, %d samples, %.1f s)", config.method.rawValue,
+              config.model.rawValue, l.rawValue, s.name, e.ways, shots, r.description, f.dim, f.count, now() - t0))
           }
-          return
-        }
-        let test = try FashionMNIST.shard(split: .test, directory: config.dataDir)
-        let fs = try FeatureExtractor.extract(
-          encoder: net.encoder, source: test, layers: common.layers, comm: comm,
-          limit: common.limit > 0 ? common.limit : nil)
-        guard let fs else { return }
-        for l in common.layers {
-          let r = try evaluator(classes: 10).evaluate(fs[l]!)
-          console.say(String(format: "fewshot %@ (%@): %d-way %d-shot %@", config.model.rawValue, l.rawValue, min(ways, 10), shots, r.description))
         }
       }
     }

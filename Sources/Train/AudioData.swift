@@ -79,12 +79,6 @@ public enum AudioData {
     return (train, test)
   }
 
-  /// Train and test parts of the configuration's audio.
-  public static func splits(_ config: PretrainConfig) throws -> (train: AudioSubset, test: AudioSubset) {
-    let all = try open(config)
-    let (train, test) = split(count: all.count)
-    return (AudioSubset(all, indices: train), AudioSubset(all, indices: test))
-  }
 
   /// The log-mel front end of the configuration, or nil for raw waveforms.
   public static func melFrontEnd(_ config: PretrainConfig) -> LogMelSpectrogram? {

@@ -17,6 +17,11 @@ public struct FeatureSet {
     self.values = values
     self.labels = labels
   }
+
+  /// The same features with other labels (another label slot of the same samples).
+  public func relabeled(_ labels: [Int]) -> FeatureSet {
+    FeatureSet(dim: dim, values: values, labels: labels)
+  }
 }
 
 /// Which activation a probe reads.
@@ -75,15 +80,6 @@ public enum FeatureExtractor {
     return comm.rank == 0 ? result : nil
   }
 
-  /// `extract` over the normalised images of `source`.
-  public static func extract(
-    encoder: any Encoder, source: ImageSource, layers: [FeatureLayer], comm: Communicator,
-    batch: Int = 256, limit: Int? = nil
-  ) throws -> [FeatureLayer: FeatureSet]? {
-    try extract(
-      encoder: encoder, eval: EvalBatchLoader(source: source, classNames: []), layers: layers, comm: comm,
-      batch: batch, limit: limit)
-  }
 
   /// Gathers every rank's share of a `total`-row matrix to rank 0: rank r holds rows
   /// `r·per ..< min(total, (r+1)·per)` padded to `per` rows of `rowWidth` floats. Returns the
@@ -118,10 +114,5 @@ public enum FeatureExtractor {
     var values = [Float](repeating: 0, count: total * d)
     try values.withUnsafeMutableBufferPointer { try eval.load(indices: 0..<total, into: $0.baseAddress!) }
     return FeatureSet(dim: d, values: values, labels: eval.labels(indices: 0..<total, slot: slot))
-  }
-
-  /// Raw normalised pixels of `source` as features.
-  public static func pixels(source: ImageSource, limit: Int? = nil) throws -> FeatureSet {
-    try pixels(eval: EvalBatchLoader(source: source, classNames: []), limit: limit)
   }
 }

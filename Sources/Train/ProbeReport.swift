@@ -3,127 +3,144 @@ import Dist
 import Foundation
 import Model
 
-/// The evaluation a pretraining run is judged by: linear probes on the trained encoder's
-/// pooled and pre-pool features, against a randomly initialised encoder and raw pixels.
+/// The evaluation a pretraining run is judged by, for images and audio alike: linear probes
+/// of the trained encoder's features on each label slot of the dataset, against a randomly
+/// initialised encoder, the raw input (when small enough to probe) and the majority class.
 public enum ProbeReport {
-  public struct Row {
+  /// One line of the table: a feature set and its accuracy on each reported slot.
+  public struct Row: Sendable {
     public var name: String
+    /// Feature dimension (0 for the majority class).
     public var dim: Int
-    public var accuracy: Double
+    /// Test accuracy per slot, in the order of the slots the report was asked for.
+    public var accuracies: [Double]
     public var seconds: Double
   }
 
-  /// Fashion-MNIST train and test of the configuration's directory, as cached record shards
-  /// read by offset (each rank reads only the samples it extracts).
-  public static func splits(_ config: PretrainConfig) throws -> (ImageSource, ImageSource) {
-    (
-      try FashionMNIST.shard(split: .train, directory: config.dataDir),
-      try FashionMNIST.shard(split: .test, directory: config.dataDir)
-    )
+  /// The label slots to report: the `requested` names (an error naming the missing one and
+  /// the dataset's slots), else those of `preferred` the data has, else every slot.
+  public static func slots(
+    _ available: [LabelSlot], requested: [String] = [], preferred: [String] = ["word", "language", "voice"]
+  ) throws -> [(name: String, slot: Int)] {
+    func index(_ name: String) -> Int? { available.firstIndex { $0.name == name } }
+    if !requested.isEmpty {
+      return try requested.map { name in
+        guard let s = index(name) else {
+          throw ConfigError(
+            message: "no label '\(name)' in the data (labels: \(available.map(\.name).joined(separator: ", ")))")
+        }
+        return (name, s)
+      }
+    }
+    let found = preferred.compactMap { n in index(n).map { (n, $0) } }
+    return found.isEmpty ? available.enumerated().map { ($1.name, $0) } : found
   }
 
-  /// Linear probes of one encoder on the requested layers; rows on rank 0, `[]` elsewhere.
+  /// Features of the first `limit` samples of `train` and `test` on `layers` (gathered to rank
+  /// 0; `nil` elsewhere), row `i` of each set being sample `i` labelled by slot 0.
+  public static func features(
+    encoder: any Encoder, train: EvalSource, test: EvalSource, layers: [FeatureLayer], comm: Communicator,
+    batch: Int, limit: Int?
+  ) throws -> (train: [FeatureLayer: FeatureSet], test: [FeatureLayer: FeatureSet])? {
+    let tr = try FeatureExtractor.extract(
+      encoder: encoder, eval: train, layers: layers, comm: comm, batch: batch, limit: limit)
+    let te = try FeatureExtractor.extract(
+      encoder: encoder, eval: test, layers: layers, comm: comm, batch: batch, limit: limit)
+    guard let tr, let te else { return nil }
+    return (tr, te)
+  }
+
+  /// Linear probes of one encoder on every layer and slot: one row per layer, named
+  /// `name (layer)`, its time including the feature extraction. Rows on rank 0, `[]` elsewhere.
   public static func probe(
-    _ name: String, encoder: any Encoder, train: ImageSource, test: ImageSource,
-    layers: [FeatureLayer], comm: Communicator, epochs: Int, limit: Int?
+    _ name: String, encoder: any Encoder, train: EvalSource, test: EvalSource, layers: [FeatureLayer],
+    slots: [(name: String, slot: Int)], comm: Communicator, epochs: Int, batch: Int, limit: Int?
   ) throws -> [Row] {
     let t0 = now()
-    let tr = try FeatureExtractor.extract(encoder: encoder, source: train, layers: layers, comm: comm, limit: limit)
-    let te = try FeatureExtractor.extract(encoder: encoder, source: test, layers: layers, comm: comm, limit: limit)
-    guard let tr, let te else { return [] }
+    guard let (tr, te) = try features(
+      encoder: encoder, train: train, test: test, layers: layers, comm: comm, batch: batch, limit: limit)
+    else { return [] }
     let extractSeconds = now() - t0
     return try layers.map { l in
       let t1 = now()
-      let acc = try Probes.linear(train: tr[l]!, test: te[l]!, epochs: epochs)
-      return Row(name: "\(name) (\(l.rawValue))", dim: tr[l]!.dim, accuracy: acc, seconds: now() - t1 + extractSeconds)
+      let acc = try slots.map { try linear(train: tr[l]!, of: train, test: te[l]!, of: test, slot: $0.slot, epochs: epochs) }
+      return Row(name: "\(name) (\(l.rawValue))", dim: tr[l]!.dim, accuracies: acc, seconds: now() - t1 + extractSeconds)
     }
   }
 
-  /// Trained encoder, random encoder and raw pixels, printed as a table on rank 0.
+  /// Linear-probe test accuracy on `slot`, from features of `trainSource` and `testSource`
+  /// (row `i` is sample `i`).
+  public static func linear(
+    train: FeatureSet, of trainSource: EvalSource, test: FeatureSet, of testSource: EvalSource, slot: Int, epochs: Int
+  ) throws -> Double {
+    let tr = labelled(train, trainSource, slot: slot)
+    return try Probes.linear(
+      train: tr, test: labelled(test, testSource, slot: slot), classes: trainSource.labelSlots[slot].classCount,
+      epochs: epochs, batch: min(256, max(1, tr.count)))
+  }
+
+  /// `features` (row `i` is sample `i` of `source`) with the labels of `slot`.
+  public static func labelled(_ features: FeatureSet, _ source: EvalSource, slot: Int) -> FeatureSet {
+    slot == 0 ? features : features.relabeled(source.labels(indices: 0..<features.count, slot: slot))
+  }
+
+  /// Accuracy of always answering the most frequent class of `slot` among the first `limit`
+  /// samples of `train` (ties: the lower class) on the first `limit` of `test`.
+  public static func majority(train: EvalSource, test: EvalSource, slot: Int, limit: Int? = nil) -> Double {
+    let nTrain = min(train.count, limit ?? train.count)
+    let nTest = min(test.count, limit ?? test.count)
+    var counts = [Int: Int]()
+    for i in 0..<nTrain { counts[train.label(i, slot: slot), default: 0] += 1 }
+    guard let top = counts.max(by: { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) })?.key else {
+      return 0
+    }
+    let hits = (0..<nTest).filter { test.label($0, slot: slot) == top }.count
+    return Double(hits) / Double(max(nTest, 1))
+  }
+
+  /// Trained encoder, random encoder, the raw input and the majority class, printed as a
+  /// table on rank 0 (which also gets the rows; other ranks get `[]`).
+  @discardableResult
   public static func run(
     config: PretrainConfig, trained: any Encoder, comm: Communicator, console: Console, epochs: Int,
     pretrainSeconds: Double, limit: Int? = nil
-  ) throws {
-    if config.isAudio {
-      return try runAudio(
-        config: config, trained: trained, comm: comm, console: console, epochs: epochs, pretrainSeconds: pretrainSeconds)
-    }
-    let (train, test) = try splits(config)
-    console.say("linear probes (\(epochs) epochs of logistic regression on standardised frozen features)…")
+  ) throws -> [Row] {
+    let data = try Datasets.open(config)
+    let train = try data.evaluation(.train)
+    let test = try data.evaluation(.test)
+    let slots = try slots(train.labelSlots, preferred: data.reportSlots)
+    let layers = data.probeLayers
+    let counts = "\(min(train.count, limit ?? train.count)) train, \(min(test.count, limit ?? test.count)) test samples"
+    let layerNames = layers.map(\.rawValue).joined(separator: " and ")
+    console.say(
+      "linear probes (\(epochs) epochs of logistic regression on standardised frozen \(layerNames) features; \(counts))…")
     var rows = try probe(
-      "\(config.method) \(config.model)", encoder: trained, train: train, test: test, layers: FeatureLayer.allCases,
-      comm: comm, epochs: epochs, limit: limit)
+      "\(config.method) \(config.model)", encoder: trained, train: train, test: test, layers: layers, slots: slots,
+      comm: comm, epochs: epochs, batch: data.evalBatch, limit: limit)
     var randomConfig = config
     randomConfig.seed = config.seed &+ 1
     let random = try Methods.make(randomConfig, collective: LocalCollective())
     rows += try probe(
-      "random \(config.model)", encoder: random.encoder, train: train, test: test,
-      layers: FeatureLayer.allCases, comm: comm, epochs: epochs, limit: limit)
-    if comm.rank == 0 {
+      "random \(config.model)", encoder: random.encoder, train: train, test: test, layers: layers, slots: slots,
+      comm: comm, epochs: epochs, batch: data.evalBatch, limit: limit)
+    guard comm.rank == 0 else { return [] }
+    if let rawName = data.rawInputName {
       let t0 = now()
-      let acc = try Probes.linear(
-        train: try FeatureExtractor.pixels(source: train, limit: limit),
-        test: try FeatureExtractor.pixels(source: test, limit: limit), epochs: epochs)
-      rows.append(Row(name: "raw pixels", dim: train.height * train.width, accuracy: acc, seconds: now() - t0))
+      let tr = try FeatureExtractor.pixels(eval: train, limit: limit)
+      let te = try FeatureExtractor.pixels(eval: test, limit: limit)
+      let acc = try slots.map { try linear(train: tr, of: train, test: te, of: test, slot: $0.slot, epochs: epochs) }
+      rows.append(Row(name: rawName, dim: tr.dim, accuracies: acc, seconds: now() - t0))
     }
-    console.say("| features | dim | test accuracy | probe time |")
-    console.say("|---|---:|---:|---:|")
-    for r in rows {
-      console.say(String(format: "| %@ | %d | %.2f%% | %.1f s |", r.name, r.dim, r.accuracy * 100, r.seconds))
-    }
-    console.say(String(format: "pretraining took %.1f s", pretrainSeconds))
-  }
-
-  /// One audio encoder's linear-probe accuracies on the label slots (pooled features, the
-  /// train split's clips to fit, the test split's to score); `nil` off rank 0.
-  public static func audioProbe(
-    encoder: any Encoder, config: PretrainConfig, train: AudioSource, test: AudioSource,
-    slots: [(name: String, slot: Int)], layer: FeatureLayer = .pooled, comm: Communicator, epochs: Int
-  ) throws -> (dim: Int, accuracies: [Double], seconds: Double)? {
-    let t0 = now()
-    let mel = AudioData.melFrontEnd(config)
-    let L = config.resolvedAudioLength
-    let tr = try FeatureExtractor.extract(encoder: encoder, audio: train, length: L, mel: mel, layers: [layer], comm: comm)
-    let te = try FeatureExtractor.extract(encoder: encoder, audio: test, length: L, mel: mel, layers: [layer], comm: comm)
-    guard let tr = tr?[layer], let te = te?[layer] else { return nil }
-    let acc = try slots.map {
-      try AudioEvaluation.linear(train: tr, of: train, test: te, of: test, slot: $0.slot, epochs: epochs)
-    }
-    return (tr.dim, acc, now() - t0)
-  }
-
-  /// Audio: linear-probe accuracy for word and language (the corpus's slots otherwise) of the
-  /// trained encoder against a randomly initialised one, and the majority-class rate, printed
-  /// as a table on rank 0.
-  public static func runAudio(
-    config: PretrainConfig, trained: any Encoder, comm: Communicator, console: Console, epochs: Int,
-    pretrainSeconds: Double
-  ) throws {
-    let (train, test) = try AudioData.splits(config)
-    let wanted = ["word", "language"].filter { train.slot(named: $0) != nil }
-    let slots = try AudioEvaluation.slots(train, requested: wanted.isEmpty ? nil : wanted)
-    console.say(
-      "linear probes (\(epochs) epochs of logistic regression on standardised frozen pooled features; \(train.count) train, \(test.count) test clips)…")
-    var rows: [(String, Int, [Double], Double)] = []
-    if let r = try audioProbe(encoder: trained, config: config, train: train, test: test, slots: slots, comm: comm, epochs: epochs) {
-      rows.append(("\(config.method) \(config.model)", r.dim, r.accuracies, r.seconds))
-    }
-    var randomConfig = config
-    randomConfig.seed = config.seed &+ 1
-    let random = try Methods.make(randomConfig, collective: LocalCollective())
-    if let r = try audioProbe(
-      encoder: random.encoder, config: config, train: train, test: test, slots: slots, comm: comm, epochs: epochs)
-    {
-      rows.append(("random \(config.model)", r.dim, r.accuracies, r.seconds))
-    }
-    guard comm.rank == 0 else { return }
-    rows.append(("majority class", 0, slots.map { AudioEvaluation.majority(train: train, test: test, slot: $0.slot) }, 0))
+    rows.append(Row(
+      name: "majority class", dim: 0,
+      accuracies: slots.map { majority(train: train, test: test, slot: $0.slot, limit: limit) }, seconds: 0))
     console.say("| features | dim | " + slots.map { "\($0.name) accuracy" }.joined(separator: " | ") + " | probe time |")
     console.say("|---|---:|" + slots.map { _ in "---:|" }.joined() + "---:|")
-    for (name, dim, acc, seconds) in rows {
-      let cells = acc.map { String(format: "%.2f%%", $0 * 100) }.joined(separator: " | ")
-      console.say("| \(name) | \(dim > 0 ? "\(dim)" : "-") | \(cells) | " + String(format: "%.1f s |", seconds))
+    for r in rows {
+      let cells = r.accuracies.map { String(format: "%.2f%%", $0 * 100) }.joined(separator: " | ")
+      console.say("| \(r.name) | \(r.dim > 0 ? "\(r.dim)" : "-") | \(cells) | " + String(format: "%.1f s |", r.seconds))
     }
     console.say(String(format: "pretraining took %.1f s", pretrainSeconds))
+    return rows
   }
 }

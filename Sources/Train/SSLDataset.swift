@@ -26,6 +26,16 @@ public protocol SSLDataset {
   func views(_ inputs: MethodInputs, globalBatch: Int, rank: Int, worldSize: Int) throws -> ViewBatchSource
   /// The clean inputs of a split, in sample order.
   func evaluation(_ split: EvalSplit) throws -> EvalSource
+
+  /// The feature layers probes read unless told otherwise.
+  var probeLayers: [FeatureLayer] { get }
+  /// The label slots `--probe` reports when the data has them (else every slot).
+  var reportSlots: [String] { get }
+  /// The name of the raw-input baseline row of the probe table, or nil when the raw input is
+  /// too large to probe.
+  var rawInputName: String? { get }
+  /// The split few-shot tasks draw from.
+  var fewShotSplit: EvalSplit { get }
 }
 
 /// Fashion-MNIST: packed once into a cached record shard and read by offset.
@@ -38,6 +48,12 @@ public struct FashionMNISTDataset: SSLDataset {
   public var sampleShape: Shape { Shape(1, 1, 28, 28) }
   public var labelSlots: [LabelSlot] { [LabelSlot(name: "class", classNames: FashionMNIST.classNames)] }
   public var evalBatch: Int { 256 }
+  /// Pooled 64-d and pre-pool 576-d for conv4.
+  public var probeLayers: [FeatureLayer] { FeatureLayer.allCases }
+  public var reportSlots: [String] { ["class"] }
+  public var rawInputName: String? { "raw pixels" }
+  /// The test split: its classes are balanced and it is not what probes fit on.
+  public var fewShotSplit: EvalSplit { .test }
 
   public func views(_ inputs: MethodInputs, globalBatch: Int, rank: Int, worldSize: Int) throws -> ViewBatchSource {
     guard inputs == .twoViews else { throw ConfigError(message: "fashion-mnist builds two views per sample, not \(inputs)") }
@@ -70,6 +86,13 @@ public struct AudioDataset: SSLDataset {
   public var sampleShape: Shape { config.sampleShape }
   public var labelSlots: [LabelSlot] { zip(all.labelNames, all.classNames).map { LabelSlot(name: $0, classNames: $1) } }
   public var evalBatch: Int { 8 }
+  /// Pooled only: the pre-pool maps of audio encoders are large and probing them is slow.
+  public var probeLayers: [FeatureLayer] { [.pooled] }
+  public var reportSlots: [String] { ["word", "language"] }
+  /// Tens of thousands of samples per clip: a probe on the raw waveform is no baseline.
+  public var rawInputName: String? { nil }
+  /// Every clip (MT-SLVR's protocol): tasks need many examples per class.
+  public var fewShotSplit: EvalSplit { .all }
 
   /// The clips of a split (`AudioData.split`: fixed by clip index).
   public func clips(_ split: EvalSplit) -> AudioSource {

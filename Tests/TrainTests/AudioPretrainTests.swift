@@ -157,7 +157,7 @@ final class AudioPretrainTests: XCTestCase {
         "--n-mels", "16", "--max-steps", "1", "--augment-preset", "mtslvr", "--probe", "--probe-epochs", "3",
       ])
     XCTAssertTrue(out.contains("| features | dim | word accuracy | language accuracy | probe time |"), out)
-    XCTAssertTrue(out.contains("| random resnet18 | 512 |"), out)
+    XCTAssertTrue(out.contains("| random resnet18 (pooled) | 512 |"), out)
     XCTAssertTrue(out.contains("| majority class | - |"), out)
 
     let linear = try Processes.parallax(np: 2, ["eval", "linear", "--checkpoint", dir + "/latest", "--epochs", "3", "--threads", "1"])
