@@ -172,6 +172,15 @@ final class AudioPretrainTests: XCTestCase {
     XCTAssertTrue(fewshot.stdout.contains("word: 5-way 1-shot"), fewshot.stdout)
     XCTAssertTrue(fewshot.stdout.contains("language: 2-way 1-shot"), fewshot.stdout)
     XCTAssertTrue(fewshot.stdout.contains("(20 tasks)"), fewshot.stdout)
+    // One evaluation path for images and audio: k-NN reads the clips' label slots too, and an
+    // unknown slot is an error naming it and the data's slots.
+    let knn = try Processes.parallax(np: 1, ["eval", "knn", "--checkpoint", dir + "/latest", "--k", "3", "--labels", "word", "gender"])
+    XCTAssertEqual(knn.status, 0, knn.stdout + knn.stderr)
+    XCTAssertTrue(knn.stdout.contains("knn k=3 pooled word: "), knn.stdout)
+    XCTAssertTrue(knn.stdout.contains("knn k=3 pooled gender: "), knn.stdout)
+    let bad = try Processes.parallax(np: 1, ["eval", "knn", "--checkpoint", dir + "/latest", "--labels", "colour"])
+    XCTAssertNotEqual(bad.status, 0)
+    XCTAssertTrue(bad.stderr.contains("no label 'colour'") && bad.stderr.contains("word, language, voice, gender"), bad.stderr)
   }
 
   func testBadAudioSettingsAreRefused() throws {
