@@ -29,6 +29,9 @@ let package = Package(
       name: "CSndFile", path: "Sources/CSndFile", pkgConfig: "sndfile",
       providers: [.apt(["libsndfile1-dev"])]),
     .systemLibrary(
+      name: "CImage", path: "Sources/CImage", pkgConfig: "libpng",
+      providers: [.apt(["libpng-dev", "libturbojpeg0-dev"])]),
+    .systemLibrary(
       name: "CSamplerate", path: "Sources/CSamplerate", pkgConfig: "samplerate",
       providers: [.apt(["libsamplerate0-dev"])]),
 
@@ -47,7 +50,7 @@ let package = Package(
     .target(
       name: "Data",
       dependencies: [
-        "CZlib", "CSndFile", "CSamplerate",
+        "CZlib", "CSndFile", "CSamplerate", "CImage",
         .product(name: "SystemPackage", package: "swift-system"),
       ],
       path: "Sources/Data", swiftSettings: [.swiftLanguageMode(.v6)]),

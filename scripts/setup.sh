@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-release}"
 packages=(libopenmpi-dev openmpi-bin libopenblas-dev libsndfile1-dev libsamplerate0-dev espeak-ng sox
-  zlib1g-dev pkg-config dataset-fashion-mnist iproute2)
+  zlib1g-dev libpng-dev libturbojpeg0-dev pkg-config dataset-fashion-mnist iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,15 +15,15 @@ public final class ContrastiveBatchLoader {
   public let seed: UInt64
   /// How each view's augmentations are chosen.
   public var sampling: AugmentSampling = .simclr
-  /// [H, W] bytes of the sample being augmented.
+  /// [C, H, W] bytes of the sample being augmented.
   private let pixels: UnsafeMutablePointer<UInt8>
 
-  /// - Throws: `DataError.invalidArgument` if the source is not single-channel or is smaller
-  ///   than the sampler's data set.
+  /// - Throws: `DataError.invalidArgument` if the source has other than 1 or 3 channels or is
+  ///   smaller than the sampler's data set.
   public init(source: ImageSource, sampler: DistributedSampler, augment: SimCLRAugment, seed: UInt64) throws {
-    guard source.channels == 1 else {
+    guard source.channels == 1 || source.channels == 3 else {
       throw DataError.invalidArgument(
-        "ContrastiveBatchLoader: SimCLRAugment needs 1-channel images, the source has \(source.channels)")
+        "ContrastiveBatchLoader: SimCLRAugment takes 1- or 3-channel images, the source has \(source.channels)")
     }
     guard sampler.count <= source.count else {
       throw DataError.invalidArgument(
@@ -40,12 +40,14 @@ public final class ContrastiveBatchLoader {
 
   /// Rows of the output batch: `2·B_local`.
   public var rows: Int { 2 * sampler.localBatch }
-  /// Floats `load` writes: `2·B_local·H·W`.
-  public var floatsPerBatch: Int { rows * source.height * source.width }
+  /// Floats `load` writes: `2·B_local·C·H·W`.
+  public var floatsPerBatch: Int { rows * source.pixelsPerImage }
+  /// Columns of the augmentation labels (`ImageAugmentationSet.columns(channels:)`).
+  public var transformCount: Int { ImageAugmentationSet.columns(channels: source.channels) }
 
   /// Writes both views of this rank's part of a global batch into `x`, shaped
-  /// [2·B_local, 1, H, W], and, when non-nil, the multi-hot labels of the augmentations each
-  /// row received into `transforms` [2·B_local, `ImageAugmentationSet.count`].
+  /// [2·B_local, C, H, W], and, when non-nil, the multi-hot labels of the augmentations each
+  /// row received into `transforms` [2·B_local, `transformCount`].
   ///
   /// With `.mtslvr` sampling the augmentations of a sample are drawn once from
   /// `KeyedRandom(seed, epoch, sample, .transform)` and both views share them (and the label),
@@ -55,9 +57,9 @@ public final class ContrastiveBatchLoader {
     transforms: UnsafeMutablePointer<Float>? = nil
   ) throws {
     let indices = try sampler.localIndices(epoch: epoch, batch: batch)
-    let h = source.height, w = source.width, n = h * w
+    let c = source.channels, h = source.height, w = source.width, n = c * h * w
     let b = indices.count
-    let t = ImageAugmentationSet.count
+    let t = transformCount
     for (row, sample) in indices.enumerated() {
       try source.pixels(sample, into: pixels)
       var rng1 = KeyedRandom(seed: seed, epoch: epoch, sample: sample, purpose: .view1)
@@ -66,18 +68,18 @@ public final class ContrastiveBatchLoader {
       let a2: ImageAugmentationSet
       switch sampling {
       case .simclr:
-        a1 = augment.apply(pixels, height: h, width: w, into: x + row * n, rng: &rng1)
-        a2 = augment.apply(pixels, height: h, width: w, into: x + (b + row) * n, rng: &rng2)
+        a1 = augment.apply(pixels, channels: c, height: h, width: w, into: x + row * n, rng: &rng1)
+        a2 = augment.apply(pixels, channels: c, height: h, width: w, into: x + (b + row) * n, rng: &rng2)
       case .mtslvr:
         var choice = KeyedRandom(seed: seed, epoch: epoch, sample: sample, purpose: .transform)
-        let chosen = SimCLRAugment.sampleAugmentations(rng: &choice)
-        a1 = augment.apply(pixels, height: h, width: w, into: x + row * n, chosen: chosen, rng: &rng1)
+        let chosen = SimCLRAugment.sampleAugmentations(rng: &choice, channels: c)
+        a1 = augment.apply(pixels, channels: c, height: h, width: w, into: x + row * n, chosen: chosen, rng: &rng1)
         a2 = augment.apply(
-          pixels, height: h, width: w, into: x + (b + row) * n, chosen: chosen, rng: &rng2)
+          pixels, channels: c, height: h, width: w, into: x + (b + row) * n, chosen: chosen, rng: &rng2)
       }
       if let transforms {
-        a1.writeMultiHot(into: transforms + row * t)
-        a2.writeMultiHot(into: transforms + (b + row) * t)
+        a1.writeMultiHot(into: transforms + row * t, channels: c)
+        a2.writeMultiHot(into: transforms + (b + row) * t, channels: c)
       }
     }
   }

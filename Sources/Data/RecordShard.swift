@@ -1,3 +1,4 @@
+import Synchronization
 import SystemPackage
 
 /// A record shard opened for reading (format in `RecordShardHeader`). Opening reads the header
@@ -12,6 +13,11 @@ public final class RecordShard {
   /// [N, K] label bytes, from the label table.
   public let labelTable: [UInt8]
   private let fd: FileDescriptor
+  private let readCounter = Atomic<Int>(0)
+
+  /// Record bytes read so far by `read` and `readPayload` (all threads): what a test counts
+  /// to show that a rank reads only its part.
+  public var bytesRead: Int { readCounter.load(ordering: .relaxed) }
 
   /// Number of records `N`.
   public var count: Int { header.recordCount }
@@ -67,6 +73,7 @@ public final class RecordShard {
     try check(index)
     try fd.readFully(
       at: offset(index), into: UnsafeMutableRawBufferPointer(start: into, count: recordSize), path: path)
+    readCounter.add(recordSize, ordering: .relaxed)
   }
 
   /// Reads only the payload of record `index` (`C·H·W` bytes) into `into`.
@@ -75,6 +82,7 @@ public final class RecordShard {
     try fd.readFully(
       at: offset(index) + labelCount,
       into: UnsafeMutableRawBufferPointer(start: into, count: header.payloadSize), path: path)
+    readCounter.add(header.payloadSize, ordering: .relaxed)
   }
 
   /// Label `slot` (0..<K) of record `index`, from the label table already in memory.

@@ -4,16 +4,20 @@
   import Darwin
 #endif
 
-/// SimCLR's augmentation pipeline (Chen et al. 2020, appendix A) for single-channel `1×H×W`
-/// images, as torchvision composes it, without the colour steps grayscale images do not have:
+/// SimCLR's augmentation pipeline (Chen et al. 2020, appendix A) for `C×H×W` images (C = 1 or
+/// 3), as torchvision composes it:
 ///
 /// 1. random resized crop (scale `[0.2, 1]`, aspect ratio `[3/4, 4/3]`, bilinear back to H×W),
 /// 2. horizontal flip with p = 0.5,
-/// 3. brightness and contrast jitter of 0.4 in random order, applied with p = 0.8,
-/// 4. Gaussian blur with p = 0.5 (kernel 3 or 5, σ in [0.1, 2], reflect padding),
-/// 5. additive Gaussian noise with p = 0.5 (σ = 0.05 on the [0, 1] scale, not clamped),
+/// 3. colour jitter with p = 0.8: on one channel brightness and contrast of 0.4 in random
+///    order; on RGB brightness, contrast, saturation (0.4) and hue (0.1) in a random order of
+///    the four, as torchvision's `ColorJitter`,
+/// 4. RGB only: random grayscale with p = 0.2 (ITU-R 601 luma in every channel),
+/// 5. Gaussian blur with p = 0.5 (kernel 3 or 5, σ in [0.1, 2], reflect padding),
+/// 6. additive Gaussian noise with p = 0.5 (σ = 0.05 on the [0, 1] scale, not clamped),
 ///
-/// then normalisation `(x/255 − mean) / std`. Every draw comes from the `KeyedRandom` passed in,
+/// then normalisation `(x/255 − mean) / std` per channel. One-channel images draw exactly the
+/// random numbers they drew before RGB existed, so their views are unchanged. Every draw comes from the `KeyedRandom` passed in,
 /// so a view is a pure function of (image, key).
 ///
 /// Holds scratch buffers, so one instance must not be used by two threads at once; `copy()`
@@ -38,9 +42,18 @@ public final class SimCLRAugment {
     public var noiseProbability: Float
     /// Noise standard deviation on the [0, 1] pixel scale.
     public var noiseStd: Float
-    /// Normalisation constants (Fashion-MNIST's by default).
+    /// Normalisation constants of one-channel images (Fashion-MNIST's by default).
     public var mean: Float
     public var std: Float
+    /// RGB only: saturation factor from `[max(0, 1 − s), 1 + s]`.
+    public var saturation: Float
+    /// RGB only: hue shift from `[−h, h]` turns (h ≤ 0.5).
+    public var hue: Float
+    public var grayscaleProbability: Float
+    /// Per-channel normalisation of RGB images (a packed set's statistics; ImageNet's by
+    /// default).
+    public var rgbMean: [Float]
+    public var rgbStd: [Float]
 
     /// SimCLR's settings with magnitudes scaled by `strength` (1 = the paper's): crop scale
     /// lower bound `1 − 0.8·s` (clamped to ≥ 0.05), ratio range `(4/3)^±s`, jitter `0.4·s`,
@@ -61,6 +74,16 @@ public final class SimCLRAugment {
       noiseStd = 0.05 * s
       mean = FashionMNIST.mean
       std = FashionMNIST.std
+      saturation = 0.4 * s
+      hue = min(0.5, 0.1 * s)
+      grayscaleProbability = 0.2
+      rgbMean = [0.485, 0.456, 0.406]
+      rgbStd = [0.229, 0.224, 0.225]
+    }
+
+    /// Mean and std of channel `ch` of a `channels`-channel image.
+    public func normalization(channel ch: Int, of channels: Int) -> (mean: Float, std: Float) {
+      channels == 1 ? (mean, std) : (rgbMean[ch], rgbStd[ch])
     }
 
     /// No augmentation at all: `apply` then equals `normalize`.
@@ -70,6 +93,7 @@ public final class SimCLRAugment {
       c.jitterProbability = 0
       c.blurProbability = 0
       c.noiseProbability = 0
+      c.grayscaleProbability = 0
       return c
     }
 
@@ -80,6 +104,8 @@ public final class SimCLRAugment {
         && a.blurProbability == b.blurProbability && a.blurSigma == b.blurSigma
         && a.blurKernelSizes == b.blurKernelSizes && a.noiseProbability == b.noiseProbability
         && a.noiseStd == b.noiseStd && a.mean == b.mean && a.std == b.std
+        && a.saturation == b.saturation && a.hue == b.hue && a.grayscaleProbability == b.grayscaleProbability
+        && a.rgbMean == b.rgbMean && a.rgbStd == b.rgbStd
     }
   }
 
@@ -126,8 +152,8 @@ public final class SimCLRAugment {
   /// Another augmenter with the same configuration and its own scratch (for another thread).
   public func copy() -> SimCLRAugment { SimCLRAugment(config: config) }
 
-  private func reserve(height: Int, width: Int) {
-    let n = height * width
+  private func reserve(height: Int, width: Int, channels: Int = 1) {
+    let n = height * width * channels
     let need = max(n, width, height)
     if need <= capacity { return }
     image.deallocate(); temp.deallocate(); col0.deallocate(); col1.deallocate()
@@ -162,17 +188,19 @@ public final class SimCLRAugment {
 
   /// Writes one augmented, normalised view of `src` into `dst`.
   /// - Parameters:
-  ///   - src: [H, W] pixel bytes.
-  ///   - dst: [H, W] floats.
+  ///   - src: [C, H, W] pixel bytes.
+  ///   - channels: C, 1 or 3.
+  ///   - dst: [C, H, W] floats.
   ///   - rng: the view's stream, e.g. `KeyedRandom(seed, epoch, sample, .view1)`.
   /// - Returns: the augmentations that changed the view (the crop counts when its box is not
   ///   the whole image), the multi-hot label of transformation prediction.
   @discardableResult
   public func apply(
-    _ src: UnsafePointer<UInt8>, height: Int, width: Int, into dst: UnsafeMutablePointer<Float>,
+    _ src: UnsafePointer<UInt8>, channels: Int = 1, height: Int, width: Int, into dst: UnsafeMutablePointer<Float>,
     rng: inout KeyedRandom
   ) -> ImageAugmentationSet {
-    reserve(height: height, width: width)
+    precondition(channels == 1 || channels == 3, "SimCLRAugment takes 1 or 3 channels")
+    reserve(height: height, width: width, channels: channels)
     let c = config
     var applied = ImageAugmentationSet()
     let (top, left, cropH, cropW) = cropBox(height: height, width: width, rng: &rng)
@@ -180,29 +208,34 @@ public final class SimCLRAugment {
     if cropH != height || cropW != width || top != 0 || left != 0 { applied.insert(.crop) }
     if flip { applied.insert(.flip) }
     resize(
-      src, height: height, width: width, top: top, left: left, cropH: cropH, cropW: cropW,
+      src, channels: channels, height: height, width: width, top: top, left: left, cropH: cropH, cropW: cropW,
       flip: flip)
     if c.jitterProbability > 0 && rng.bernoulli(c.jitterProbability) {
-      jitter(height * width, rng: &rng)
+      jitter(channels: channels, plane: height * width, rng: &rng)
       applied.insert(.jitter)
     }
+    if channels == 3 && c.grayscaleProbability > 0 && rng.bernoulli(c.grayscaleProbability) {
+      toGrayscale(height * width)
+      applied.insert(.grayscale)
+    }
     if c.blurProbability > 0 && rng.bernoulli(c.blurProbability) && !c.blurKernelSizes.isEmpty {
-      blur(height: height, width: width, rng: &rng)
+      blur(channels: channels, height: height, width: width, rng: &rng)
       applied.insert(.blur)
     }
     if c.noiseProbability > 0 && rng.bernoulli(c.noiseProbability) && c.noiseStd > 0 {
-      addNoise(height * width, rng: &rng)
+      addNoise(channels * height * width, rng: &rng)
       applied.insert(.noise)
     }
-    finish(height * width, into: dst)
+    finish(channels: channels, plane: height * width, into: dst)
     return applied
   }
 
   /// MT-SLVR's sampling (Heggan et al. 2023): the augmentations of a sample, `k ~ U{1…n}`
-  /// distinct ones of the `n` = 5 in random order, drawn once per sample from
-  /// `KeyedRandom(seed, epoch, sample, .transform)` and shared by both views.
-  public static func sampleAugmentations(rng: inout KeyedRandom) -> [ImageAugmentation] {
-    var all = ImageAugmentation.allCases
+  /// distinct ones of the `n` (5 on one channel, 6 with RGB's grayscale) in random order,
+  /// drawn once per sample from `KeyedRandom(seed, epoch, sample, .transform)` and shared by
+  /// both views.
+  public static func sampleAugmentations(rng: inout KeyedRandom, channels: Int = 1) -> [ImageAugmentation] {
+    var all = ImageAugmentation.cases(channels: channels)
     let k = 1 + rng.nextInt(below: all.count)
     // Partial Fisher–Yates: the first k of a random permutation.
     for i in 0..<k {
@@ -219,27 +252,113 @@ public final class SimCLRAugment {
   /// - Returns: the set of `chosen` (the label, whatever the parameters drawn).
   @discardableResult
   public func apply(
-    _ src: UnsafePointer<UInt8>, height: Int, width: Int, into dst: UnsafeMutablePointer<Float>,
+    _ src: UnsafePointer<UInt8>, channels: Int = 1, height: Int, width: Int, into dst: UnsafeMutablePointer<Float>,
     chosen: [ImageAugmentation], rng: inout KeyedRandom
   ) -> ImageAugmentationSet {
-    reserve(height: height, width: width)
+    precondition(channels == 1 || channels == 3, "SimCLRAugment takes 1 or 3 channels")
+    reserve(height: height, width: width, channels: channels)
     let set = ImageAugmentationSet(chosen)
     var box = (0, 0, height, width)
     if set.contains(.crop) { box = cropBox(height: height, width: width, rng: &rng) }
     resize(
-      src, height: height, width: width, top: box.0, left: box.1, cropH: box.2, cropW: box.3,
+      src, channels: channels, height: height, width: width, top: box.0, left: box.1, cropH: box.2, cropW: box.3,
       flip: set.contains(.flip))
-    let n = height * width
+    let plane = height * width
     for a in chosen {
       switch a {
       case .crop, .flip: break
-      case .jitter: jitter(n, rng: &rng)
-      case .blur: if !config.blurKernelSizes.isEmpty { blur(height: height, width: width, rng: &rng) }
-      case .noise: addNoise(n, rng: &rng)
+      case .jitter: jitter(channels: channels, plane: plane, rng: &rng)
+      case .grayscale: if channels == 3 { toGrayscale(plane) }
+      case .blur:
+        if !config.blurKernelSizes.isEmpty { blur(channels: channels, height: height, width: width, rng: &rng) }
+      case .noise: addNoise(channels * plane, rng: &rng)
       }
     }
-    finish(n, into: dst)
+    finish(channels: channels, plane: plane, into: dst)
     return set
+  }
+
+  /// One channel: brightness and contrast in random order. RGB: torchvision's `ColorJitter`,
+  /// brightness, contrast, saturation and hue in a random permutation, each factor drawn.
+  private func jitter(channels: Int, plane: Int, rng: inout KeyedRandom) {
+    guard channels == 3 else { return jitter(plane, rng: &rng) }
+    let c = config
+    var order = [0, 1, 2, 3]
+    for i in 0..<3 { order.swapAt(i, i + rng.nextInt(below: 4 - i)) }
+    let b = rng.uniform(max(0, 1 - c.brightness), 1 + c.brightness)
+    let k = rng.uniform(max(0, 1 - c.contrast), 1 + c.contrast)
+    let s = rng.uniform(max(0, 1 - c.saturation), 1 + c.saturation)
+    let h = rng.uniform(-c.hue, c.hue)
+    for op in order {
+      switch op {
+      case 0: scaleBrightness(3 * plane, b)
+      case 1: adjustRGBContrast(plane, k)
+      case 2: adjustSaturation(plane, s)
+      default: if h != 0 { shiftHue(plane, h) }
+      }
+    }
+  }
+
+  /// ITU-R 601 luma of pixel `i` of the RGB working image.
+  @inline(__always) private func luma(_ i: Int, _ plane: Int) -> Float {
+    0.299 * image[i] + 0.587 * image[plane + i] + 0.114 * image[2 * plane + i]
+  }
+
+  /// Blend with the mean luma (torchvision's `adjust_contrast` on RGB).
+  private func adjustRGBContrast(_ plane: Int, _ factor: Float) {
+    var sum: Float = 0
+    for i in 0..<plane { sum += luma(i, plane) }
+    let m = (1 - factor) * sum / Float(plane)
+    for i in 0..<(3 * plane) { image[i] = min(1, max(0, factor * image[i] + m)) }
+  }
+
+  /// Blend each pixel with its luma (torchvision's `adjust_saturation`).
+  private func adjustSaturation(_ plane: Int, _ factor: Float) {
+    for i in 0..<plane {
+      let g = (1 - factor) * luma(i, plane)
+      for ch in 0..<3 { image[ch * plane + i] = min(1, max(0, factor * image[ch * plane + i] + g)) }
+    }
+  }
+
+  /// Rotate the hue by `shift` turns in HSV (torchvision's `adjust_hue`).
+  private func shiftHue(_ plane: Int, _ shift: Float) {
+    for i in 0..<plane {
+      let r = image[i], g = image[plane + i], b = image[2 * plane + i]
+      let maxc = max(r, g, b), minc = min(r, g, b)
+      let v = maxc, delta = maxc - minc
+      guard delta > 0, maxc > 0 else { continue }  // gray: hue has no effect
+      let sat = delta / maxc
+      var hue: Float
+      if maxc == r { hue = (g - b) / delta } else if maxc == g { hue = 2 + (b - r) / delta } else { hue = 4 + (r - g) / delta }
+      hue = hue / 6 + shift
+      hue -= hue.rounded(.down)
+      let h6 = hue * 6
+      let sector = min(5, Int(h6))
+      let f = h6 - Float(sector)
+      let p = v * (1 - sat), q = v * (1 - sat * f), t = v * (1 - sat * (1 - f))
+      let (nr, ng, nb): (Float, Float, Float)
+      switch sector {
+      case 0: (nr, ng, nb) = (v, t, p)
+      case 1: (nr, ng, nb) = (q, v, p)
+      case 2: (nr, ng, nb) = (p, v, t)
+      case 3: (nr, ng, nb) = (p, q, v)
+      case 4: (nr, ng, nb) = (t, p, v)
+      default: (nr, ng, nb) = (v, p, q)
+      }
+      image[i] = nr
+      image[plane + i] = ng
+      image[2 * plane + i] = nb
+    }
+  }
+
+  /// Every channel becomes the luma (torchvision's `rgb_to_grayscale` with 3 outputs).
+  private func toGrayscale(_ plane: Int) {
+    for i in 0..<plane {
+      let y = luma(i, plane)
+      image[i] = y
+      image[plane + i] = y
+      image[2 * plane + i] = y
+    }
   }
 
   /// Brightness and contrast in random order.
@@ -257,11 +376,14 @@ public final class SimCLRAugment {
     }
   }
 
-  private func blur(height: Int, width: Int, rng: inout KeyedRandom) {
+  /// One σ and kernel size for every channel.
+  private func blur(channels: Int, height: Int, width: Int, rng: inout KeyedRandom) {
     let c = config
     let sigma = rng.uniform(c.blurSigma.lower, c.blurSigma.upper)
     let size = c.blurKernelSizes[rng.nextInt(below: c.blurKernelSizes.count)]
-    blur(height: height, width: width, kernelSize: min(size, Self.maxKernel), sigma: sigma)
+    for ch in 0..<channels {
+      blur(image + ch * height * width, height: height, width: width, kernelSize: min(size, Self.maxKernel), sigma: sigma)
+    }
   }
 
   /// Additive Gaussian noise; Box–Muller pairs, both deviates used.
@@ -277,10 +399,14 @@ public final class SimCLRAugment {
     }
   }
 
-  /// Normalises the working image into `dst`.
-  private func finish(_ n: Int, into dst: UnsafeMutablePointer<Float>) {
-    let invStd = 1 / config.std
-    for i in 0..<n { dst[i] = (image[i] - config.mean) * invStd }
+  /// Normalises the working image into `dst`, channel by channel.
+  private func finish(channels: Int, plane: Int, into dst: UnsafeMutablePointer<Float>) {
+    for ch in 0..<channels {
+      let (mean, std) = config.normalization(channel: ch, of: channels)
+      let invStd = 1 / std
+      let o = ch * plane
+      for i in o..<(o + plane) { dst[i] = (image[i] - mean) * invStd }
+    }
   }
 
   /// torchvision's `RandomResizedCrop.get_params`: ten tries at a box of random area and
@@ -316,9 +442,10 @@ public final class SimCLRAugment {
   }
 
   /// Bilinear resize (half-pixel centres, as PyTorch with `align_corners=False`) of the crop
-  /// into `image` on the [0, 1] scale, mirrored horizontally if `flip`.
+  /// into `image` on the [0, 1] scale, mirrored horizontally if `flip`, every channel with
+  /// the same box.
   private func resize(
-    _ src: UnsafePointer<UInt8>, height: Int, width: Int, top: Int, left: Int, cropH: Int,
+    _ src: UnsafePointer<UInt8>, channels: Int, height: Int, width: Int, top: Int, left: Int, cropH: Int,
     cropW: Int, flip: Bool
   ) {
     let sx = Float(cropW) / Float(width), sy = Float(cropH) / Float(height)
@@ -331,13 +458,15 @@ public final class SimCLRAugment {
       colWeight[out] = f - Float(x0)
     }
     let inv255: Float = 1 / 255
+    let plane = height * width
+    for ch in 0..<channels {
     for y in 0..<height {
       let f = max(0, (Float(y) + 0.5) * sy - 0.5)
       let y0 = min(Int(f), cropH - 1)
       let wy = f - Float(y0)
-      let row0 = src + (top + y0) * width
-      let row1 = src + (top + min(y0 + 1, cropH - 1)) * width
-      let out = image + y * width
+      let row0 = src + ch * plane + (top + y0) * width
+      let row1 = src + ch * plane + (top + min(y0 + 1, cropH - 1)) * width
+      let out = image + ch * plane + y * width
       for x in 0..<width {
         let a = Float(row0[col0[x]]), b = Float(row0[col1[x]])
         let c = Float(row1[col0[x]]), d = Float(row1[col1[x]])
@@ -346,6 +475,7 @@ public final class SimCLRAugment {
         let lower = c + (d - c) * wx
         out[x] = (upper + (lower - upper) * wy) * inv255
       }
+    }
     }
   }
 
@@ -361,8 +491,9 @@ public final class SimCLRAugment {
     for i in 0..<n { image[i] = min(1, max(0, factor * image[i] + m)) }
   }
 
-  /// Separable Gaussian blur of `image` with reflect padding (torchvision's `gaussian_blur`).
-  private func blur(height: Int, width: Int, kernelSize: Int, sigma: Float) {
+  /// Separable Gaussian blur of one `H×W` plane with reflect padding (torchvision's
+  /// `gaussian_blur`).
+  private func blur(_ image: UnsafeMutablePointer<Float>, height: Int, width: Int, kernelSize: Int, sigma: Float) {
     let r = kernelSize / 2
     var total: Float = 0
     for k in 0..<kernelSize {
@@ -408,6 +539,13 @@ public final class SimCLRAugment {
 /// The augmentations of `SimCLRAugment`, in label-column order.
 public enum ImageAugmentation: Int, CaseIterable, Sendable {
   case crop, flip, jitter, blur, noise
+  /// RGB only (its label column exists only for 3-channel images).
+  case grayscale
+
+  /// The augmentations of `channels`-channel images, in label-column order.
+  public static func cases(channels: Int) -> [ImageAugmentation] {
+    channels == 3 ? allCases : allCases.filter { $0 != .grayscale }
+  }
 }
 
 /// A set of `ImageAugmentation`s: a bit per case, written out as a multi-hot row.
@@ -422,11 +560,13 @@ public struct ImageAugmentationSet: OptionSet, Sendable, Hashable {
   public func contains(_ a: ImageAugmentation) -> Bool { rawValue & (1 << a.rawValue) != 0 }
   public mutating func insert(_ a: ImageAugmentation) { rawValue |= 1 << a.rawValue }
 
-  /// Columns of the multi-hot label.
-  public static var count: Int { ImageAugmentation.allCases.count }
+  /// Columns of the multi-hot label of one-channel images.
+  public static var count: Int { columns(channels: 1) }
+  /// Columns of the multi-hot label of `channels`-channel images (6 for RGB: grayscale).
+  public static func columns(channels: Int) -> Int { ImageAugmentation.cases(channels: channels).count }
 
-  /// Writes `count` floats, 1 for each member, into `row`.
-  public func writeMultiHot(into row: UnsafeMutablePointer<Float>) {
-    for a in ImageAugmentation.allCases { row[a.rawValue] = contains(a) ? 1 : 0 }
+  /// Writes `columns(channels:)` floats, 1 for each member, into `row`.
+  public func writeMultiHot(into row: UnsafeMutablePointer<Float>, channels: Int = 1) {
+    for a in ImageAugmentation.cases(channels: channels) { row[a.rawValue] = contains(a) ? 1 : 0 }
   }
 }

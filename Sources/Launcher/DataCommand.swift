@@ -23,9 +23,12 @@ struct AudioInputOptions: ParsableArguments {
   @Option(help: "Sample rate to decode to, Hz.") var sampleRate: Int = 16000
   @Option(help: "fail: stop at the first bad file; skip: leave bad files out and count them.") var onBadFile: String = "fail"
 
+  /// Whether any audio input is given.
+  var given: Bool { [manifest, folder, mtat].contains { $0 != nil } }
+
   func validate() throws {
-    guard [manifest, folder, mtat].compactMap({ $0 }).count == 1 else {
-      throw ValidationError("give exactly one of --manifest, --folder, --mtat")
+    guard [manifest, folder, mtat].compactMap({ $0 }).count <= 1 else {
+      throw ValidationError("give one of --manifest, --folder, --mtat")
     }
     guard BadFilePolicy(rawValue: onBadFile) != nil else { throw ValidationError("--on-bad-file must be fail or skip") }
     if mtat != nil && audioRoot == nil { throw ValidationError("--mtat needs --audio-root") }
@@ -79,22 +82,55 @@ struct SpokenDigitsCommand: ParsableCommand {
   }
 }
 
+/// Where `pack` reads images from and how it shapes them.
+struct ImageInputOptions: ParsableArguments {
+  @Option(help: "Images: a folder with one sub-folder of PNG/JPEG files per class.") var images: String?
+  @Option(help: "Images: a CSV manifest with a 'path' column and label columns.") var imageManifest: String?
+  @Option(help: "Images: output side in pixels (square).") var size: Int = 32
+  @Option(help: "Images: 1 (grayscale) or 3 (RGB) channels.") var channels: Int = 3
+  @Option(help: "Images: crop (scale the shorter side, keep the centre) or pad (scale the longer side, pad with black).")
+  var fit: String = "crop"
+  @Option(help: "Images: largest part file in MiB (a large set becomes several part-NNNNN.pxrs).") var maxPartMiB: Int = 1024
+
+  var given: Bool { images != nil || imageManifest != nil }
+
+  func validate() throws {
+    guard images == nil || imageManifest == nil else { throw ValidationError("give one of --images, --image-manifest") }
+    guard (1...4096).contains(size) else { throw ValidationError("--size must be 1…4096 (got \(size))") }
+    guard channels == 1 || channels == 3 else { throw ValidationError("--channels must be 1 or 3 (got \(channels))") }
+    guard ImageFit(rawValue: fit) != nil else { throw ValidationError("--fit must be crop or pad (got '\(fit)')") }
+    guard maxPartMiB >= 1 else { throw ValidationError("--max-part-mib must be ≥ 1") }
+  }
+}
+
 struct PackCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "pack",
-    abstract: "Pack audio clips into a record shard of fixed-length clips (plus a .json sidecar).",
-    discussion: "Example: parallax data pack --manifest data/digits/manifest.csv --out data/digits.pxrs --clip-samples 16000")
+    abstract: "Pack audio clips or images into record shards for sharded reading.",
+    discussion: """
+      Audio: one record shard of fixed-length clips plus a .json sidecar.
+        parallax data pack --manifest data/digits/manifest.csv --out data/digits.pxrs --clip-samples 16000
+      Images (PNG, JPEG): a directory of part-NNNNN.pxrs record shards and dataset.json (classes,
+      per-channel mean and std); train on it with `pretrain --data images --data-dir OUT`.
+        parallax data pack --images photos/ --out data/photos --size 32 --channels 3 --on-bad-file skip
+      The output must not exist; a failed pack leaves nothing behind.
+      """)
   @OptionGroup var input: AudioInputOptions
-  @Option(help: "Output shard path.") var out: String
-  @Option(help: "Samples per clip (centre kept, shorter clips zero-padded).") var clipSamples: Int = SampleCNN.inputLength
-  @Option(help: "Payload encoding: int16 or float16.") var encoding: String = "int16"
+  @OptionGroup var imageInput: ImageInputOptions
+  @Option(help: "Output shard path (audio) or directory (images).") var out: String
+  @Option(help: "Audio: samples per clip (centre kept, shorter clips zero-padded).") var clipSamples: Int = SampleCNN.inputLength
+  @Option(help: "Audio: payload encoding, int16 or float16.") var encoding: String = "int16"
 
   func validate() throws {
+    guard input.given != imageInput.given else {
+      throw ValidationError("give one input: --manifest, --folder or --mtat (audio), or --images or --image-manifest")
+    }
     guard clipSamples > 0 else { throw ValidationError("--clip-samples must be positive") }
     guard AudioShardInfo.Encoding(rawValue: encoding) != nil else { throw ValidationError("--encoding must be int16 or float16") }
   }
 
   func run() throws {
+    if imageInput.given { return try packImages() }
     let t0 = now()
     let source = try input.open()
     let (written, skipped) = try AudioShardWriter.pack(
@@ -104,6 +140,26 @@ struct PackCommand: ParsableCommand {
     for e in allSkipped { FileHandle.standardError.write("skipped: \(e)\n".data(using: .utf8)!) }
     print(String(format: "packed %d clips (%d skipped) of %d samples at %d Hz into %@ in %.1f s",
       written, allSkipped.count, clipSamples, source.sampleRate, out, now() - t0))
+  }
+
+  func packImages() throws {
+    let t0 = now()
+    let i = imageInput
+    let list = try i.images.map { try ImageList.folder($0) } ?? ImageList.manifest(i.imageManifest!)
+    let options = ImagePack.Options(
+      size: i.size, channels: i.channels, fit: ImageFit(rawValue: i.fit)!,
+      onBadFile: BadFilePolicy(rawValue: input.onBadFile)!, maxPartBytes: i.maxPartMiB << 20)
+    var last = now()
+    let info = try ImagePack.pack(list, to: out, options: options, source: i.images ?? i.imageManifest!) { done, total in
+      guard now() - last > 5 else { return }
+      last = now()
+      FileHandle.standardError.write("packing: \(done) of \(total) images\n".data(using: .utf8)!)
+    }
+    for e in info.skipped { FileHandle.standardError.write("skipped: \(e.path): \(e.reason)\n".data(using: .utf8)!) }
+    let stats = zip(info.mean, info.std).map { String(format: "%.4f/%.4f", $0, $1) }.joined(separator: " ")
+    print(String(
+      format: "packed %d images (%d skipped) of %d×%d×%d, %d part(s), mean/std per channel %@, into %@ in %.1f s",
+      info.count, info.skipped.count, info.channels, info.size, info.size, info.parts.count, stats, out, now() - t0))
   }
 }
 

@@ -20,7 +20,7 @@ extension PretrainConfig {
   /// Columns of the augmentation labels the configured data reports: the image
   /// augmentations for image data, the wave transforms for audio.
   public var transformLabelCount: Int {
-    self.data == .fashionMNIST ? ImageAugmentationSet.count : AudioContrastiveLoader.transformCount
+    isAudio ? AudioContrastiveLoader.transformCount : ImageAugmentationSet.columns(channels: sampleShape.c)
   }
 }
 

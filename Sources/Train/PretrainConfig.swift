@@ -104,9 +104,14 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     self.audioLength > 0 ? self.audioLength : self.frontEnd == .logmel ? self.sampleRate : 59049
   }
 
-  /// One training view, `Shape(1, C, H, W)`: 1×28×28 for Fashion-MNIST, 1×1×L for raw audio,
-  /// 1×nMels×frames for log-mel.
+  /// One training view, `Shape(1, C, H, W)`: 1×28×28 for Fashion-MNIST, C×S×S for a packed
+  /// image set (from its `dataset.json`; 3×32×32 when it cannot be read — `validate` reports
+  /// that), 1×1×L for raw audio, 1×nMels×frames for log-mel.
   public var sampleShape: Shape {
+    if self.data == .images {
+      let info = try? ImageSetInfo.read(directory: self.dataDir)
+      return Shape(1, info?.channels ?? 3, info?.size ?? 32, info?.size ?? 32)
+    }
     guard isAudio else { return Shape(1, 1, 28, 28) }
     let L = resolvedAudioLength
     return self.frontEnd == .logmel ? Shape(1, 1, self.nMels, 1 + L / self.hop) : Shape(1, 1, 1, L)
@@ -130,6 +135,14 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     }
     guard self.nMels <= self.nFFT / 2 + 1 else {
       throw bad("n-mels must be in 1…\(self.nFFT / 2 + 1) (got \(self.nMels))")
+    }
+    if self.data == .images {
+      do { _ = try ImageSetInfo.read(directory: self.dataDir) } catch {
+        throw bad("data images: data-dir \(self.dataDir) is not a packed image set (\(error))")
+      }
+      if self.model == .conv4 && sampleShape.h < 16 {
+        throw bad("model conv4 needs images of at least 16×16 (the set is \(sampleShape.h)×\(sampleShape.w))")
+      }
     }
     switch self.model {
     case .samplecnn:
@@ -240,8 +253,10 @@ public enum Dataset: String, OptionChoice {
   case spokenDigits = "spoken-digits"
   case audioManifest = "audio-manifest"
   case audioFolder = "audio-folder"
+  /// A packed image set (`parallax data pack --images`): `data-dir` is its directory.
+  case images
 
-  public var isAudio: Bool { self != .fashionMNIST }
+  public var isAudio: Bool { self != .fashionMNIST && self != .images }
 }
 
 public enum OptimizerKind: String, OptionChoice {

@@ -71,6 +71,61 @@ public struct FashionMNISTDataset: SSLDataset {
   }
 }
 
+/// A packed image set (`parallax data pack --images`): record shards read by offset, its
+/// own per-channel statistics and label slots; one or three channels.
+public struct ImageSetDataset: SSLDataset {
+  public let images: ImageSetSource
+  public var augmentStrength: Float
+  public var sampling: AugmentSampling
+  public var seed: UInt64
+
+  public init(directory: String, augmentStrength: Float, sampling: AugmentSampling, seed: UInt64) throws {
+    images = try ImageSetSource(directory: directory)
+    self.augmentStrength = augmentStrength
+    self.sampling = sampling
+    self.seed = seed
+  }
+
+  public var sampleShape: Shape { Shape(1, images.channels, images.height, images.width) }
+  public var labelSlots: [LabelSlot] { zip(images.info.labelNames, images.info.classNames).map { LabelSlot(name: $0, classNames: $1) } }
+  public var evalBatch: Int { 256 }
+  public var probeLayers: [FeatureLayer] { FeatureLayer.allCases }
+  public var reportSlots: [String] { images.info.labelNames }
+  public var rawInputName: String? { images.pixelsPerImage <= 4096 ? "raw pixels" : nil }
+  public var fewShotSplit: EvalSplit { .test }
+
+  /// The fixed 80/20 split by index (`AudioData.split`'s rule): pretraining and probes fit on
+  /// the first, probes score on the second.
+  public func indices(_ split: EvalSplit) -> [Int] {
+    let (train, test) = AudioData.split(count: images.count)
+    switch split {
+    case .train: return train
+    case .test: return test
+    case .all: return Array(0..<images.count)
+    }
+  }
+
+  public func views(_ inputs: MethodInputs, globalBatch: Int, rank: Int, worldSize: Int) throws -> ViewBatchSource {
+    guard inputs == .twoViews else { throw ConfigError(message: "images build two views per sample, not \(inputs)") }
+    let train = try ImageSubset(images, indices: indices(.train))
+    let sampler = try DistributedSampler(
+      count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: seed)
+    var config = augmentStrength > 0 ? SimCLRAugment.Config(strength: augmentStrength) : .identity
+    if images.channels == 3 {
+      config.rgbMean = images.info.mean
+      config.rgbStd = images.info.std
+    } else {
+      config.mean = images.info.mean[0]
+      config.std = images.info.std[0]
+    }
+    return try ImageViewSource(source: train, sampler: sampler, augment: SimCLRAugment(config: config), seed: seed, sampling: sampling)
+  }
+
+  public func evaluation(_ split: EvalSplit) throws -> EvalSource {
+    try EvalBatchLoader(set: images, indices: indices(split))
+  }
+}
+
 /// An audio corpus (spoken digits, a manifest, a folder per class, an audio shard) with its
 /// fixed 80/20 split and front end.
 public struct AudioDataset: SSLDataset {
@@ -127,6 +182,10 @@ public enum Datasets {
     switch config.data {
     case .fashionMNIST:
       return FashionMNISTDataset(
+        directory: config.dataDir, augmentStrength: config.augmentStrength,
+        sampling: config.resolvedAugmentSampling, seed: config.seed)
+    case .images:
+      return try ImageSetDataset(
         directory: config.dataDir, augmentStrength: config.augmentStrength,
         sampling: config.resolvedAugmentSampling, seed: config.seed)
     case .spokenDigits, .audioManifest, .audioFolder:

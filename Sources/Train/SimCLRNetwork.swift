@@ -42,10 +42,12 @@ public final class SimCLRNetwork {
   ) throws -> any Encoder {
     switch model {
     case .conv4:
-      return Conv4(arena: arena, prefix: prefix, inChannels: 1, width: 64, makeNorm: norm(arena, collective))
+      return Conv4(
+        arena: arena, prefix: prefix, inChannels: input?.c ?? 1, width: 64, inputSize: input?.h ?? 28,
+        makeNorm: norm(arena, collective))
     case .resnet18:
       return ResNet18(
-        arena: arena, prefix: prefix, inChannels: 1, inputSize: input?.h ?? 28, inputWidth: input?.w,
+        arena: arena, prefix: prefix, inChannels: input?.c ?? 1, inputSize: input?.h ?? 28, inputWidth: input?.w,
         makeNorm: norm(arena, collective))
     case .samplecnn:
       return try SampleCNN(

@@ -41,7 +41,7 @@ public final class ImageViewSource: ViewBatchSource {
   public var sampleShape: Shape { Shape(1, image.channels, image.height, image.width) }
   public var localBatch: Int { sampler.localBatch }
   public var batchesPerEpoch: Int { sampler.batchesPerEpoch }
-  public var transformCount: Int { ImageAugmentationSet.count }
+  public var transformCount: Int { loader.transformCount }
 
   public func load(epoch: Int, batch: Int, into x: UnsafeMutablePointer<Float>, transforms: UnsafeMutablePointer<Float>?) throws {
     try loader.load(epoch: epoch, batch: batch, into: x, transforms: transforms)
