@@ -320,8 +320,11 @@ public final class SimCLRAugment {
     }
   }
 
-  /// Rotate the hue by `shift` turns in HSV (torchvision's `adjust_hue`).
-  private func shiftHue(_ plane: Int, _ shift: Float) {
+  private func shiftHue(_ plane: Int, _ shift: Float) { Self.shiftHue(image, plane: plane, shift) }
+
+  /// Rotates the hue of the planar RGB image at `image` by `shift` turns in HSV
+  /// (torchvision's `adjust_hue`); gray pixels are unchanged.
+  static func shiftHue(_ image: UnsafeMutablePointer<Float>, plane: Int, _ shift: Float) {
     for i in 0..<plane {
       let r = image[i], g = image[plane + i], b = image[2 * plane + i]
       let maxc = max(r, g, b), minc = min(r, g, b)

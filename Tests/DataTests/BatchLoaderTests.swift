@@ -48,12 +48,15 @@ final class BatchLoaderTests: XCTestCase {
     XCTAssertEqual(Array(a[2 * 784..<3 * 784]), expected)
   }
 
-  func testLoaderRejectsMultiChannel() throws {
-    let ds = try ImageDataset(count: 2, channels: 3, height: 2, width: 2, pixels: [UInt8](repeating: 0, count: 24), labels: [0, 1])
+  /// One (gray) or three (RGB) channels; anything else is refused.
+  func testLoaderRejectsOtherThanOneOrThreeChannels() throws {
+    let ds = try ImageDataset(count: 2, channels: 2, height: 2, width: 2, pixels: [UInt8](repeating: 0, count: 16), labels: [0, 1])
     let sampler = try DistributedSampler(count: 2, globalBatch: 2, seed: 0)
-    TestSupport.assertThrowsDataError(["1-channel"]) {
+    TestSupport.assertThrowsDataError(["1- or 3-channel", "has 2"]) {
       _ = try ContrastiveBatchLoader(source: ds, sampler: sampler, augment: SimCLRAugment(), seed: 0)
     }
+    let rgb = try ImageDataset(count: 2, channels: 3, height: 2, width: 2, pixels: [UInt8](repeating: 0, count: 24), labels: [0, 1])
+    XCTAssertEqual(try ContrastiveBatchLoader(source: rgb, sampler: sampler, augment: SimCLRAugment(), seed: 0).transformCount, 6)
   }
 }
 

@@ -1,0 +1,115 @@
+import Data
+import Foundation
+import Model
+import XCTest
+
+/// A user's own images end to end (issue 18): an image folder of RGB PNG and JPEG files packed
+/// with `parallax data pack --images`, pretrained on with `--data images`, probed and
+/// evaluated — and W ranks ≡ 1 rank on the step-1 gradient of the packed RGB data.
+final class ImageSetTrainingTests: XCTestCase {
+  /// 120 Fashion-MNIST training images, each tinted with its own colour (drawn from the image
+  /// index, not the class), as PNG (and every fifth as JPEG) in one folder per class; packed
+  /// once at 28×28 RGB.
+  static let packed: String = {
+    do {
+      let root = Processes.temporaryDirectory("rgb-folder")
+      let train = try FashionMNIST.load(split: .train)
+      for i in 0..<120 {
+        let cls = FashionMNIST.classNames[train.label(i)].replacingOccurrences(of: "/", with: "-")
+        try FileManager.default.createDirectory(atPath: "\(root)/\(cls)", withIntermediateDirectories: true)
+        var rng = SplitMix64(seed: UInt64(i) &* 7919 &+ 1)
+        let tint = (0..<3).map { _ in 0.4 + 0.6 * Double(rng.next() % 1000) / 1000 }
+        let gray = Array(train.image(i))
+        let rgb = gray.flatMap { g in tint.map { UInt8(min(255, (Double(g) * $0).rounded())) } }
+        let image = DecodedImage(width: 28, height: 28, channels: 3, pixels: rgb)
+        let jpeg = i % 5 == 0
+        try Foundation.Data(jpeg ? ImageFile.encodeJPEG(image, quality: 90) : ImageFile.encodePNG(image))
+          .write(to: URL(fileURLWithPath: "\(root)/\(cls)/\(i).\(jpeg ? "jpg" : "png")"))
+      }
+      let out = root + "-packed"
+      let r = try Processes.parallax(
+        np: 1, ["data", "pack", "--images", root, "--out", out, "--size", "28", "--channels", "3"])
+      guard r.status == 0 else { fatalError("pack failed: \(r.stdout) \(r.stderr)") }
+      return out
+    } catch {
+      fatalError("\(error)")
+    }
+  }()
+
+  func testPackReportsTheSetAndRefusesToOverwrite() throws {
+    let info = try ImageSetInfo.read(directory: Self.packed)
+    XCTAssertEqual(info.count, 120)
+    XCTAssertEqual(info.channels, 3)
+    XCTAssertEqual(info.labelNames, ["class"])
+    XCTAssertEqual(Set(info.classNames[0]).count, info.classNames[0].count)
+    XCTAssertTrue(info.mean.allSatisfy { $0 > 0.05 && $0 < 0.6 }, "\(info.mean)")
+    let again = try Processes.parallax(
+      np: 1, ["data", "pack", "--images", info.source, "--out", Self.packed, "--size", "28"])
+    XCTAssertNotEqual(again.status, 0)
+    XCTAssertTrue(again.stderr.contains("exists"), again.stderr)
+    XCTAssertEqual(try ImageSetInfo.read(directory: Self.packed), info, "the existing set is untouched")
+    let missing = try Processes.parallax(np: 1, ["pretrain", "--data", "images", "--data-dir", "/nonexistent/set", "--max-steps", "1"])
+    XCTAssertNotEqual(missing.status, 0)
+    XCTAssertTrue(missing.stderr.contains("/nonexistent/set"), missing.stderr)
+  }
+
+  /// One plain-SGD step (lr 2, no momentum or decay); returns (summed step-1 gradient,
+  /// parameters after the step).
+  func step(np: Int, _ extra: [String]) throws -> ([String: SafeTensors.Entry], [String: SafeTensors.Entry]) {
+    let dir = Processes.temporaryDirectory("rgb-sgd-\(np)")
+    let dump = dir + "/grads.safetensors"
+    let r = try Processes.parallax(
+      np: np,
+      [
+        "pretrain", "--data", "images", "--data-dir", Self.packed, "--global-batch", "12", "--max-steps", "1",
+        "--warmup-steps", "0", "--seed", "5", "--threads", "1", "--run-dir", dir, "--optimizer", "sgd",
+        "--base-lr", "2", "--lr-scaling", "none", "--momentum", "0", "--weight-decay", "0",
+        "--debug-dump-gradients", dump,
+      ] + extra)
+    XCTAssertEqual(r.status, 0, "np \(np):\n\(r.stdout)\n\(r.stderr)")
+    return (
+      try SafeTensors.read(URL(fileURLWithPath: dump)).entries,
+      try SafeTensors.read(URL(fileURLWithPath: dir + "/latest/model.safetensors")).entries
+    )
+  }
+
+  /// Per tensor: within `rel` of its own largest value, or — a tensor whose true gradient is
+  /// zero (a bias feeding a BatchNorm) — within 1e-5 of the model's largest value.
+  func assertSame(_ a: [String: SafeTensors.Entry], _ b: [String: SafeTensors.Entry], rel: Float, _ what: String) {
+    XCTAssertEqual(Set(a.keys), Set(b.keys))
+    let global = a.values.flatMap(\.values).map(abs).max() ?? 0
+    XCTAssertGreaterThan(global, 0)
+    for (name, x) in a {
+      guard let y = b[name] else { continue }
+      let own = x.values.map(abs).max() ?? 0
+      let diff = zip(x.values, y.values).map { abs($0 - $1) }.max() ?? 0
+      XCTAssertLessThanOrEqual(diff, max(rel * own, 1e-5 * global), "\(what) \(name): difference \(diff), own max \(own)")
+    }
+  }
+
+  func testSGDGradientOnPackedRGBIsTheSameOnThreeRanksAsOnOne() throws {
+    let (g1, p1) = try step(np: 1, ["--model", "conv4"])
+    let (g3, p3) = try step(np: 3, ["--model", "conv4"])
+    XCTAssertEqual(g1["encoder.0.weight"]?.shape, [64, 3, 3, 3], "the first convolution reads three channels")
+    assertSame(g1, g3, rel: 2e-4, "conv4 RGB gradient, 3 ranks")
+    assertSame(p1, p3, rel: 1e-4, "conv4 RGB parameters after SGD, 3 ranks")
+  }
+
+  func testPretrainProbeAndEvalOnPackedRGB() throws {
+    let dir = Processes.temporaryDirectory("rgb-probe")
+    let r = try Processes.parallax(
+      np: 2,
+      [
+        "pretrain", "--data", "images", "--data-dir", Self.packed, "--model", "resnet18", "--global-batch", "16",
+        "--max-steps", "2", "--threads", "1", "--run-dir", dir, "--probe", "--probe-epochs", "2",
+      ])
+    XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+    XCTAssertTrue(r.stdout.contains("| features | dim | class accuracy | probe time |"), r.stdout)
+    XCTAssertTrue(r.stdout.contains("| raw pixels | 2352 |"), r.stdout)
+    XCTAssertTrue(r.stdout.contains("| majority class | - |"), r.stdout)
+    // 120 images: 80/20 by index, so probes fit on ~96 and score on ~24.
+    let knn = try Processes.parallax(np: 1, ["eval", "knn", "--checkpoint", dir + "/latest", "--k", "5"])
+    XCTAssertEqual(knn.status, 0, knn.stdout + knn.stderr)
+    XCTAssertTrue(knn.stdout.contains("knn k=5 pooled class: "), knn.stdout)
+  }
+}
