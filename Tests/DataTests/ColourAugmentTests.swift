@@ -50,10 +50,13 @@ final class ColourAugmentTests: XCTestCase {
 
   /// A third of a turn maps every pixel (r, g, b) to (b, r, g): red becomes green.
   func testHueShiftOfAThirdTurnRotatesTheChannels() {
-    var px = image.map { Float($0) / 255 }
+    // 256 pseudo-random pixels: every hue sector, before and after the shift.
+    var rng = KeyedRandom(seed: 4, epoch: 0, sample: 0, purpose: .view1)
+    var px = (0..<768).map { _ in rng.nextFloat() }
     let before = px
-    SimCLRAugment.shiftHue(&px, plane: 16, 1.0 / 3)
-    for i in 0..<16 {
+    SimCLRAugment.shiftHue(&px, plane: 256, 1.0 / 3)
+    func pixel(_ x: [Float], _ i: Int) -> [Float] { [x[i], x[256 + i], x[512 + i]] }
+    for i in 0..<256 {
       let s = pixel(before, i), d = pixel(px, i)
       XCTAssertEqual(d[0], s[2], accuracy: 1e-5)
       XCTAssertEqual(d[1], s[0], accuracy: 1e-5)
