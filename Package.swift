@@ -55,7 +55,7 @@ let package = Package(
       ],
       path: "Sources/Data", swiftSettings: [.swiftLanguageMode(.v6)]),
     .target(
-      name: "Dist", dependencies: ["CMPI", "Model"], path: "Sources/Dist",
+      name: "Dist", dependencies: ["CMPI", "Model", "Data"], path: "Sources/Dist",
       swiftSettings: [.swiftLanguageMode(.v6)]),
     .target(
       name: "Train",

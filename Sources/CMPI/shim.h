@@ -32,5 +32,7 @@ static inline int cmpi_err_root(void) { return MPI_ERR_ROOT; }
 static inline int cmpi_err_count(void) { return MPI_ERR_COUNT; }
 static inline int cmpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 static inline int cmpi_max_processor_name(void) { return MPI_MAX_PROCESSOR_NAME; }
+static inline MPI_File cmpi_file_null(void) { return MPI_FILE_NULL; }
+static inline int cmpi_mode_rdonly(void) { return MPI_MODE_RDONLY; }
 
 #endif

@@ -15,8 +15,11 @@ public final class ContrastiveBatchLoader {
   public let seed: UInt64
   /// How each view's augmentations are chosen.
   public var sampling: AugmentSampling = .simclr
-  /// [C, H, W] bytes of the sample being augmented.
-  private let pixels: UnsafeMutablePointer<UInt8>
+  /// How the batch's records are read (nil: `pread`; `Dist.MPIShardReader` for MPI-IO).
+  public var reader: ShardReader?
+  /// [B, C, H, W] bytes of the rank's samples of the batch being augmented.
+  private var pixels: UnsafeMutablePointer<UInt8>
+  private var pixelCapacity: Int
 
   /// - Throws: `DataError.invalidArgument` if the source has other than 1 or 3 channels or is
   ///   smaller than the sampler's data set.
@@ -33,7 +36,8 @@ public final class ContrastiveBatchLoader {
     self.sampler = sampler
     self.augment = augment
     self.seed = seed
-    pixels = .allocate(capacity: source.pixelsPerImage)
+    pixelCapacity = sampler.localBatch * source.pixelsPerImage
+    pixels = .allocate(capacity: max(1, pixelCapacity))
   }
 
   deinit { pixels.deallocate() }
@@ -60,8 +64,16 @@ public final class ContrastiveBatchLoader {
     let c = source.channels, h = source.height, w = source.width, n = c * h * w
     let b = indices.count
     let t = transformCount
+    let size = source.pixelsPerImage
+    if b * size > pixelCapacity {
+      pixels.deallocate()
+      pixelCapacity = b * size
+      pixels = .allocate(capacity: pixelCapacity)
+    }
+    // One batch read (collective under MPI-IO), then the augmentations from memory.
+    try source.pixels(batch: indices, into: pixels, reader: reader)
     for (row, sample) in indices.enumerated() {
-      try source.pixels(sample, into: pixels)
+      let pixels = self.pixels + row * size
       var rng1 = KeyedRandom(seed: seed, epoch: epoch, sample: sample, purpose: .view1)
       var rng2 = KeyedRandom(seed: seed, epoch: epoch, sample: sample, purpose: .view2)
       let a1: ImageAugmentationSet

@@ -338,6 +338,24 @@ public final class ImageSetSource: ImageSource {
     try shard.readPayload(index: j, into: into)
   }
 
+  /// Every part is visited (with its possibly empty share of `indices`), in order, so that
+  /// a collective reader sees the same calls on every rank.
+  public func pixels(batch indices: [Int], into: UnsafeMutablePointer<UInt8>, reader: ShardReader?) throws {
+    let size = pixelsPerImage
+    var perPart = [[(slot: Int, index: Int)]](repeating: [], count: parts.count)
+    for (slot, i) in indices.enumerated() {
+      guard i >= 0, i < count else { throw DataError.indexOutOfRange(what: "image", index: i, count: count) }
+      let (shard, j) = locate(i)
+      perPart[parts.firstIndex { $0 === shard }!].append((slot, j))
+    }
+    let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, indices.count * size))
+    defer { scratch.deallocate() }
+    for (p, shard) in parts.enumerated() where reader != nil || !perPart[p].isEmpty {
+      try shard.readPayloads(perPart[p].map(\.index), into: scratch, reader: reader)
+      for (k, e) in perPart[p].enumerated() { (into + e.slot * size).update(from: scratch + k * size, count: size) }
+    }
+  }
+
   /// Bytes read from the parts' payloads so far (all threads).
   public var bytesRead: Int { parts.reduce(0) { $0 + $1.bytesRead } }
 }
@@ -365,5 +383,9 @@ public final class ImageSubset: ImageSource {
   public func pixels(_ i: Int, into: UnsafeMutablePointer<UInt8>) throws {
     guard i >= 0, i < count else { throw DataError.indexOutOfRange(what: "image", index: i, count: count) }
     try base.pixels(indices[i], into: into)
+  }
+  public func pixels(batch local: [Int], into: UnsafeMutablePointer<UInt8>, reader: ShardReader?) throws {
+    for i in local where i < 0 || i >= count { throw DataError.indexOutOfRange(what: "image", index: i, count: count) }
+    try base.pixels(batch: local.map { indices[$0] }, into: into, reader: reader)
   }
 }

@@ -17,6 +17,10 @@ public protocol ImageSource: AnyObject {
   func label(_ i: Int) -> Int
   /// Copies sample `i`'s `C·H·W` bytes, channel-major, into `into`.
   func pixels(_ i: Int, into: UnsafeMutablePointer<UInt8>) throws
+  /// Copies the samples at `indices` into consecutive `C·H·W` slots of `into`: the batch read
+  /// of a rank's part of a global batch, through `reader` where the source is a record shard
+  /// (a collective reader requires every rank to call this the same number of times).
+  func pixels(batch indices: [Int], into: UnsafeMutablePointer<UInt8>, reader: ShardReader?) throws
 }
 
 extension ImageSource {

@@ -33,6 +33,10 @@ public final class ShardImageSource: ImageSource {
     shard.labelCount == 0 ? 0 : shard.label(i, slot: labelSlot)
   }
 
+  public func pixels(batch indices: [Int], into: UnsafeMutablePointer<UInt8>, reader: ShardReader?) throws {
+    try shard.readPayloads(indices, into: into, reader: reader)
+  }
+
   /// Reads sample `i`'s pixels from the file.
   public func pixels(_ i: Int, into: UnsafeMutablePointer<UInt8>) throws {
     try shard.readPayload(index: i, into: into)

@@ -90,7 +90,7 @@ struct ImageInputOptions: ParsableArguments {
   @Option(help: "Images: 1 (grayscale) or 3 (RGB) channels.") var channels: Int = 3
   @Option(help: "Images: crop (scale the shorter side, keep the centre) or pad (scale the longer side, pad with black).")
   var fit: String = "crop"
-  @Option(help: "Images: largest part file in MiB (a large set becomes several part-NNNNN.pxrs).") var maxPartMiB: Int = 1024
+  @Option(help: "Images: largest part file in MiB (a large set becomes several part-NNNNN.pxrs).") var maxPartMib: Double = 1024
 
   var given: Bool { images != nil || imageManifest != nil }
 
@@ -99,7 +99,7 @@ struct ImageInputOptions: ParsableArguments {
     guard (1...4096).contains(size) else { throw ValidationError("--size must be 1…4096 (got \(size))") }
     guard channels == 1 || channels == 3 else { throw ValidationError("--channels must be 1 or 3 (got \(channels))") }
     guard ImageFit(rawValue: fit) != nil else { throw ValidationError("--fit must be crop or pad (got '\(fit)')") }
-    guard maxPartMiB >= 1 else { throw ValidationError("--max-part-mib must be ≥ 1") }
+    guard maxPartMib > 0, maxPartMib <= 1_048_576 else { throw ValidationError("--max-part-mib must be in (0, 2^20]") }
   }
 }
 
@@ -148,7 +148,7 @@ struct PackCommand: ParsableCommand {
     let list = try i.images.map { try ImageList.folder($0) } ?? ImageList.manifest(i.imageManifest!)
     let options = ImagePack.Options(
       size: i.size, channels: i.channels, fit: ImageFit(rawValue: i.fit)!,
-      onBadFile: BadFilePolicy(rawValue: input.onBadFile)!, maxPartBytes: i.maxPartMiB << 20)
+      onBadFile: BadFilePolicy(rawValue: input.onBadFile)!, maxPartBytes: Int(i.maxPartMib * 1_048_576))
     var last = now()
     let info = try ImagePack.pack(list, to: out, options: options, source: i.images ?? i.imageManifest!) { done, total in
       guard now() - last > 5 else { return }

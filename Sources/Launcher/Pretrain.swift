@@ -80,6 +80,7 @@ struct Pretrain: ParsableCommand {
       let s = try trainer.run()
       try trainer.writeTimeline()
       trainer.stopSyncThreads()
+      trainer.closeData()
       if let reason = s.stopReason {
         let message = "stopped by \(reason) after step \(trainer.step) of \(trainer.totalSteps): checkpoint \(s.checkpoint ?? "-"); continue with --resume latest"
         console.say(message)

@@ -49,7 +49,8 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     (
       "Run",
       [
-        Options().method, Options().model, Options().data, Options().dataDir, Options().globalBatch, Options().epochs,
+        Options().method, Options().model, Options().data, Options().dataDir, Options().dataRead, Options().globalBatch,
+        Options().epochs,
         Options().maxSteps, Options().seed, Options().runDir, Options().checkpointEvery, Options().keep, Options().logEvery,
       ]
     ),
@@ -279,6 +280,17 @@ public enum AugmentSamplingChoice: String, OptionChoice {
   case auto, simclr, mtslvr
 }
 
+/// How ranks read their part of each batch from record shards.
+public enum DataRead: String, OptionChoice {
+  /// MPI-IO collective reads when there are several ranks, `pread` for one.
+  case auto
+  case pread
+  /// `MPI_File_read_at_all` over a file view of the rank's records.
+  case mpiio
+  /// `MPI_File_read_at` per record, no coordination between ranks.
+  case mpiioIndependent = "mpiio-independent"
+}
+
 extension LRScaling: OptionChoice {}
 extension WireType: OptionChoice {}
 extension SyncProgress: OptionChoice {}
@@ -338,6 +350,10 @@ extension Options {
   public var augmentStrength: ConfigOption<Float> { ConfigOption(
     "augmentStrength", default: 1, help: "Augmentation strength in [0, 1] (0 disables augmentation).",
     check: { (0...1).contains($0) ? nil : "must be in [0, 1]" }) }
+  public var dataRead: ConfigOption<DataRead> { ConfigOption(
+    "dataRead", default: .auto, resume: .silent,
+    help:
+      "How a rank reads its part of each batch from record shards (images): auto (MPI-IO collective on several ranks, pread on one), pread, mpiio (MPI_File_read_at_all) or mpiio-independent (MPI_File_read_at).") }
   public var augmentSampling: ConfigOption<AugmentSamplingChoice> { ConfigOption(
     "augmentSampling", default: .auto,
     help:

@@ -85,21 +85,39 @@ public final class Pretrainer {
   public internal(set) var resumedFrom: String?
 
   public var step: Int { position.step }
+  /// MPI-IO reads of the training records (nil: `pread`).
+  let shardReader: MPIShardReader?
+
+  /// Closes the training data's MPI-IO files (collective: every rank, after `run`) and notes
+  /// in the rank's log how many record bytes it read.
+  public func closeData() {
+    if let r = shardReader {
+      RankLog.note("data: read \(r.bytesRead) record bytes through MPI-IO (\(r.mode.rawValue))")
+      r.close()
+    }
+  }
 
   public init(config: PretrainConfig, comm: Communicator, console: Console) throws {
     try config.validate(worldSize: comm.size)
     self.config = config
     self.comm = comm
     self.console = console
+    switch config.dataRead {
+    case .pread: shardReader = nil
+    case .auto: shardReader = comm.size > 1 ? MPIShardReader(communicator: comm, mode: .collective) : nil
+    case .mpiio: shardReader = MPIShardReader(communicator: comm, mode: .collective)
+    case .mpiioIndependent: shardReader = MPIShardReader(communicator: comm, mode: .independent)
+    }
     data = try ViewSources.make(
-      config, globalBatch: config.globalBatch, rank: comm.rank, worldSize: comm.size)
+      config, globalBatch: config.globalBatch, rank: comm.rank, worldSize: comm.size, reader: shardReader)
     // Accumulation: a source whose global batch is one micro-batch, so micro-batch k of
     // global batch j is batch `j·K + k` of it — the k-th contiguous slice of the global
     // batch, split over ranks exactly as a global batch of that size would be.
     let k = config.accumulate
     let micro =
       k > 1
-      ? try ViewSources.make(config, globalBatch: config.globalBatch / k, rank: comm.rank, worldSize: comm.size)
+      ? try ViewSources.make(
+        config, globalBatch: config.globalBatch / k, rank: comm.rank, worldSize: comm.size, reader: shardReader)
       : nil
     batch = InputBuffers(source: micro ?? data, microBatches: k)
     method = try Methods.make(config, collective: comm)

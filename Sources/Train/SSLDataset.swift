@@ -23,7 +23,10 @@ public protocol SSLDataset {
   var evalBatch: Int { get }
   /// The training views of this rank's share of every global batch, keyed by global sample
   /// index (DESIGN.md invariant 6).
-  func views(_ inputs: MethodInputs, globalBatch: Int, rank: Int, worldSize: Int) throws -> ViewBatchSource
+  /// - Parameter reader: how record shards are read (nil: `pread`); datasets without record
+  ///   shards ignore it.
+  func views(_ inputs: MethodInputs, globalBatch: Int, rank: Int, worldSize: Int, reader: ShardReader?) throws
+    -> ViewBatchSource
   /// The clean inputs of a split, in sample order.
   func evaluation(_ split: EvalSplit) throws -> EvalSource
 
@@ -55,13 +58,16 @@ public struct FashionMNISTDataset: SSLDataset {
   /// The test split: its classes are balanced and it is not what probes fit on.
   public var fewShotSplit: EvalSplit { .test }
 
-  public func views(_ inputs: MethodInputs, globalBatch: Int, rank: Int, worldSize: Int) throws -> ViewBatchSource {
+  public func views(
+    _ inputs: MethodInputs, globalBatch: Int, rank: Int, worldSize: Int, reader: ShardReader?
+  ) throws -> ViewBatchSource {
     guard inputs == .twoViews else { throw ConfigError(message: "fashion-mnist builds two views per sample, not \(inputs)") }
     let train = try FashionMNIST.shard(split: .train, directory: directory)
     let sampler = try DistributedSampler(
       count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: seed)
     let augment = augmentStrength > 0 ? SimCLRAugment(strength: augmentStrength) : SimCLRAugment(config: .identity)
-    return try ImageViewSource(source: train, sampler: sampler, augment: augment, seed: seed, sampling: sampling)
+    return try ImageViewSource(
+      source: train, sampler: sampler, augment: augment, seed: seed, sampling: sampling, reader: reader)
   }
 
   public func evaluation(_ split: EvalSplit) throws -> EvalSource {
@@ -105,7 +111,9 @@ public struct ImageSetDataset: SSLDataset {
     }
   }
 
-  public func views(_ inputs: MethodInputs, globalBatch: Int, rank: Int, worldSize: Int) throws -> ViewBatchSource {
+  public func views(
+    _ inputs: MethodInputs, globalBatch: Int, rank: Int, worldSize: Int, reader: ShardReader?
+  ) throws -> ViewBatchSource {
     guard inputs == .twoViews else { throw ConfigError(message: "images build two views per sample, not \(inputs)") }
     let train = try ImageSubset(images, indices: indices(.train))
     let sampler = try DistributedSampler(
@@ -118,7 +126,9 @@ public struct ImageSetDataset: SSLDataset {
       config.mean = images.info.mean[0]
       config.std = images.info.std[0]
     }
-    return try ImageViewSource(source: train, sampler: sampler, augment: SimCLRAugment(config: config), seed: seed, sampling: sampling)
+    return try ImageViewSource(
+      source: train, sampler: sampler, augment: SimCLRAugment(config: config), seed: seed, sampling: sampling,
+      reader: reader)
   }
 
   public func evaluation(_ split: EvalSplit) throws -> EvalSource {
@@ -159,7 +169,10 @@ public struct AudioDataset: SSLDataset {
     }
   }
 
-  public func views(_ inputs: MethodInputs, globalBatch: Int, rank: Int, worldSize: Int) throws -> ViewBatchSource {
+  /// Audio shards are read with `pread` (`reader` is not used yet).
+  public func views(
+    _ inputs: MethodInputs, globalBatch: Int, rank: Int, worldSize: Int, reader: ShardReader?
+  ) throws -> ViewBatchSource {
     guard inputs == .twoViews else { throw ConfigError(message: "audio builds two views per sample, not \(inputs)") }
     let train = clips(.train)
     let sampler = try DistributedSampler(

@@ -30,12 +30,13 @@ public final class ImageViewSource: ViewBatchSource {
 
   public init(
     source: ImageSource, sampler: DistributedSampler, augment: SimCLRAugment, seed: UInt64,
-    sampling: AugmentSampling = .simclr
+    sampling: AugmentSampling = .simclr, reader: ShardReader? = nil
   ) throws {
     self.sampler = sampler
     image = source
     loader = try ContrastiveBatchLoader(source: source, sampler: sampler, augment: augment, seed: seed)
     loader.sampling = sampling
+    loader.reader = reader
   }
 
   public var sampleShape: Shape { Shape(1, image.channels, image.height, image.width) }
@@ -53,10 +54,11 @@ public final class ImageViewSource: ViewBatchSource {
 public enum ViewSources {
   /// - Parameters:
   ///   - globalBatch: samples per global batch (a micro-batch's size under accumulation).
+  ///   - reader: how record shards are read (nil: `pread`).
   public static func make(
-    _ config: PretrainConfig, globalBatch: Int, rank: Int, worldSize: Int
+    _ config: PretrainConfig, globalBatch: Int, rank: Int, worldSize: Int, reader: ShardReader? = nil
   ) throws -> ViewBatchSource {
     try Datasets.open(config).views(
-      config.method.implementation.inputs, globalBatch: globalBatch, rank: rank, worldSize: worldSize)
+      config.method.implementation.inputs, globalBatch: globalBatch, rank: rank, worldSize: worldSize, reader: reader)
   }
 }

@@ -9,7 +9,7 @@ import XCTest
 final class ImageSetTrainingTests: XCTestCase {
   /// 120 Fashion-MNIST training images, each tinted with its own colour (drawn from the image
   /// index, not the class), as PNG (and every fifth as JPEG) in one folder per class; packed
-  /// once at 28×28 RGB.
+  /// once at 28×28 RGB into parts of at most 0.05 MiB (22 records each: six parts).
   static let packed: String = {
     do {
       let root = Processes.temporaryDirectory("rgb-folder")
@@ -28,7 +28,8 @@ final class ImageSetTrainingTests: XCTestCase {
       }
       let out = root + "-packed"
       let r = try Processes.parallax(
-        np: 1, ["data", "pack", "--images", root, "--out", out, "--size", "28", "--channels", "3"])
+        np: 1,
+        ["data", "pack", "--images", root, "--out", out, "--size", "28", "--channels", "3", "--max-part-mib", "0.05"])
       guard r.status == 0 else { fatalError("pack failed: \(r.stdout) \(r.stderr)") }
       return out
     } catch {
@@ -41,6 +42,7 @@ final class ImageSetTrainingTests: XCTestCase {
     XCTAssertEqual(info.count, 120)
     XCTAssertEqual(info.channels, 3)
     XCTAssertEqual(info.labelNames, ["class"])
+    XCTAssertEqual(info.parts.map(\.count), [22, 22, 22, 22, 22, 10])
     XCTAssertEqual(Set(info.classNames[0]).count, info.classNames[0].count)
     XCTAssertTrue(info.mean.allSatisfy { $0 > 0.05 && $0 < 0.6 }, "\(info.mean)")
     let again = try Processes.parallax(
@@ -55,7 +57,9 @@ final class ImageSetTrainingTests: XCTestCase {
 
   /// One plain-SGD step (lr 2, no momentum or decay); returns (summed step-1 gradient,
   /// parameters after the step).
-  func step(np: Int, _ extra: [String]) throws -> ([String: SafeTensors.Entry], [String: SafeTensors.Entry]) {
+  func step(np: Int, _ extra: [String]) throws -> (
+    grads: [String: SafeTensors.Entry], params: [String: SafeTensors.Entry], dir: String
+  ) {
     let dir = Processes.temporaryDirectory("rgb-sgd-\(np)")
     let dump = dir + "/grads.safetensors"
     let r = try Processes.parallax(
@@ -69,7 +73,7 @@ final class ImageSetTrainingTests: XCTestCase {
     XCTAssertEqual(r.status, 0, "np \(np):\n\(r.stdout)\n\(r.stderr)")
     return (
       try SafeTensors.read(URL(fileURLWithPath: dump)).entries,
-      try SafeTensors.read(URL(fileURLWithPath: dir + "/latest/model.safetensors")).entries
+      try SafeTensors.read(URL(fileURLWithPath: dir + "/latest/model.safetensors")).entries, dir
     )
   }
 
@@ -87,12 +91,22 @@ final class ImageSetTrainingTests: XCTestCase {
     }
   }
 
+  /// 1 rank with `pread` against 3 ranks reading through MPI-IO, collective and independent;
+  /// each rank read exactly its 4 records of the step's 12 (its rank log says how many bytes).
   func testSGDGradientOnPackedRGBIsTheSameOnThreeRanksAsOnOne() throws {
-    let (g1, p1) = try step(np: 1, ["--model", "conv4"])
-    let (g3, p3) = try step(np: 3, ["--model", "conv4"])
+    let (g1, p1, _) = try step(np: 1, ["--model", "conv4", "--data-read", "pread"])
     XCTAssertEqual(g1["encoder.0.weight"]?.shape, [64, 3, 3, 3], "the first convolution reads three channels")
-    assertSame(g1, g3, rel: 2e-4, "conv4 RGB gradient, 3 ranks")
-    assertSame(p1, p3, rel: 1e-4, "conv4 RGB parameters after SGD, 3 ranks")
+    for mode in ["mpiio", "mpiio-independent"] {
+      let (g3, p3, dir) = try step(np: 3, ["--model", "conv4", "--data-read", mode])
+      assertSame(g1, g3, rel: 2e-4, "conv4 RGB gradient, 3 ranks, \(mode)")
+      assertSame(p1, p3, rel: 1e-4, "conv4 RGB parameters after SGD, 3 ranks, \(mode)")
+      let kind = mode == "mpiio" ? "collective" : "independent"
+      for rank in 0..<3 {
+        XCTAssertTrue(
+          Jobs.rankLog(dir, rank: rank, contains: "data: read \(4 * 2352) record bytes through MPI-IO (\(kind))"),
+          "rank \(rank), \(mode): " + Jobs.read(dir + "/rank-\(rank).log"))
+      }
+    }
   }
 
   func testPretrainProbeAndEvalOnPackedRGB() throws {
