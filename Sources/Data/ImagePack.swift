@@ -173,6 +173,37 @@ public enum ImagePack {
     _ list: ImageList, to out: String, options o: Options, source: String,
     progress: (Int, Int) -> Void = { _, _ in }
   ) throws -> ImageSetInfo {
+    try pack(
+      count: list.items.count, labelNames: list.labelNames, classNames: list.classNames, to: out, options: o,
+      source: source, progress: progress
+    ) { i in
+      let item = list.items[i]
+      do {
+        return (item.labels, try ImageFile.read(item.path, channels: o.channels))
+      } catch {
+        throw BadImage(path: item.path, error: error)
+      }
+    }
+  }
+
+  /// An image that could not be read: under `--on-bad-file skip` it is listed and left out.
+  public struct BadImage: Error {
+    public var path: String
+    public var error: Error
+    public init(path: String, error: Error) {
+      self.path = path
+      self.error = error
+    }
+  }
+
+  /// Packs `count` images that `image(i)` gives (labels and the decoded image; a `BadImage`
+  /// thrown there is handled by the options' policy, any other error stops the pack).
+  @discardableResult
+  public static func pack(
+    count: Int, labelNames: [String], classNames: [[String]], to out: String, options o: Options, source: String,
+    progress: (Int, Int) -> Void = { _, _ in },
+    image: (Int) throws -> (labels: [Int], image: DecodedImage)
+  ) throws -> ImageSetInfo {
     guard o.size >= 1, o.size <= 4096 else { throw DataError.invalidArgument("--size must be 1…4096 (got \(o.size))") }
     guard o.channels == 1 || o.channels == 3 else { throw DataError.invalidArgument("--channels must be 1 or 3 (got \(o.channels))") }
     let fm = FileManager.default
@@ -187,7 +218,9 @@ public enum ImagePack {
       throw DataError.io(path: temp, operation: "mkdir", reason: error.localizedDescription)
     }
     do {
-      let info = try write(list, to: temp, options: o, source: source, progress: progress)
+      let info = try write(
+        count: count, labelNames: labelNames, classNames: classNames, to: temp, options: o, source: source,
+        progress: progress, image: image)
       try fm.moveItem(atPath: temp, toPath: out)
       return info
     } catch {
@@ -197,10 +230,11 @@ public enum ImagePack {
   }
 
   static func write(
-    _ list: ImageList, to dir: String, options o: Options, source: String, progress: (Int, Int) -> Void
+    count total: Int, labelNames: [String], classNames: [[String]], to dir: String, options o: Options,
+    source: String, progress: (Int, Int) -> Void, image: (Int) throws -> (labels: [Int], image: DecodedImage)
   ) throws -> ImageSetInfo {
     let payload = o.channels * o.size * o.size
-    let record = list.labelNames.count + payload
+    let record = labelNames.count + payload
     let perPart = max(1, o.maxPartBytes / record)
     var parts: [ImageSetInfo.Part] = []
     var writer: RecordShardWriter?
@@ -213,22 +247,25 @@ public enum ImagePack {
       parts.append(.init(file: (w.path as NSString).lastPathComponent, count: w.recordCount))
       writer = nil
     }
-    for (i, item) in list.items.enumerated() {
-      if i % 256 == 0 { progress(i, list.items.count) }
+    for i in 0..<total {
+      if i % 256 == 0 { progress(i, total) }
       let pixels: [UInt8]
+      let labels: [Int]
       do {
-        pixels = try ImageFile.read(item.path, channels: o.channels).fitted(size: o.size, fit: o.fit)
-      } catch {
-        if o.onBadFile == .fail { throw error }
-        skipped.append(.init(path: item.path, reason: "\(error)"))
+        let item = try image(i)
+        labels = item.labels
+        pixels = item.image.fitted(size: o.size, fit: o.fit)
+      } catch let bad as BadImage {
+        if o.onBadFile == .fail { throw bad.error }
+        skipped.append(.init(path: bad.path, reason: "\(bad.error)"))
         continue
       }
       if writer == nil {
         writer = try RecordShardWriter(
           path: dir + String(format: "/part-%05d.pxrs", parts.count), channels: o.channels, height: o.size,
-          width: o.size, labelCount: list.labelNames.count)
+          width: o.size, labelCount: labelNames.count)
       }
-      try writer!.append(labels: item.labels.map { UInt8($0) }, payload: pixels)
+      try writer!.append(labels: labels.map { UInt8($0) }, payload: pixels)
       let plane = o.size * o.size
       for ch in 0..<o.channels {
         var s = 0.0, q = 0.0
@@ -244,7 +281,7 @@ public enum ImagePack {
       if writer!.recordCount == perPart { try finishPart() }
     }
     try finishPart()
-    progress(list.items.count, list.items.count)
+    progress(total, total)
     guard count > 0 else {
       throw DataError.invalidArgument("no image could be packed (\(skipped.count) bad files; first: \(skipped.first.map { "\($0.path): \($0.reason)" } ?? "-"))")
     }
@@ -252,8 +289,8 @@ public enum ImagePack {
     let mean = sum.map { $0 / n }
     let std = zip(sq, mean).map { max($0 / n - $1 * $1, 0).squareRoot() }
     let info = ImageSetInfo(
-      channels: o.channels, size: o.size, fit: o.fit.rawValue, count: count, labelNames: list.labelNames,
-      classNames: list.classNames, mean: mean.map { Float($0) }, std: std.map { Float(max($0, 1e-6)) }, parts: parts,
+      channels: o.channels, size: o.size, fit: o.fit.rawValue, count: count, labelNames: labelNames,
+      classNames: classNames, mean: mean.map { Float($0) }, std: std.map { Float(max($0, 1e-6)) }, parts: parts,
       skipped: skipped, source: source)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

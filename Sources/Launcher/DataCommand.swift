@@ -8,7 +8,36 @@ import Train
 struct DataCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "data", abstract: "Make and pack data sets.",
-    subcommands: [SpokenDigitsCommand.self, PackCommand.self, AudioBenchCommand.self, AudioBaselineCommand.self])
+    subcommands: [
+      SpokenDigitsCommand.self, TintedFashionCommand.self, PackCommand.self, AudioBenchCommand.self,
+      AudioBaselineCommand.self,
+    ])
+}
+
+struct TintedFashionCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "tinted-fashion-mnist",
+    abstract: "Write an RGB image folder (PNG, every fifth JPEG) from Fashion-MNIST, each image tinted by its index.",
+    discussion: """
+      A real-data RGB set for the image-folder path: colour comes from the image index, never the class.
+        parallax data tinted-fashion-mnist --out data/tinted --count 20000
+        parallax data pack --images data/tinted --out data/tinted.set --size 28 --channels 3
+      """)
+  @Option(help: "Output folder (one sub-folder per class).") var out: String
+  @Option(help: "Images (the first N of the split).") var count: Int = 60000
+  @Option(help: "Split: train or test.") var split: String = "train"
+  @Option(help: "Directory of the Fashion-MNIST IDX files.") var dataDir: String = FashionMNIST.defaultDirectory
+
+  func validate() throws {
+    guard count > 0 else { throw ValidationError("--count must be positive") }
+    guard ["train", "test"].contains(split) else { throw ValidationError("--split must be train or test") }
+  }
+
+  func run() throws {
+    let t0 = now()
+    let n = try TintedFashionMNIST.write(to: out, count: count, split: split == "train" ? .train : .test, directory: dataDir)
+    print(String(format: "wrote %d images to %@ in %.1f s", n, out, now() - t0))
+  }
 }
 
 /// Where `pack` and `bench-audio` read audio from: a manifest, a folder per class, or the
@@ -86,16 +115,21 @@ struct SpokenDigitsCommand: ParsableCommand {
 struct ImageInputOptions: ParsableArguments {
   @Option(help: "Images: a folder with one sub-folder of PNG/JPEG files per class.") var images: String?
   @Option(help: "Images: a CSV manifest with a 'path' column and label columns.") var imageManifest: String?
+  @Option(help: "Images: the CIFAR-10 binary folder (data_batch_*.bin, test_batch.bin).") var cifar10: String?
+  @Option(help: "Images: with --cifar10, train or test.") var split: String = "train"
   @Option(help: "Images: output side in pixels (square).") var size: Int = 32
   @Option(help: "Images: 1 (grayscale) or 3 (RGB) channels.") var channels: Int = 3
   @Option(help: "Images: crop (scale the shorter side, keep the centre) or pad (scale the longer side, pad with black).")
   var fit: String = "crop"
   @Option(help: "Images: largest part file in MiB (a large set becomes several part-NNNNN.pxrs).") var maxPartMib: Double = 1024
 
-  var given: Bool { images != nil || imageManifest != nil }
+  var given: Bool { images != nil || imageManifest != nil || cifar10 != nil }
 
   func validate() throws {
-    guard images == nil || imageManifest == nil else { throw ValidationError("give one of --images, --image-manifest") }
+    guard [images, imageManifest, cifar10].compactMap({ $0 }).count <= 1 else {
+      throw ValidationError("give one of --images, --image-manifest, --cifar10")
+    }
+    guard ["train", "test"].contains(split) else { throw ValidationError("--split must be train or test") }
     guard (1...4096).contains(size) else { throw ValidationError("--size must be 1…4096 (got \(size))") }
     guard channels == 1 || channels == 3 else { throw ValidationError("--channels must be 1 or 3 (got \(channels))") }
     guard ImageFit(rawValue: fit) != nil else { throw ValidationError("--fit must be crop or pad (got '\(fit)')") }
@@ -123,7 +157,7 @@ struct PackCommand: ParsableCommand {
 
   func validate() throws {
     guard input.given != imageInput.given else {
-      throw ValidationError("give one input: --manifest, --folder or --mtat (audio), or --images or --image-manifest")
+      throw ValidationError("give one input: --manifest, --folder or --mtat (audio), or --images, --image-manifest or --cifar10")
     }
     guard clipSamples > 0 else { throw ValidationError("--clip-samples must be positive") }
     guard AudioShardInfo.Encoding(rawValue: encoding) != nil else { throw ValidationError("--encoding must be int16 or float16") }
@@ -145,15 +179,22 @@ struct PackCommand: ParsableCommand {
   func packImages() throws {
     let t0 = now()
     let i = imageInput
-    let list = try i.images.map { try ImageList.folder($0) } ?? ImageList.manifest(i.imageManifest!)
     let options = ImagePack.Options(
       size: i.size, channels: i.channels, fit: ImageFit(rawValue: i.fit)!,
       onBadFile: BadFilePolicy(rawValue: input.onBadFile)!, maxPartBytes: Int(i.maxPartMib * 1_048_576))
     var last = now()
-    let info = try ImagePack.pack(list, to: out, options: options, source: i.images ?? i.imageManifest!) { done, total in
+    let progress: (Int, Int) -> Void = { done, total in
       guard now() - last > 5 else { return }
       last = now()
       FileHandle.standardError.write("packing: \(done) of \(total) images\n".data(using: .utf8)!)
+    }
+    let info: ImageSetInfo
+    if let cifar = i.cifar10 {
+      info = try CIFAR10.pack(
+        directory: cifar, split: i.split == "train" ? .train : .test, to: out, options: options, progress: progress)
+    } else {
+      let list = try i.images.map { try ImageList.folder($0) } ?? ImageList.manifest(i.imageManifest!)
+      info = try ImagePack.pack(list, to: out, options: options, source: i.images ?? i.imageManifest!, progress: progress)
     }
     for e in info.skipped { FileHandle.standardError.write("skipped: \(e.path): \(e.reason)\n".data(using: .utf8)!) }
     let stats = zip(info.mean, info.std).map { String(format: "%.4f/%.4f", $0, $1) }.joined(separator: " ")

@@ -81,6 +81,7 @@ struct Pretrain: ParsableCommand {
       try trainer.writeTimeline()
       trainer.stopSyncThreads()
       trainer.closeData()
+      RankLog.note(String(format: "peak RSS %.1f MiB", peakRSSMiB()))
       if let reason = s.stopReason {
         let message = "stopped by \(reason) after step \(trainer.step) of \(trainer.totalSteps): checkpoint \(s.checkpoint ?? "-"); continue with --resume latest"
         console.say(message)

@@ -189,4 +189,44 @@ final class ImagePackTests: XCTestCase {
       XCTAssertEqual(loader.transformCount, 6, "RGB adds the grayscale column")
     }
   }
+
+  /// The CIFAR-10 binary layout, written here (3 records per batch file): labels, planes and
+  /// class names come through exactly; a broken file is named.
+  func testCIFAR10BinaryLayoutPacksExactly() throws {
+    let dir = try TestSupport.makeTempDirectory()
+    var expected: [(Int, [UInt8])] = []
+    for (f, path) in CIFAR10.files(directory: dir, split: .train).enumerated() {
+      var bytes: [UInt8] = []
+      for r in 0..<3 {
+        let label = (f * 3 + r) % 10
+        let px = (0..<3072).map { UInt8(($0 * 7 + f * 31 + r * 13) % 256) }
+        bytes += [UInt8(label)] + px
+        expected.append((label, px))
+      }
+      try TestSupport.write(bytes, to: path)
+    }
+    let names = (0..<10).map { "c\($0)" }
+    try TestSupport.write(Array((names.joined(separator: "\n") + "\n\n").utf8), to: dir + "/batches.meta.txt")
+    let out = dir + "/set"
+    let info = try CIFAR10.pack(directory: dir, split: .train, to: out, options: .init(size: 32, channels: 3))
+    XCTAssertEqual(info.count, 15)
+    XCTAssertEqual(info.classNames, [names])
+    let set = try ImageSetSource(directory: out)
+    var px = [UInt8](repeating: 0, count: 3072)
+    for (i, (label, want)) in expected.enumerated() {
+      XCTAssertEqual(set.label(i), label)
+      try set.pixels(i, into: &px)
+      XCTAssertEqual(px, want, "record \(i)")
+    }
+    // A batch file cut mid-record, and a missing test batch, are errors naming the file.
+    let broken = CIFAR10.files(directory: dir, split: .train)[2]
+    try TestSupport.write(Array(try TestSupport.readBytes(broken).dropLast(5)), to: broken)
+    TestSupport.assertThrowsDataError(["data_batch_3.bin", "3073-byte records"]) {
+      try CIFAR10.pack(directory: dir, split: .train, to: dir + "/set2", options: .init(size: 32, channels: 3))
+    }
+    TestSupport.assertThrowsDataError(["test_batch.bin"]) {
+      try CIFAR10.pack(directory: dir, split: .test, to: dir + "/set3", options: .init(size: 32, channels: 3))
+    }
+    XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/set2"))
+  }
 }

@@ -7,25 +7,15 @@ import XCTest
 /// with `parallax data pack --images`, pretrained on with `--data images`, probed and
 /// evaluated — and W ranks ≡ 1 rank on the step-1 gradient of the packed RGB data.
 final class ImageSetTrainingTests: XCTestCase {
-  /// 120 Fashion-MNIST training images, each tinted with its own colour (drawn from the image
-  /// index, not the class), as PNG (and every fifth as JPEG) in one folder per class; packed
-  /// once at 28×28 RGB into parts of at most 0.05 MiB (22 records each: six parts).
+  /// 120 Fashion-MNIST training images, each tinted with its own colour (from the image
+  /// index, not the class), as PNG (every fifth JPEG) in one folder per class
+  /// (`parallax data tinted-fashion-mnist`); packed once at 28×28 RGB into parts of at most
+  /// 0.05 MiB (22 records each: six parts).
   static let packed: String = {
     do {
       let root = Processes.temporaryDirectory("rgb-folder")
-      let train = try FashionMNIST.load(split: .train)
-      for i in 0..<120 {
-        let cls = FashionMNIST.classNames[train.label(i)].replacingOccurrences(of: "/", with: "-")
-        try FileManager.default.createDirectory(atPath: "\(root)/\(cls)", withIntermediateDirectories: true)
-        var rng = SplitMix64(seed: UInt64(i) &* 7919 &+ 1)
-        let tint = (0..<3).map { _ in 0.4 + 0.6 * Double(rng.next() % 1000) / 1000 }
-        let gray = Array(train.image(i))
-        let rgb = gray.flatMap { g in tint.map { UInt8(min(255, (Double(g) * $0).rounded())) } }
-        let image = DecodedImage(width: 28, height: 28, channels: 3, pixels: rgb)
-        let jpeg = i % 5 == 0
-        try Foundation.Data(jpeg ? ImageFile.encodeJPEG(image, quality: 90) : ImageFile.encodePNG(image))
-          .write(to: URL(fileURLWithPath: "\(root)/\(cls)/\(i).\(jpeg ? "jpg" : "png")"))
-      }
+      let made = try Processes.parallax(np: 1, ["data", "tinted-fashion-mnist", "--out", root, "--count", "120"])
+      guard made.status == 0 else { fatalError("tinted-fashion-mnist failed: \(made.stdout) \(made.stderr)") }
       let out = root + "-packed"
       let r = try Processes.parallax(
         np: 1,
