@@ -199,7 +199,7 @@ final class ImagePackTests: XCTestCase {
       var bytes: [UInt8] = []
       for r in 0..<3 {
         let label = (f * 3 + r) % 10
-        let px = (0..<3072).map { UInt8(($0 * 7 + f * 31 + r * 13) % 256) }
+        let px = (0..<3072).map { UInt8(($0 * 7 + ($0 / 1024) * 85 + f * 31 + r * 13) % 256) }
         bytes += [UInt8(label)] + px
         expected.append((label, px))
       }
