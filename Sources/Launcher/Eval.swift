@@ -13,7 +13,7 @@ struct Eval: ParsableCommand {
       (--labels, default word language voice): linear probes fit on the train split and score the
       20% held-out split; few-shot tasks draw from all clips.
       """,
-    subcommands: [Linear.self, KNN.self, FewShot.self])
+    subcommands: [Linear.self, KNN.self, FewShot.self, KMeansCommand.self])
 
   struct Common: ParsableArguments {
     @Option(help: "Checkpoint directory (e.g. runs/simclr/latest).") var checkpoint: String
@@ -162,6 +162,56 @@ struct Eval: ParsableCommand {
             console.say(String(
               format: "fewshot %@ %@ (%@) %@: %d-way %d-shot %@ (%d-d, %d samples, %.1f s)", config.method.rawValue,
               config.model.rawValue, l.rawValue, s.name, e.ways, shots, r.description, f.dim, f.count, now() - t0))
+          }
+        }
+      }
+    }
+  }
+
+  struct KMeansCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "kmeans",
+      abstract: "k-means on frozen test-split features (k-means++, Lloyd; split over the ranks): NMI, ARI, matched accuracy.",
+      discussion: "Example: mpirun -np 2 parallax eval kmeans --checkpoint runs/ae/latest --layer pooled")
+    @OptionGroup var common: Common
+    @Option(help: "Clusters (default: the slot's number of classes).") var k: Int?
+    @Option(help: "Largest number of Lloyd iterations.") var iterations: Int = 100
+    @Option(help: "Seed of the k-means++ draws.") var seed: UInt64 = 0
+
+    func validate() throws {
+      if let k, k < 1 { throw ValidationError("--k must be ≥ 1 (got \(k))") }
+      guard iterations >= 1 else { throw ValidationError("--iterations must be ≥ 1") }
+    }
+
+    func run() throws {
+      try withWorld { comm, console in
+        Runtime.configureThreads(requested: common.threads, localSize: comm.localSize)
+        let (_, net, data) = try common.load()
+        let test = try data.evaluation(.test)
+        let slots = try ProbeReport.slots(test.labelSlots, requested: common.labels)
+        let layers = common.layers(data)
+        let mine = try FeatureExtractor.share(
+          encoder: net.encoder, eval: test, layers: layers, comm: comm, batch: data.evalBatch, limit: common.sampleLimit)
+        for l in layers {
+          for s in slots {
+            let t0 = now()
+            let k = self.k ?? test.labelSlots[s.slot].classCount
+            let r = try KMeans.fit(
+              local: mine.values[l]!, d: mine.dims[l]!, offset: mine.range.lowerBound, total: mine.total, k: k,
+              iterations: iterations, seed: seed, comm: comm)
+            // Rank 0 scores the gathered assignments against the labels.
+            var local = r.assignments.map(Float.init)
+            local += [Float](repeating: 0, count: mine.per - local.count)
+            guard let all = try FeatureExtractor.gatherShares(local, rowWidth: 1, per: mine.per, total: mine.total, comm: comm)
+            else { continue }
+            let clusters = all.map { Int($0) }
+            let labels = test.labels(indices: 0..<mine.total, slot: s.slot)
+            console.say(String(
+              format: "kmeans k=%d %@ %@: NMI %.4f, ARI %.4f, matched accuracy %.2f%% (%d-d, %d samples, %d iterations, %.1f s)",
+              k, l.rawValue, s.name, ClusteringMetrics.nmi(labels: labels, clusters: clusters),
+              ClusteringMetrics.ari(labels: labels, clusters: clusters),
+              100 * ClusteringMetrics.matchedAccuracy(labels: labels, clusters: clusters), mine.dims[l]!, mine.total,
+              r.iterations, now() - t0))
           }
         }
       }

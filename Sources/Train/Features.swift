@@ -33,17 +33,15 @@ public enum FeatureLayer: String, CaseIterable, Sendable {
 }
 
 public enum FeatureExtractor {
-  /// Runs the frozen encoder (BN in inference mode) over the clean inputs of `eval` (images or
-  /// audio alike), each rank on a contiguous share of the first `limit` samples, and gathers
-  /// the features to rank 0 (other ranks get `nil`). Row `i` of a feature set is sample `i`;
-  /// its labels are label slot `slot` (`relabeled` gives another slot's).
-  ///
-  /// The feature sizes come from a forward pass of one zero input, so they are right whatever
-  /// input shape the encoder was built for.
-  public static func extract(
+  /// This rank's share of the features of the first `limit` samples of `eval`: the
+  /// contiguous rows `range` (rank r holds `r·per ..< min(total, (r+1)·per)`), per layer as
+  /// `range.count × dims[layer]` floats. BN runs in inference mode. The feature sizes come from
+  /// a forward pass of one zero input, so they are right whatever input shape the encoder was
+  /// built for.
+  public static func share(
     encoder: any Encoder, eval: EvalSource, layers: [FeatureLayer], comm: Communicator,
-    batch: Int = 256, limit: Int? = nil, slot: Int = 0
-  ) throws -> [FeatureLayer: FeatureSet]? {
+    batch: Int = 256, limit: Int? = nil
+  ) throws -> (range: Range<Int>, per: Int, total: Int, dims: [FeatureLayer: Int], values: [FeatureLayer: [Float]]) {
     let total = min(eval.count, limit ?? eval.count)
     let per = (total + comm.size - 1) / comm.size
     let lo = min(total, comm.rank * per)
@@ -54,7 +52,7 @@ public enum FeatureExtractor {
     let zero = try encoder.forward(Tensor(input.data, Shape(1, s.channels, s.height, s.width)), training: false)
     let dims: [FeatureLayer: Int] = [.pooled: zero.shape.perSample, .prePool: encoder.prePoolFeatures!.shape.perSample]
     var local: [FeatureLayer: [Float]] = [:]
-    for l in layers { local[l] = [Float](repeating: 0, count: per * dims[l]!) }
+    for l in layers { local[l] = [Float](repeating: 0, count: (hi - lo) * dims[l]!) }
     var i = lo
     while i < hi {
       let n = min(batch, hi - i)
@@ -70,21 +68,35 @@ public enum FeatureExtractor {
       }
       i += n
     }
+    return (lo..<hi, per, total, dims, local)
+  }
+
+  /// Runs the frozen encoder (BN in inference mode) over the clean inputs of `eval` (images or
+  /// audio alike), each rank on a contiguous share of the first `limit` samples, and gathers
+  /// the features to rank 0 (other ranks get `nil`). Row `i` of a feature set is sample `i`;
+  /// its labels are label slot `slot` (`relabeled` gives another slot's).
+  public static func extract(
+    encoder: any Encoder, eval: EvalSource, layers: [FeatureLayer], comm: Communicator,
+    batch: Int = 256, limit: Int? = nil, slot: Int = 0
+  ) throws -> [FeatureLayer: FeatureSet]? {
+    let mine = try share(encoder: encoder, eval: eval, layers: layers, comm: comm, batch: batch, limit: limit)
     // Every rank takes part in the same gathers, in the same order; rank 0 assembles.
     var result: [FeatureLayer: FeatureSet] = [:]
     for l in layers {
-      if let values = try gatherShares(local[l]!, rowWidth: dims[l]!, per: per, total: total, comm: comm) {
-        result[l] = FeatureSet(dim: dims[l]!, values: values, labels: eval.labels(indices: 0..<total, slot: slot))
+      let d = mine.dims[l]!
+      var padded = mine.values[l]!
+      padded += [Float](repeating: 0, count: mine.per * d - padded.count)
+      if let values = try gatherShares(padded, rowWidth: d, per: mine.per, total: mine.total, comm: comm) {
+        result[l] = FeatureSet(dim: d, values: values, labels: eval.labels(indices: 0..<mine.total, slot: slot))
       }
     }
     return comm.rank == 0 ? result : nil
   }
 
-
   /// Gathers every rank's share of a `total`-row matrix to rank 0: rank r holds rows
   /// `r·per ..< min(total, (r+1)·per)` padded to `per` rows of `rowWidth` floats. Returns the
   /// rows in order without the padding on rank 0, nil elsewhere (collective on every rank).
-  static func gatherShares(
+  public static func gatherShares(
     _ local: [Float], rowWidth d: Int, per: Int, total: Int, comm: Communicator
   ) throws -> [Float]? {
     precondition(local.count == per * d)
