@@ -17,6 +17,11 @@ public final class ContrastiveBatchLoader {
   public var sampling: AugmentSampling = .simclr
   /// How the batch's records are read (nil: `pread`; `Dist.MPIShardReader` for MPI-IO).
   public var reader: ShardReader?
+  /// Augmented views per sample (0, 1 or 2; 2 for contrastive methods).
+  public var viewCount = 2
+  /// Whether the clean (un-augmented, normalised) image of each sample follows the views
+  /// (the autoencoders' target).
+  public var clean = false
   /// [B, C, H, W] bytes of the rank's samples of the batch being augmented.
   private var pixels: UnsafeMutablePointer<UInt8>
   private var pixelCapacity: Int
@@ -42,8 +47,8 @@ public final class ContrastiveBatchLoader {
 
   deinit { pixels.deallocate() }
 
-  /// Rows of the output batch: `2·B_local`.
-  public var rows: Int { 2 * sampler.localBatch }
+  /// Rows of the output batch: `(viewCount + clean)·B_local`.
+  public var rows: Int { (viewCount + (clean ? 1 : 0)) * sampler.localBatch }
   /// Floats `load` writes: `2·B_local·C·H·W`.
   public var floatsPerBatch: Int { rows * source.pixelsPerImage }
   /// Columns of the augmentation labels (`ImageAugmentationSet.columns(channels:)`).
@@ -74,6 +79,15 @@ public final class ContrastiveBatchLoader {
     try source.pixels(batch: indices, into: pixels, reader: reader)
     for (row, sample) in indices.enumerated() {
       let pixels = self.pixels + row * size
+      if clean {
+        let plane = h * w
+        for ch in 0..<c {
+          let (mean, std) = augment.config.normalization(channel: ch, of: c)
+          SimCLRAugment.normalize(
+            pixels + ch * plane, count: plane, into: x + (viewCount * b + row) * n + ch * plane, mean: mean, std: std)
+        }
+      }
+      guard viewCount > 0 else { continue }
       var rng1 = KeyedRandom(seed: seed, epoch: epoch, sample: sample, purpose: .view1)
       var rng2 = KeyedRandom(seed: seed, epoch: epoch, sample: sample, purpose: .view2)
       let a1: ImageAugmentationSet
@@ -81,17 +95,18 @@ public final class ContrastiveBatchLoader {
       switch sampling {
       case .simclr:
         a1 = augment.apply(pixels, channels: c, height: h, width: w, into: x + row * n, rng: &rng1)
-        a2 = augment.apply(pixels, channels: c, height: h, width: w, into: x + (b + row) * n, rng: &rng2)
+        a2 = viewCount < 2 ? [] : augment.apply(pixels, channels: c, height: h, width: w, into: x + (b + row) * n, rng: &rng2)
       case .mtslvr:
         var choice = KeyedRandom(seed: seed, epoch: epoch, sample: sample, purpose: .transform)
         let chosen = SimCLRAugment.sampleAugmentations(rng: &choice, channels: c)
         a1 = augment.apply(pixels, channels: c, height: h, width: w, into: x + row * n, chosen: chosen, rng: &rng1)
-        a2 = augment.apply(
-          pixels, channels: c, height: h, width: w, into: x + (b + row) * n, chosen: chosen, rng: &rng2)
+        a2 = viewCount < 2
+          ? []
+          : augment.apply(pixels, channels: c, height: h, width: w, into: x + (b + row) * n, chosen: chosen, rng: &rng2)
       }
       if let transforms {
         a1.writeMultiHot(into: transforms + row * t, channels: c)
-        a2.writeMultiHot(into: transforms + (b + row) * t, channels: c)
+        if viewCount == 2 { a2.writeMultiHot(into: transforms + (b + row) * t, channels: c) }
       }
     }
   }

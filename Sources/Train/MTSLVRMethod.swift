@@ -72,12 +72,17 @@ public final class MTSLVRMethod: MultiTaskMethod {
       let norm = SimCLRNetwork.norm(arena, bnWorld)
       let enc: MultiTaskEncoder
       switch config.model {
-      case .conv4: enc = MultiTaskEncoder.conv4(arena: arena, prefix: "encoder", mode: mode, makeNorm: norm)
+      case .conv4:
+        let input = config.sampleShape
+        enc = MultiTaskEncoder.conv4(
+          arena: arena, prefix: "encoder", inChannels: input.c, inputSize: input.h, mode: mode, makeNorm: norm)
       case .resnet18:
         let input = config.sampleShape
         enc = MultiTaskEncoder.resnet18(
           arena: arena, prefix: "encoder", inChannels: input.c, inputSize: input.h, inputWidth: input.w,
           mode: mode, makeNorm: norm)
+      case .conv6:
+        throw ConfigError(message: "mtslvr: adapter \(mode.rawValue) needs a BN encoder (conv4, resnet18, samplecnn), not conv6")
       case .samplecnn:
         enc = try MultiTaskEncoder.sampleCNN(
           arena: arena, prefix: "encoder", inputLength: config.sampleShape.w, mode: mode, makeNorm: norm)

@@ -154,6 +154,8 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
       guard (59049..<177147).contains(resolvedAudioLength) else {
         throw bad("samplecnn needs audio-length in 59049…177146 samples (3^10 ≤ L < 3^11; got \(resolvedAudioLength))")
       }
+    case .conv6 where isAudio:
+      throw bad("model conv6 takes images; on audio use samplecnn (raw) or resnet18 (logmel)")
     case .conv4 where isAudio:
       throw bad("model conv4 takes 28×28 images; on audio use samplecnn (raw) or resnet18 (logmel)")
     case _ where isAudio && self.frontEnd == .raw:
@@ -246,6 +248,8 @@ public struct ConfigError: Error, CustomStringConvertible {
 /// Encoders (DESIGN.md's reference models).
 public enum EncoderKind: String, OptionChoice {
   case conv4, resnet18, samplecnn
+  /// The SSL notebook's encoder (no BN; the autoencoders' decoder mirrors it).
+  case conv6
 }
 
 /// Training data.

@@ -124,6 +124,7 @@ public final class Pretrainer {
     // The input is data: its gradient is never used.
     (method.encoder as? Conv4)?.computesInputGradient = false
     (method.encoder as? ResNet18)?.computesInputGradient = false
+    (method.encoder as? Conv6)?.computesInputGradient = false
     peakLR = config.lrScaling.scaled(config.baseLR, globalBatch: config.globalBatch)
     totalSteps = config.maxSteps > 0 ? config.maxSteps : config.epochs * data.batchesPerEpoch
     schedule = WarmupCosine(
@@ -234,7 +235,13 @@ final class InputBuffers {
   func load(epoch: Int, batch: Int, micro: Int) throws -> MethodBatch {
     let labels: UnsafeMutablePointer<Float>? = source.transformCount > 0 ? transforms.data : nil
     try source.load(epoch: epoch, batch: batch * microBatches + micro, into: views.data, transforms: labels)
-    return MethodBatch(views: Tensor(views.data, source.batchShape), transforms: labels.map { UnsafePointer($0) })
+    let shape = source.batchShape
+    let b = shape.n / source.inputs.rowsPerSample
+    let s = Shape(1, shape.c, shape.h, shape.w)
+    let viewRows = source.inputs.viewCount * b
+    return MethodBatch(
+      views: Tensor(views.data, Shape(viewRows, s.c, s.h, s.w)), transforms: labels.map { UnsafePointer($0) },
+      clean: source.inputs.hasClean ? Tensor(views.data + viewRows * s.count, Shape(b, s.c, s.h, s.w)) : nil)
   }
 }
 

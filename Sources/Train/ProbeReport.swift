@@ -98,6 +98,9 @@ public enum ProbeReport {
     return Double(hits) / Double(max(nTest, 1))
   }
 
+  /// The widest features `run` probes.
+  public static let maxProbeDim = 8192
+
   /// Trained encoder, random encoder, the raw input and the majority class, printed as a
   /// table on rank 0 (which also gets the rows; other ranks get `[]`).
   @discardableResult
@@ -109,7 +112,13 @@ public enum ProbeReport {
     let train = try data.evaluation(.train)
     let test = try data.evaluation(.test)
     let slots = try slots(train.labelSlots, preferred: data.reportSlots)
-    let layers = data.probeLayers
+    // Features of every train sample are held on rank 0: leave out layers too wide for that
+    // (conv6's 25088-d pre-pool map on 60000 images would be 6 GB).
+    let dims: [FeatureLayer: Int] = [.pooled: trained.featureDim, .prePool: trained.prePoolDim]
+    let layers = data.probeLayers.filter { dims[$0]! <= maxProbeDim }
+    for l in data.probeLayers where !layers.contains(l) {
+      console.say("linear probes: \(l.rawValue) features (\(dims[l]!)-d) left out (more than \(maxProbeDim)); use `eval linear --layer \(l.rawValue) --limit N`")
+    }
     let counts = "\(min(train.count, limit ?? train.count)) train, \(min(test.count, limit ?? test.count)) test samples"
     let layerNames = layers.map(\.rawValue).joined(separator: " and ")
     console.say(

@@ -61,13 +61,12 @@ public struct FashionMNISTDataset: SSLDataset {
   public func views(
     _ inputs: MethodInputs, globalBatch: Int, rank: Int, worldSize: Int, reader: ShardReader?
   ) throws -> ViewBatchSource {
-    guard inputs == .twoViews else { throw ConfigError(message: "fashion-mnist builds two views per sample, not \(inputs)") }
     let train = try FashionMNIST.shard(split: .train, directory: directory)
     let sampler = try DistributedSampler(
       count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: seed)
     let augment = augmentStrength > 0 ? SimCLRAugment(strength: augmentStrength) : SimCLRAugment(config: .identity)
     return try ImageViewSource(
-      source: train, sampler: sampler, augment: augment, seed: seed, sampling: sampling, reader: reader)
+      source: train, sampler: sampler, augment: augment, seed: seed, sampling: sampling, reader: reader, inputs: inputs)
   }
 
   public func evaluation(_ split: EvalSplit) throws -> EvalSource {
@@ -114,7 +113,6 @@ public struct ImageSetDataset: SSLDataset {
   public func views(
     _ inputs: MethodInputs, globalBatch: Int, rank: Int, worldSize: Int, reader: ShardReader?
   ) throws -> ViewBatchSource {
-    guard inputs == .twoViews else { throw ConfigError(message: "images build two views per sample, not \(inputs)") }
     let train = try ImageSubset(images, indices: indices(.train))
     let sampler = try DistributedSampler(
       count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: seed)
@@ -128,7 +126,7 @@ public struct ImageSetDataset: SSLDataset {
     }
     return try ImageViewSource(
       source: train, sampler: sampler, augment: SimCLRAugment(config: config), seed: seed, sampling: sampling,
-      reader: reader)
+      reader: reader, inputs: inputs)
   }
 
   public func evaluation(_ split: EvalSplit) throws -> EvalSource {

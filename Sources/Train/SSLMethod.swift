@@ -5,21 +5,43 @@ public enum MethodInputs: Sendable, Equatable {
   /// Two augmented views of each sample in one batch (rows 0..<B view 1, B..<2B view 2) and
   /// the multi-hot labels of the augmentations each row received.
   case twoViews
-  // Planned with the methods that need them: one view, N views, a corrupted input beside
-  // its clean target, an invariance vector.
+  /// The clean (un-augmented) input of each sample only: autoencoders.
+  case clean
+  /// One augmented view beside the clean input: denoising autoencoders (the view is the
+  /// corrupted input, the clean image the target).
+  case viewAndClean
+  /// Two views beside the clean input: parallel denoising autoencoders.
+  case twoViewsAndClean
+
+  /// Augmented views per sample.
+  public var viewCount: Int {
+    switch self {
+    case .twoViews, .twoViewsAndClean: 2
+    case .viewAndClean: 1
+    case .clean: 0
+    }
+  }
+  /// Whether the clean input follows the views.
+  public var hasClean: Bool { self != .twoViews }
+  /// Rows per sample in the batch.
+  public var rowsPerSample: Int { viewCount + (hasClean ? 1 : 0) }
 }
 
 /// One local batch as a method receives it (the shape its `inputs` asked for).
 public struct MethodBatch {
-  /// [2B_local, C, H, W]: rows 0..<B view 1 of the local samples, rows B..<2B view 2.
+  /// [V·B_local, C, H, W]: rows 0..<B view 1 of the local samples, rows B..<2B view 2 (V = the
+  /// inputs' `viewCount`; empty for `.clean`).
   public var views: Tensor
-  /// [2B_local, T] multi-hot labels of the augmentations applied to each row, or nil when the
-  /// data reports none.
+  /// [V·B_local, T] multi-hot labels of the augmentations applied to each view row, or nil
+  /// when the data reports none.
   public var transforms: UnsafePointer<Float>?
+  /// [B_local, C, H, W] the clean inputs, when the method asked for them.
+  public var clean: Tensor?
 
-  public init(views: Tensor, transforms: UnsafePointer<Float>?) {
+  public init(views: Tensor, transforms: UnsafePointer<Float>?, clean: Tensor? = nil) {
     self.views = views
     self.transforms = transforms
+    self.clean = clean
   }
 }
 
@@ -187,6 +209,10 @@ public enum Method: String, OptionChoice {
   case simsiam
   case transformPred = "transform-pred"
   case mtslvr
+  case ae
+  case dae
+  case parallelAE = "parallel-ae"
+  case parallelDAE = "parallel-dae"
 
   public var implementation: any SSLMethod.Type {
     switch self {
@@ -194,6 +220,10 @@ public enum Method: String, OptionChoice {
     case .simsiam: SimSiamMethod.self
     case .transformPred: TransformPredictionMethod.self
     case .mtslvr: MTSLVRMethod.self
+    case .ae: AutoencoderMethod.self
+    case .dae: DAEMethod.self
+    case .parallelAE: ParallelAEMethod.self
+    case .parallelDAE: ParallelDAEMethod.self
     }
   }
 }

@@ -49,6 +49,8 @@ public final class SimCLRNetwork {
       return ResNet18(
         arena: arena, prefix: prefix, inChannels: input?.c ?? 1, inputSize: input?.h ?? 28, inputWidth: input?.w,
         makeNorm: norm(arena, collective))
+    case .conv6:
+      return Conv6(arena: arena, prefix: prefix, inChannels: input?.c ?? 1, inputSize: input?.h ?? 28)
     case .samplecnn:
       return try SampleCNN(
         arena: arena, prefix: prefix, inputLength: input.map { $0.w } ?? SampleCNN.inputLength,

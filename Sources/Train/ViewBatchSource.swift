@@ -11,14 +11,20 @@ public protocol ViewBatchSource: AnyObject {
   var batchesPerEpoch: Int { get }
   /// Columns of the multi-hot "augmentations applied" labels (0: the data reports none).
   var transformCount: Int { get }
-  /// Fills `x` [2·localBatch, C, H, W] (view 1 rows, then view 2 rows) and, when non-nil,
-  /// `transforms` [2·localBatch, transformCount].
+  /// What each sample contributes (views, clean input).
+  var inputs: MethodInputs { get }
+  /// Fills `x` [R·localBatch, C, H, W] (view 1 rows, view 2 rows, clean rows, as `inputs`
+  /// has them: R = `inputs.rowsPerSample`) and, when non-nil, `transforms`
+  /// [viewCount·localBatch, transformCount].
   func load(epoch: Int, batch: Int, into x: UnsafeMutablePointer<Float>, transforms: UnsafeMutablePointer<Float>?) throws
 }
 
 extension ViewBatchSource {
-  /// `[2·localBatch, C, H, W]`.
-  public var batchShape: Shape { Shape(2 * localBatch, sampleShape.c, sampleShape.h, sampleShape.w) }
+  public var inputs: MethodInputs { .twoViews }
+  /// `[R·localBatch, C, H, W]`, R = `inputs.rowsPerSample`.
+  public var batchShape: Shape {
+    Shape(inputs.rowsPerSample * localBatch, sampleShape.c, sampleShape.h, sampleShape.w)
+  }
 }
 
 /// Fashion-MNIST (or any `ImageSource`) with the SimCLR augmentations; reports which of
@@ -30,14 +36,19 @@ public final class ImageViewSource: ViewBatchSource {
 
   public init(
     source: ImageSource, sampler: DistributedSampler, augment: SimCLRAugment, seed: UInt64,
-    sampling: AugmentSampling = .simclr, reader: ShardReader? = nil
+    sampling: AugmentSampling = .simclr, reader: ShardReader? = nil, inputs: MethodInputs = .twoViews
   ) throws {
     self.sampler = sampler
+    self.inputs = inputs
     image = source
     loader = try ContrastiveBatchLoader(source: source, sampler: sampler, augment: augment, seed: seed)
     loader.sampling = sampling
     loader.reader = reader
+    loader.viewCount = inputs.viewCount
+    loader.clean = inputs.hasClean
   }
+
+  public let inputs: MethodInputs
 
   public var sampleShape: Shape { Shape(1, image.channels, image.height, image.width) }
   public var localBatch: Int { sampler.localBatch }

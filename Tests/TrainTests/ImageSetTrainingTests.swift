@@ -45,51 +45,16 @@ final class ImageSetTrainingTests: XCTestCase {
     XCTAssertTrue(missing.stderr.contains("/nonexistent/set"), missing.stderr)
   }
 
-  /// One plain-SGD step (lr 2, no momentum or decay); returns (summed step-1 gradient,
-  /// parameters after the step).
-  func step(np: Int, _ extra: [String]) throws -> (
-    grads: [String: SafeTensors.Entry], params: [String: SafeTensors.Entry], dir: String
-  ) {
-    let dir = Processes.temporaryDirectory("rgb-sgd-\(np)")
-    let dump = dir + "/grads.safetensors"
-    let r = try Processes.parallax(
-      np: np,
-      [
-        "pretrain", "--data", "images", "--data-dir", Self.packed, "--global-batch", "12", "--max-steps", "1",
-        "--warmup-steps", "0", "--seed", "5", "--threads", "1", "--run-dir", dir, "--optimizer", "sgd",
-        "--base-lr", "2", "--lr-scaling", "none", "--momentum", "0", "--weight-decay", "0",
-        "--debug-dump-gradients", dump,
-      ] + extra)
-    XCTAssertEqual(r.status, 0, "np \(np):\n\(r.stdout)\n\(r.stderr)")
-    return (
-      try SafeTensors.read(URL(fileURLWithPath: dump)).entries,
-      try SafeTensors.read(URL(fileURLWithPath: dir + "/latest/model.safetensors")).entries, dir
-    )
-  }
-
-  /// Per tensor: within `rel` of its own largest value, or — a tensor whose true gradient is
-  /// zero (a bias feeding a BatchNorm) — within 1e-5 of the model's largest value.
-  func assertSame(_ a: [String: SafeTensors.Entry], _ b: [String: SafeTensors.Entry], rel: Float, _ what: String) {
-    XCTAssertEqual(Set(a.keys), Set(b.keys))
-    let global = a.values.flatMap(\.values).map(abs).max() ?? 0
-    XCTAssertGreaterThan(global, 0)
-    for (name, x) in a {
-      guard let y = b[name] else { continue }
-      let own = x.values.map(abs).max() ?? 0
-      let diff = zip(x.values, y.values).map { abs($0 - $1) }.max() ?? 0
-      XCTAssertLessThanOrEqual(diff, max(rel * own, 1e-5 * global), "\(what) \(name): difference \(diff), own max \(own)")
-    }
-  }
-
   /// 1 rank with `pread` against 3 ranks reading through MPI-IO, collective and independent;
   /// each rank read exactly its 4 records of the step's 12 (its rank log says how many bytes).
   func testSGDGradientOnPackedRGBIsTheSameOnThreeRanksAsOnOne() throws {
-    let (g1, p1, _) = try step(np: 1, ["--model", "conv4", "--data-read", "pread"])
+    let common = ["--data", "images", "--data-dir", Self.packed, "--global-batch", "12", "--seed", "5", "--model", "conv4"]
+    let (g1, p1, _) = try sgdStep(np: 1, name: "rgb-sgd-1", common + ["--data-read", "pread"])
     XCTAssertEqual(g1["encoder.0.weight"]?.shape, [64, 3, 3, 3], "the first convolution reads three channels")
     for mode in ["mpiio", "mpiio-independent"] {
-      let (g3, p3, dir) = try step(np: 3, ["--model", "conv4", "--data-read", mode])
-      assertSame(g1, g3, rel: 2e-4, "conv4 RGB gradient, 3 ranks, \(mode)")
-      assertSame(p1, p3, rel: 1e-4, "conv4 RGB parameters after SGD, 3 ranks, \(mode)")
+      let (g3, p3, dir) = try sgdStep(np: 3, name: "rgb-sgd-3", common + ["--data-read", mode])
+      assertSameTensors(g1, g3, rel: 2e-4, "conv4 RGB gradient, 3 ranks, \(mode)")
+      assertSameTensors(p1, p3, rel: 1e-4, "conv4 RGB parameters after SGD, 3 ranks, \(mode)")
       let kind = mode == "mpiio" ? "collective" : "independent"
       for rank in 0..<3 {
         XCTAssertTrue(

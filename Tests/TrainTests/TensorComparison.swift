@@ -33,4 +33,44 @@ extension XCTestCase {
   func latestModel(_ runDir: String) throws -> [String: SafeTensors.Entry] {
     try SafeTensors.read(URL(fileURLWithPath: runDir + "/latest/model.safetensors")).entries
   }
+
+  /// Per tensor: within `rel` of its own largest value, or — a tensor whose true value is zero
+  /// (the gradient of a bias feeding a BatchNorm) — within 1e-5 of the largest value of all,
+  /// rounding noise in absolute terms (measured ≈ 1e-6), not a loose relative bound.
+  func assertSameTensors(
+    _ a: [String: SafeTensors.Entry], _ b: [String: SafeTensors.Entry], rel: Float, _ what: String,
+    file: StaticString = #filePath, line: UInt = #line
+  ) {
+    XCTAssertEqual(Set(a.keys), Set(b.keys), file: file, line: line)
+    let global = a.values.flatMap(\.values).map(abs).max() ?? 0
+    XCTAssertGreaterThan(global, 0, file: file, line: line)
+    for (name, x) in a {
+      guard let y = b[name] else { continue }
+      let own = x.values.map(abs).max() ?? 0
+      let diff = zip(x.values, y.values).map { abs($0 - $1) }.max() ?? 0
+      XCTAssertLessThanOrEqual(
+        diff, max(rel * own, 1e-5 * global), "\(what) \(name): difference \(diff), own max \(own)", file: file, line: line)
+    }
+  }
+
+  /// One plain-SGD step (lr 2, no momentum, decay or warm-up) of `pretrain` with `args` on
+  /// `np` ranks: the summed step-1 gradient and the parameters after the step.
+  func sgdStep(np: Int, name: String, _ args: [String]) throws -> (
+    grads: [String: SafeTensors.Entry], params: [String: SafeTensors.Entry], dir: String
+  ) {
+    let dir = Processes.temporaryDirectory(name)
+    let dump = dir + "/grads.safetensors"
+    let r = try Processes.parallax(
+      np: np,
+      [
+        "pretrain", "--max-steps", "1", "--warmup-steps", "0", "--threads", "1", "--run-dir", dir,
+        "--optimizer", "sgd", "--base-lr", "2", "--lr-scaling", "none", "--momentum", "0", "--weight-decay", "0",
+        "--debug-dump-gradients", dump,
+      ] + args)
+    XCTAssertEqual(r.status, 0, "np \(np) \(args):\n\(r.stdout)\n\(r.stderr)")
+    return (
+      try SafeTensors.read(URL(fileURLWithPath: dump)).entries,
+      try SafeTensors.read(URL(fileURLWithPath: dir + "/latest/model.safetensors")).entries, dir
+    )
+  }
 }
