@@ -148,7 +148,8 @@ public final class MTSLVRMethod: MultiTaskMethod {
   /// Each task's own parameters: task t's adapters and final BN (`.task{t}.`) and its head
   /// (the contrastive branch for task 0, `transform_head.*` for task 1).
   public var taskRanges: [[NamedRange]] {
-    let own = arena.parameterRanges.filter { r in !sharedRanges.contains { $0.offset == r.offset } }
+    let shared = Set(sharedRanges.map(\.offset))
+    let own = arena.parameterRanges.filter { !shared.contains($0.offset) }
     func isPredictive(_ r: NamedRange) -> Bool { r.name.hasPrefix("transform_head.") || r.name.contains(".task1.") }
     return [own.filter { !isPredictive($0) }, own.filter(isPredictive)]
   }

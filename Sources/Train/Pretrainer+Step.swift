@@ -188,9 +188,9 @@ extension Pretrainer {
           // The shared ranges were zero in the sync; the combination of the globally
           // summed task gradients replaces them.
           wd?.mark(step: step, micro: micro, .gradientSync, bucket: 0)
-          try balancing.finishStep(
-            step: number, epoch: position.epoch, collective: comm, arena: arena,
-            inspect: hooks.beforeBalancing.map { f in { f(number, $0) } })
+          var inspect: ((BalancingInput) throws -> Void)?
+          if let f = hooks.beforeBalancing { inspect = { f(number, $0) } }
+          try balancing.finishStep(step: number, epoch: position.epoch, collective: comm, arena: arena, inspect: inspect)
           tl?.record("multi-task balancing", "balancing")
         }
       }

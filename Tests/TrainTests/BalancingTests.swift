@@ -201,7 +201,7 @@ final class BalancingTests: XCTestCase {
     assertClose(d, [1, 1, 0, 0], 1e-5, "orthogonal")
     // Equal: (α₁ + α₂)‖g‖²αₜ = 1, α = 1/(√2‖g‖), d = √2·g/‖g‖.
     let norm = g.reduce(0) { $0 + $1 * $1 }.squareRoot()
-    assertClose(try run(NashMTL(tasks: 2), equal).0, g.map { 2.0.squareRoot() * $0 / norm }, 1e-5, "equal")
+    assertClose(try run(NashMTL(tasks: 2), equal).0, g.map { Float(2).squareRoot() * $0 / norm }, 1e-5, "equal")
     // Opposite: no direction helps both; the previous α (initially 1) is kept: d = 0.
     let n = NashMTL(tasks: 2)
     let (od, ow) = try run(n, opposite)
@@ -298,7 +298,8 @@ final class BalancingTests: XCTestCase {
   func testDynamicWeightAverage() throws {
     let b = DynamicWeightAverage(tasks: 2, temperature: 2)
     // Epochs 0 and 1: weights 1; epoch means (2, 1) then (1, 1).
-    for (epoch, losses) in [(0, [Float(2), 1]), (0, [2, 1]), (1, [1, 1]), (1, [1, 1])] {
+    let schedule: [(Int, [Float])] = [(0, [2, 1]), (0, [2, 1]), (1, [1, 1]), (1, [1, 1])]
+    for (epoch, losses) in schedule {
       XCTAssertEqual(try run(b, orthogonal, losses: losses, epoch: epoch).1, [1, 1])
     }
     // Epoch 2: r = (1/2, 1/1), w = 2·softmax(r/2).

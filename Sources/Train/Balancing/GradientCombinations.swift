@@ -11,7 +11,7 @@ extension GradientCombination {
 }
 
 /// A uniformly random order of `items` from `rng` (Fisher–Yates).
-func shuffled(_ items: [Int], _ rng: inout KeyedRandom) -> [Int] {
+func keyedShuffle(_ items: [Int], _ rng: inout KeyedRandom) -> [Int] {
   var a = items
   if a.count > 1 {
     for i in stride(from: a.count - 1, to: 0, by: -1) { a.swapAt(i, rng.nextInt(below: i + 1)) }
@@ -44,7 +44,7 @@ public final class PCGrad: GradientCombination {
         var others = (1..<t).map { (i + $0) % t }
         if order == .random {
           var rng = input.random(i)
-          others = shuffled(others, &rng)
+          others = keyedShuffle(others, &rng)
         }
         for j in others where norms[j] > 0 {
           let d = TaskAlgebra.dot(g, input.task(j), n)
@@ -180,7 +180,7 @@ public final class IMTLG: GradientCombination {
   public init() {}
 
   public func alphas(_ input: BalancingInput) -> [Double] {
-    let t = input.tasks, n = input.count
+    let t = input.tasks
     guard t > 1 else { return [1] }
     let m = input.gram()
     let norms = (0..<t).map { m[$0][$0].squareRoot() }
@@ -195,7 +195,6 @@ public final class IMTLG: GradientCombination {
         a[i - 1][j - 1] = gu(0, 0) - gu(0, j) - gu(i, 0) + gu(i, j)
       }
     }
-    _ = n
     // α_rest (a row) = r·A⁻¹, i.e. Aᵀ·α_restᵀ = rᵀ.
     let at = (0..<(t - 1)).map { i in (0..<(t - 1)).map { a[$0][i] } }
     guard let rest = TaskAlgebra.solve(at, r), rest.allSatisfy({ $0.isFinite }) else {
@@ -237,7 +236,7 @@ public final class GradVac: GradientCombination {
     var pc = [Float](repeating: 0, count: n)
     for i in 0..<t {
       var rng = input.random(i)
-      let others = shuffled((0..<t).filter { $0 != i }, &rng)
+      let others = keyedShuffle((0..<t).filter { $0 != i }, &rng)
       pc.withUnsafeMutableBufferPointer { p in
         let g = p.baseAddress!
         g.update(from: input.task(i), count: n)
@@ -340,8 +339,10 @@ public final class NashMTL: GradientCombination {
 ///     λ  ← Π_simplex(λ − γₖ(YYᵀ + ρI)λ),   γₖ = 0.1 / √k,  ρ = 0
 ///     d  = Σ λₜyₜ
 ///
-/// at step k (LibMTL's defaults for β, γ, their decay exponent 0.5 and ρ). Y and λ are its
-/// state (T × shared floats: checkpointed and checked like the arena).
+/// at step k (LibMTL's defaults for β, γ and their decay exponent 0.5). As in the paper, λ is
+/// projected onto the simplex and the raw task gradients are tracked (LibMTL instead takes a
+/// softmax and tracks gradients rescaled to norm Lₜ). Y and λ are its state (T × shared
+/// floats: checkpointed and checked like the arena).
 public final class MoCoMTL: GradientCombination {
   /// [T, count]
   public private(set) var tracked: [Float]
