@@ -297,8 +297,11 @@ public final class NashMTL: GradientCombination {
       var h = a
       for i in 0..<t { h[i][i] += 1 / (x[i] * x[i]) }
       guard let step = TaskAlgebra.solve(h, grad.map { -$0 }) else { return nil }
+      // The Newton decrement λ² (λ²/2 estimates f − min f): converged well below float
+      // precision of α.
       let decrement = -zip(grad, step).reduce(0) { $0 + $1.0 * $1.1 }
-      if decrement < 1e-24 { return x.map { $0 / frobenius.squareRoot() } }
+      let solution = x.map { $0 / frobenius.squareRoot() }
+      if decrement < 1e-18 { return solution }
       var s = 1.0
       while s > 1e-20 {
         let candidate = (0..<t).map { x[$0] + s * step[$0] }
@@ -312,8 +315,10 @@ public final class NashMTL: GradientCombination {
         }
         s /= 2
       }
+      // No decrease possible: at the minimum to rounding (a small decrement), or not.
+      if s <= 1e-20 { return decrement < 1e-10 ? solution : nil }
       // Unbounded below: α runs away along a direction where the gradients cancel.
-      if x.contains(where: { $0 > 1e12 }) || s <= 1e-20 { return nil }
+      if x.contains(where: { $0 > 1e12 }) { return nil }
     }
     return nil
   }
