@@ -460,6 +460,11 @@ final class BalancingTests: XCTestCase {
     XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("--mtl pcgrad"), "\($0)") }
     c.mtl = .ew
     XCTAssertNoThrow(try c.validate())
+    c.method = .mtslvr
+    c.mtl = .gls
+    XCTAssertNoThrow(try c.validate())
+    c.predWeight = 0
+    XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("--pred-weight"), "\($0)") }
     var bad = PretrainConfig()
     XCTAssertThrowsError(try OptionArguments.apply(["--mtl", "nash"], to: &bad)) {
       XCTAssertTrue("\($0)".contains("--mtl") && "\($0)".contains("nash-mtl"), "\($0)")

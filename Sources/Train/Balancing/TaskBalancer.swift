@@ -219,5 +219,9 @@ public enum TaskBalancers {
       throw ConfigError(
         message: "--mtl \(config.mtl) needs a multi-task method (--method mtslvr); \(config.method) has one task")
     }
+    // The geometric mean of the losses is 0 when a task's term is 0.
+    if config.mtl == .gls && config.predWeight == 0 {
+      throw ConfigError(message: "--mtl gls needs every task's loss term positive: --pred-weight must be > 0")
+    }
   }
 }
