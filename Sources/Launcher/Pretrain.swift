@@ -24,6 +24,10 @@ struct Pretrain: ParsableCommand {
   /// Rank 0 writes the summed gradient of step 1 (safetensors, by parameter name) here: the
   /// rank-invariance tests compare gradients, which LARS's bounded update would hide.
   @Option(help: .hidden) var debugDumpGradients: String = ""
+  /// With `--mtl`: rank 0 writes the balancer input of step 1 (the task gradients summed over
+  /// the ranks, the task losses) and what every balancing method makes of it (fresh
+  /// instances; the run's own method is unaffected): the W ≡ 1 test of all methods at once.
+  @Option(help: .hidden) var debugDumpBalancers: String = ""
   @Option(help: "OpenBLAS threads per rank (default: node cores / ranks on the node).") var threads: Int = 0
   @Option(help: "Resume from a checkpoint directory, or 'latest' in the run directory (falls back to the previous good checkpoint if the newest is damaged).") var resume: String?
   @Option(help: "Stop cleanly with a checkpoint after this many steps, as a pre-empted job would (the schedule still spans the whole run; continue with --resume).") var stopAfter: Int?
@@ -68,7 +72,7 @@ struct Pretrain: ParsableCommand {
         RankLog.note("resume: \(note)")
       }
       let trainer = try Pretrainer(config: c, comm: comm, console: console)
-      trainer.hooks = debugHooks(rank: comm.rank)
+      trainer.hooks = debugHooks(rank: comm.rank, config: c)
       trainer.stopAfterStep = stopAfter
       if let source {
         try trainer.resume(source)
@@ -102,7 +106,7 @@ struct Pretrain: ParsableCommand {
 
   /// Fault injection for the watchdog and drift-check tests (hidden flags): this rank sleeps
   /// after backward of one step, or nudges one parameter after its optimizer step.
-  func debugHooks(rank: Int) -> StepHooks {
+  func debugHooks(rank: Int, config: PretrainConfig) -> StepHooks {
     var hooks = StepHooks()
     if rank == debugStallRank, debugStallSeconds > 0 {
       let (step, seconds) = (debugStallStep, debugStallSeconds)
@@ -124,6 +128,30 @@ struct Pretrain: ParsableCommand {
         }
         do { try AtomicFile.write(SafeTensors.encode(entries, metadata: [:]), to: path) } catch {
           RankLog.note("error: cannot write the gradient dump \(path): \(error)")
+        }
+      }
+    }
+    if rank == 0, !debugDumpBalancers.isEmpty {
+      let path = debugDumpBalancers
+      hooks.beforeBalancing = { s, input in
+        guard s == 1 else { return }
+        var entries = [
+          SafeTensors.Entry(
+            name: "input.gradients", shape: [input.tasks, input.count],
+            values: Array(UnsafeBufferPointer(start: input.gradients, count: input.tasks * input.count))),
+          SafeTensors.Entry(name: "input.losses", shape: [input.tasks], values: input.losses),
+        ]
+        var direction = [Float](repeating: 0, count: input.count)
+        do {
+          for name in BalancerName.allCases {
+            let b = TaskBalancers.make(name, tasks: input.tasks, count: input.count, config: config)
+            let w = try direction.withUnsafeMutableBufferPointer { try b.balance(input, into: $0.baseAddress!) }
+            entries.append(SafeTensors.Entry(name: "\(name).direction", shape: [input.count], values: direction))
+            entries.append(SafeTensors.Entry(name: "\(name).weights", shape: [w.count], values: w))
+          }
+          try AtomicFile.write(SafeTensors.encode(entries, metadata: [:]), to: path)
+        } catch {
+          RankLog.note("error: cannot write the balancer dump \(path): \(error)")
         }
       }
     }

@@ -34,6 +34,7 @@ extension Options {
 public final class MTSLVRMethod: MultiTaskMethod {
   public static var options: [any AnyConfigOption] {
     [Options().predWeight, Options().adapter, Options().contrastive, Options().temperature, Options().predictorDim]
+      + Options.balancing
   }
   public let arena: ParameterArena
   public let encoder: any Encoder
@@ -52,6 +53,8 @@ public final class MTSLVRMethod: MultiTaskMethod {
   private let hc = Storage()
   private let hp = Storage()
   private let dh = Storage()
+  /// The multi-task balancing of `--mtl` (nil for `ew`: the fused backward).
+  public private(set) var balancing: TaskBalancing?
   /// Set once the parameter summary has been printed (this process).
   nonisolated(unsafe) private static var announced = false
 
@@ -102,6 +105,10 @@ public final class MTSLVRMethod: MultiTaskMethod {
       arena: arena, inFeatures: taskDim, labelCount: config.transformLabelCount, config: config,
       collective: collective)
     arena.allocate(seed: config.seed)
+    if config.mtl != .ew {
+      balancing = TaskBalancing(
+        name: config.mtl, shared: sharedRanges, taskRanges: taskRanges, termWeights: [1, predWeight], config: config)
+    }
     if !Self.announced {
       Self.announced = true
       rankZeroPrint(collective, summary(config))
@@ -141,6 +148,15 @@ public final class MTSLVRMethod: MultiTaskMethod {
     arena.parameterRanges.filter { r in
       r.name.hasPrefix("encoder.") && !(0..<2).contains { r.name.contains(".task\($0).") }
     }
+  }
+
+  /// Each task's own parameters: task t's adapters and final BN (`.task{t}.`) and its head
+  /// (the contrastive branch for task 0, `transform_head.*` for task 1).
+  public var taskRanges: [[NamedRange]] {
+    let shared = Set(sharedRanges.map(\.offset))
+    let own = arena.parameterRanges.filter { !shared.contains($0.offset) }
+    func isPredictive(_ r: NamedRange) -> Bool { r.name.hasPrefix("transform_head.") || r.name.contains(".task1.") }
+    return [own.filter { !isPredictive($0) }, own.filter(isPredictive)]
   }
 
   public func forwardBackwardPerTask(_ batch: MethodBatch, lossScale: Float, into taskGradients: TaskGradients)
@@ -210,8 +226,17 @@ public final class MTSLVRMethod: MultiTaskMethod {
     rankZeroPrint(
       collective,
       String(
-        format: "mtslvr step %d: contrastive %.4f · predictive %.4f · macro mAP %.4f (rank 0 rows)",
-        step, last.contrastive, last.predictive, predictive.lastMacroAP))
+        format: "mtslvr step %d: contrastive %.4f · predictive %.4f · macro mAP %.4f (rank 0 rows)%@",
+        step, last.contrastive, last.predictive, predictive.lastMacroAP,
+        balancing.map { b in " · \(b.name) weights " + b.lastWeights.map { String(format: "%.4f", $0) }.joined(separator: "/") } ?? ""))
+  }
+
+  public func stateEntries() -> [SafeTensors.Entry] { balancing?.stateEntries() ?? [] }
+
+  public func restoreState(_ entries: [String: SafeTensors.Entry], path: String) throws {
+    try Self.restore(entries, into: stateEntries(), path: path) { name, values in
+      try balancing?.balancer.restore(name, values)
+    }
   }
 
   public func forwardFLOPs(_ shape: Shape) -> Int? {

@@ -243,12 +243,19 @@ public enum OptionArguments {
       lines.append("\(title):")
       for o in options {
         let d = o.defaultText.isEmpty ? "\"\"" : o.defaultText
-        lines.append("  --\(o.flag) <\(o.kind)>")
+        lines.append("  --\(o.flag) <\(helpKind(o))>")
         lines.append("        default: \(d); YAML key: \(o.key)")
+        if helpKind(o) != o.kind { lines += wrap("one of: " + o.kind.replacingOccurrences(of: " | ", with: ", "), indent: 8) }
         lines += wrap(o.help, indent: 8)
       }
     }
     return lines.joined(separator: "\n")
+  }
+
+  /// The kind shown after the flag: `name` for a list of choices too long for one line
+  /// (the choices follow on their own lines).
+  static func helpKind(_ o: any AnyConfigOption) -> String {
+    "  --\(o.flag) <\(o.kind)>".count > 79 ? "name" : o.kind
   }
 
   /// Words of `text` in lines of at most 79 columns, each indented by `indent` spaces (the

@@ -162,6 +162,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
       throw bad("model \(self.model.rawValue) is 2-d: use front-end logmel on audio (or model samplecnn)")
     default: break
     }
+    try TaskBalancers.validate(self)
     try self.method.implementation.validate(self)
   }
 

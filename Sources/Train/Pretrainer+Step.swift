@@ -131,6 +131,9 @@ extension Pretrainer {
     let wd = sync.watchdog
     let tl = timeline
     let number = step + 1
+    // `--mtl`: per-task backward, balanced after the sync (see `TaskBalancing`).
+    let multiTask = method as? MultiTaskMethod
+    let balancing = multiTask?.balancing
     let stepStart = now()
     tl?.cursor = stepStart
     arena.zeroGrads()
@@ -148,11 +151,19 @@ extension Pretrainer {
       wd?.mark(step: step, micro: micro, .forward)
       if last {
         sync.gradients?.begin()
-        sync.armed = true
+        // Per-task backward runs the encoder backward once per task: a range reported
+        // finished by the first may still receive the second's gradient, so no bucket starts
+        // early; `finish()` starts them all.
+        sync.armed = balancing == nil
       }
       defer { sync.armed = false }
       // The step's loss is the mean of the micro-batch losses.
-      let losses = try method.forwardBackward(input, lossScale: 1 / Float(k))
+      let losses: TaskLosses
+      if let balancing, let multiTask {
+        losses = try balancing.forwardBackward(multiTask, input, lossScale: 1 / Float(k))
+      } else {
+        losses = try method.forwardBackward(input, lossScale: 1 / Float(k))
+      }
       guard losses.total.isFinite else {
         throw TrainError("loss is \(losses.total) at step \(number); stopping (nothing written after step \(step))")
       }
@@ -173,6 +184,15 @@ extension Pretrainer {
         try sync.gradients?.finish()
         exposed = now() - t0
         tl?.record("wait for gradients", "allreduce")
+        if let balancing {
+          // The shared ranges were zero in the sync; the combination of the globally
+          // summed task gradients replaces them.
+          wd?.mark(step: step, micro: micro, .gradientSync, bucket: 0)
+          var inspect: ((BalancingInput) throws -> Void)?
+          if let f = hooks.beforeBalancing { inspect = { f(number, $0) } }
+          try balancing.finishStep(step: number, epoch: position.epoch, collective: comm, arena: arena, inspect: inspect)
+          tl?.record("multi-task balancing", "balancing")
+        }
       }
     }
     hooks.afterGradients?(number, arena)

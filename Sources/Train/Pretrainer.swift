@@ -50,6 +50,8 @@ public struct StepHooks {
   /// After the gradients of step `step` (1-based) are summed over the ranks, before the
   /// optimizer reads them (`arena.grads` is the global batch's gradient).
   public var afterGradients: ((_ step: Int, _ arena: ParameterArena) -> Void)?
+  /// With `--mtl`: the balancer's input of step `step` (task gradients summed over the ranks).
+  public var beforeBalancing: ((_ step: Int, _ input: BalancingInput) -> Void)?
   /// After the optimizer of step `step` (1-based) updated `arena`.
   public var afterOptimizer: ((_ step: Int, _ arena: ParameterArena) -> Void)?
   public init() {}

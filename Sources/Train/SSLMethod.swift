@@ -167,6 +167,8 @@ public protocol MultiTaskMethod: SSLMethod {
   /// shared gradient.
   func forwardBackwardPerTask(_ batch: MethodBatch, lossScale: Float, into taskGradients: TaskGradients) throws
     -> TaskLosses
+  /// The balancing the step runs instead of `forwardBackward` (`--mtl`; nil: the fused path).
+  var balancing: TaskBalancing? { get }
 }
 
 /// Per-task gradients of a method's shared parameters: `tasks × sharedCount` floats, each

@@ -96,7 +96,7 @@ final class OptionsTests: XCTestCase {
     for o in PretrainConfig.allOptions {
       let d = o.defaultText.isEmpty ? "\"\"" : o.defaultText
       XCTAssertTrue(
-        r.stdout.contains("  --\(o.flag) <\(o.kind)>\n        default: \(d); YAML key: \(o.key)\n"),
+        r.stdout.contains("  --\(o.flag) <\(OptionArguments.helpKind(o))>\n        default: \(d); YAML key: \(o.key)\n"),
         "--help lacks --\(o.flag):\n\(r.stdout)")
     }
   }
