@@ -40,10 +40,13 @@ public enum ProbeReport {
   }
 
   /// Trained encoder, random encoder and raw pixels, printed as a table on rank 0.
+  /// - Returns: each row's name and test accuracy (rank 0; `[]` elsewhere), for the run's
+  ///   records (`RunRecord.recordProbes`).
+  @discardableResult
   public static func run(
     config: PretrainConfig, trained: any Encoder, comm: Communicator, console: Console, epochs: Int,
     pretrainSeconds: Double, limit: Int? = nil
-  ) throws {
+  ) throws -> [(name: String, accuracy: Double)] {
     if config.isAudio {
       return try runAudio(
         config: config, trained: trained, comm: comm, console: console, epochs: epochs, pretrainSeconds: pretrainSeconds)
@@ -72,6 +75,7 @@ public enum ProbeReport {
       console.say(String(format: "| %@ | %d | %.2f%% | %.1f s |", r.name, r.dim, r.accuracy * 100, r.seconds))
     }
     console.say(String(format: "pretraining took %.1f s", pretrainSeconds))
+    return rows.map { (name: $0.name, accuracy: $0.accuracy) }
   }
 
   /// One audio encoder's linear-probe accuracies on the label slots (pooled features, the
@@ -95,10 +99,11 @@ public enum ProbeReport {
   /// Audio: linear-probe accuracy for word and language (the corpus's slots otherwise) of the
   /// trained encoder against a randomly initialised one, and the majority-class rate, printed
   /// as a table on rank 0.
+  @discardableResult
   public static func runAudio(
     config: PretrainConfig, trained: any Encoder, comm: Communicator, console: Console, epochs: Int,
     pretrainSeconds: Double
-  ) throws {
+  ) throws -> [(name: String, accuracy: Double)] {
     let (train, test) = try AudioData.splits(config)
     let wanted = ["word", "language"].filter { train.slot(named: $0) != nil }
     let slots = try AudioEvaluation.slots(train, requested: wanted.isEmpty ? nil : wanted)
@@ -116,7 +121,7 @@ public enum ProbeReport {
     {
       rows.append(("random \(config.model)", r.dim, r.accuracies, r.seconds))
     }
-    guard comm.rank == 0 else { return }
+    guard comm.rank == 0 else { return [] }
     rows.append(("majority class", 0, slots.map { AudioEvaluation.majority(train: train, test: test, slot: $0.slot) }, 0))
     console.say("| features | dim | " + slots.map { "\($0.name) accuracy" }.joined(separator: " | ") + " | probe time |")
     console.say("|---|---:|" + slots.map { _ in "---:|" }.joined() + "---:|")
@@ -125,5 +130,6 @@ public enum ProbeReport {
       console.say("| \(name) | \(dim > 0 ? "\(dim)" : "-") | \(cells) | " + String(format: "%.1f s |", seconds))
     }
     console.say(String(format: "pretraining took %.1f s", pretrainSeconds))
+    return rows.flatMap { r in zip(slots, r.2).map { (name: "\(r.0) \($0.name)", accuracy: $1) } }
   }
 }
