@@ -54,6 +54,11 @@ public struct SVGPlot {
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
   ]
   static let charWidth = 7.0
+  static let frameColor = "#444444"
+  static let gridColor = "#e0e0e0"
+  static let lightGridColor = "#f0f0f0"
+  static let mutedColor = "#888888"
+  static let noteColor = "#555555"
   static let left = 70.0
   static let top = 36.0
   static let bottom = 48.0
@@ -115,11 +120,11 @@ public struct SVGPlot {
     let (x0, y0, pw, ph) = (Self.left, Self.top, plotWidth, plotHeight)
     var s = #"<text x="\#(fmt(x0))" y="22" font-weight="bold" font-size="14">\#(Self.escape(title))</text>"# + "\n"
     // Axes frame.
-    s += #"<rect x="\#(fmt(x0))" y="\#(fmt(y0))" width="\#(fmt(pw))" height="\#(fmt(ph))" fill="none" stroke="#444"/>"# + "\n"
+    s += #"<rect x="\#(fmt(x0))" y="\#(fmt(y0))" width="\#(fmt(pw))" height="\#(fmt(ph))" fill="none" stroke="\#(SVGPlot.frameColor)"/>"# + "\n"
     s += #"<text x="\#(fmt(x0 + pw / 2))" y="\#(fmt(y0 + ph + 38))" text-anchor="middle">\#(Self.escape(xLabel))</text>"# + "\n"
     s += #"<text transform="translate(16,\#(fmt(y0 + ph / 2))) rotate(-90)" text-anchor="middle">\#(Self.escape(yLabel))</text>"# + "\n"
     guard let xMin = xs.min(), let xMax = xs.max(), let yMinData = ys.min(), let yMaxData = ys.max() else {
-      return s + #"<text x="\#(fmt(x0 + pw / 2))" y="\#(fmt(y0 + ph / 2))" text-anchor="middle" fill="#888">no data</text>"# + "\n"
+      return s + #"<text x="\#(fmt(x0 + pw / 2))" y="\#(fmt(y0 + ph / 2))" text-anchor="middle" fill="\#(SVGPlot.mutedColor)">no data</text>"# + "\n"
     }
     // Value → pixel maps.
     let tx: (Double) -> Double = xScale == .log2 ? { Foundation.log2($0) } : { $0 }
@@ -133,12 +138,12 @@ public struct SVGPlot {
     let py = { (v: Double) in y0 + ph - (min(max(v, lo), hi) - lo) / (hi - lo) * ph }
     // Grid and ticks.
     for t in yTicks where t >= lo && t <= hi {
-      s += #"<line x1="\#(fmt(x0))" y1="\#(fmt(py(t)))" x2="\#(fmt(x0 + pw))" y2="\#(fmt(py(t)))" stroke="#e0e0e0"/>"#
+      s += #"<line x1="\#(fmt(x0))" y1="\#(fmt(py(t)))" x2="\#(fmt(x0 + pw))" y2="\#(fmt(py(t)))" stroke="\#(SVGPlot.gridColor)"/>"#
       s += #"<text x="\#(fmt(x0 - 6))" y="\#(fmt(py(t) + 4))" text-anchor="end">\#(Self.label(t))</text>"# + "\n"
     }
     let ticks = xTicks ?? (xScale == .log2 ? Self.powersOfTwo(xMin, xMax) : Self.niceTicks(xMin, xMax, count: 6))
     for t in ticks where t >= xMin && t <= xMax {
-      s += #"<line x1="\#(fmt(px(t)))" y1="\#(fmt(y0))" x2="\#(fmt(px(t)))" y2="\#(fmt(y0 + ph))" stroke="#f0f0f0"/>"#
+      s += #"<line x1="\#(fmt(px(t)))" y1="\#(fmt(y0))" x2="\#(fmt(px(t)))" y2="\#(fmt(y0 + ph))" stroke="\#(SVGPlot.lightGridColor)"/>"#
       s += #"<text x="\#(fmt(px(t)))" y="\#(fmt(y0 + ph + 18))" text-anchor="middle">\#(Self.label(t))</text>"# + "\n"
     }
     // Series, then the legend.
@@ -160,7 +165,7 @@ public struct SVGPlot {
     }
     for (j, note) in notes.enumerated() {
       let ly = y0 + 8 + Double(self.series.count + j) * 18 + 6
-      s += #"<text x="\#(fmt(lx))" y="\#(fmt(ly + 4))" fill="#555">\#(Self.escape(note))</text>"# + "\n"
+      s += #"<text x="\#(fmt(lx))" y="\#(fmt(ly + 4))" fill="\#(SVGPlot.noteColor)">\#(Self.escape(note))</text>"# + "\n"
     }
     return s
   }
@@ -244,7 +249,7 @@ public struct SVGBars {
     var s = #"<text x="10" y="22" font-weight="bold" font-size="14">\#(SVGPlot.escape(title))</text>"# + "\n"
     for t in SVGPlot.niceTicks(0, top1, count: 5) where t <= top1 * 1.0001 {
       let x = labelWidth + t * scale
-      s += #"<line x1="\#(fmt(x))" y1="\#(fmt(top))" x2="\#(fmt(x))" y2="\#(fmt(height - 24))" stroke="#e0e0e0"/>"#
+      s += #"<line x1="\#(fmt(x))" y1="\#(fmt(top))" x2="\#(fmt(x))" y2="\#(fmt(height - 24))" stroke="\#(SVGPlot.gridColor)"/>"#
       s += #"<text x="\#(fmt(x))" y="\#(fmt(height - 10))" text-anchor="middle">\#(SVGPlot.label(t))\#(unit)</text>"# + "\n"
     }
     for (g, group) in groups.enumerated() {
