@@ -1,4 +1,5 @@
 import Foundation
+import Model
 
 /// Progress for logs: unless the progress bar is drawn on the terminal that is also stdout
 /// (`Console.printsStatusLines`), rank 0 prints one plain line every `interval` seconds —
