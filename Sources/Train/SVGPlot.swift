@@ -141,7 +141,9 @@ public struct SVGPlot {
       s += #"<line x1="\#(fmt(x0))" y1="\#(fmt(py(t)))" x2="\#(fmt(x0 + pw))" y2="\#(fmt(py(t)))" stroke="\#(SVGPlot.gridColor)"/>"#
       s += #"<text x="\#(fmt(x0 - 6))" y="\#(fmt(py(t) + 4))" text-anchor="end">\#(Self.label(t))</text>"# + "\n"
     }
-    let ticks = xTicks ?? (xScale == .log2 ? Self.powersOfTwo(xMin, xMax) : Self.niceTicks(xMin, xMax, count: 6))
+    var ticks = xTicks ?? (xScale == .log2 ? Self.powersOfTwo(xMin, xMax) : Self.niceTicks(xMin, xMax, count: 6))
+    // Steps and ranks are whole numbers: no ticks between them.
+    if xTicks == nil, xs.allSatisfy({ $0 == $0.rounded() }) { ticks = ticks.filter { $0 == $0.rounded() } }
     for t in ticks where t >= xMin && t <= xMax {
       s += #"<line x1="\#(fmt(px(t)))" y1="\#(fmt(y0))" x2="\#(fmt(px(t)))" y2="\#(fmt(y0 + ph))" stroke="\#(SVGPlot.lightGridColor)"/>"#
       s += #"<text x="\#(fmt(px(t)))" y="\#(fmt(y0 + ph + 18))" text-anchor="middle">\#(Self.label(t))</text>"# + "\n"
@@ -184,7 +186,8 @@ public struct SVGPlot {
     let step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? 10 * magnitude
     var ticks: [Double] = []
     var t = floor(lo / step) * step
-    while t <= hi + step * 0.5 && ticks.count < 50 {
+    // Up to the first tick at or above hi, so the data never touches the frame's top.
+    while t < hi + step * 0.999 && ticks.count < 50 {
       ticks.append(abs(t) < step * 1e-9 ? 0 : t)
       t += step
     }

@@ -49,7 +49,7 @@ final class StatusLinesTests: XCTestCase {
 
   func testLineTextAndETA() {
     XCTAssertEqual(
-      StatusLines.text(step: 120, total: 702, epoch: 0, epochs: 3, loss: 5.12345, samplesPerSecond: 1083.4, elapsed: 62, eta: 301),
+      StatusLines.text(step: 120, total: 702, epoch: 0, epochs: 3, loss: 5.12346, samplesPerSecond: 1083.4, elapsed: 62, eta: 301),
       "step 120/702 · epoch 1/3 · loss 5.1235 · 1083 samples/s · elapsed 1m02s · ETA 5m01s")
     // 10 steps in 20 s, 30 left: 60 s.
     XCTAssertEqual(StatusLines.eta(done: 10, remaining: 30, elapsed: 20), 60)
