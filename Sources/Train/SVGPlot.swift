@@ -74,7 +74,7 @@ public struct SVGPlot {
   /// Width of the legend column: the swatch, the longest name or note, padding.
   var legendWidth: Double {
     let longest = (series.map(\.name) + notes).map(\.count).max() ?? 0
-    return longest == 0 ? 0 : 34 + Double(longest) * Self.charWidth + 12
+    return longest == 0 ? 0 : 34 + Double(longest) * Self.charWidth + 20
   }
 
   /// The canvas: margins, plot area, legend (taller when the legend needs it).
