@@ -61,6 +61,13 @@ final class EventFileTests: XCTestCase {
     XCTAssertEqual(CRC32C.masked(0xE306_9283), 0xC78A_B0E5)
   }
 
+  /// The all-reduce time of a step is the union of its buckets' intervals (overlaps once).
+  func testIntervalUnion() {
+    XCTAssertEqual(intervalUnion([(start: 0, end: 2), (start: 1, end: 3), (start: 5, end: 6)]), 4)
+    XCTAssertEqual(intervalUnion([(start: 4, end: 5), (start: 0, end: 10)]), 10)
+    XCTAssertEqual(intervalUnion([]), 0)
+  }
+
   /// One record: 8-byte length, masked CRC of it, the payload, masked CRC of the payload.
   func testRecordFraming() {
     let payload: [UInt8] = Array("123456789".utf8)
