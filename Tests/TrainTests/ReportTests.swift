@@ -136,6 +136,36 @@ final class ReportTests: XCTestCase {
     XCTAssertTrue(md.contains("line 2 is cut off"), md)
   }
 
+  /// Texts that run past the right edge of the canvas (at the width estimate the legend is
+  /// laid out with).
+  func overflowing(_ svg: String) -> [String] {
+    let width = Double(svg.firstMatch(#"width="([0-9.]+)""#) ?? "") ?? 0
+    return svg.texts().compactMap { x, anchor, text in
+      let w = Double(text.count) * SVGPlot.charWidth
+      let right = anchor == "end" ? x : anchor == "middle" ? x + w / 2 : x + w
+      return right <= width + 0.5 ? nil : "'\(text)' ends at \(right) > \(width)"
+    }
+  }
+
+  /// `parallax scale` at 1 and 2 ranks (tiny): the chart has a legend entry for each line of
+  /// each panel, inside the canvas, and renders.
+  func testScaleChartLegend() throws {
+    let out = Processes.temporaryDirectory("scale-chart")
+    let r = try Processes.run(
+      Processes.parallax,
+      ["scale", "--ranks", "1,2", "--steps", "2", "--warmup", "1", "--batch-per-rank", "8", "--compare-fused", "false", "--out", out],
+      timeout: 120)
+    XCTAssertEqual(r.status, 0, r.stderr)
+    let svg = try String(contentsOfFile: out + "/scale-conv4.svg", encoding: .utf8)
+    for entry in ["ideal (linear)", "measured", "efficiency", "comm share of step", "comm hidden behind backward"] {
+      XCTAssertTrue(svg.contains(">\(entry)</text>"), "no legend entry '\(entry)'")
+    }
+    XCTAssertEqual(overflowing(svg), [])
+    let png = try render(out + "/scale-conv4.svg", colour: "#d62728")
+    XCTAssertGreaterThan(png.nonWhite, 0.01)
+    XCTAssertGreaterThan(png.matching, 150, "the comm-share line (#d62728) is not drawn")
+  }
+
   /// Every text of a plot lies inside its canvas (at the width estimate the legend is laid
   /// out with): the `parallax scale` legend used to run off the right edge.
   func testLegendFitsTheCanvas() throws {
