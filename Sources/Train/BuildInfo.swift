@@ -26,7 +26,8 @@ public enum BuildInfo {
     guard let exe else { return nil }
     let p = Process()
     p.executableURL = URL(fileURLWithPath: exe)
-    p.arguments = args
+    // A checkout owned by another user (CI containers) is still read.
+    p.arguments = ["-c", "safe.directory=*"] + args
     let out = Pipe()
     p.standardOutput = out
     p.standardError = FileHandle.nullDevice
