@@ -55,7 +55,9 @@ public enum ModelCard {
   /// (waveforms in [−1, 1], or their log-mel spectrogram).
   static func normalization(_ config: PretrainConfig) -> [String: Any] {
     guard !config.isAudio else { return ["scale": 1, "mean": [0.0], "std": [1.0]] }
-    return ["scale": 255, "mean": [Double(FashionMNIST.mean)], "std": [Double(FashionMNIST.std)]]
+    // The Float constants' shortest decimal forms (0.286, not 0.28600001335144043).
+    func decimal(_ x: Float) -> Double { Double("\(x)") ?? Double(x) }
+    return ["scale": 255, "mean": [decimal(FashionMNIST.mean)], "std": [decimal(FashionMNIST.std)]]
   }
 
   static func inputDescription(_ config: PretrainConfig) -> String {
