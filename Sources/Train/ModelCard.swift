@@ -17,15 +17,19 @@ import Model
 /// | `feature_layers` | `{"pooled":{"dim":64,…},"pre-pool":{"dim":576,…}}` |
 /// | `pytorch` | the lines that build the matching PyTorch module, load and feed it |
 /// | `parallax_version`, `parallax_commit` | `0.1.0`, `40d5c2d1a2b3` |
-/// | `method`, `step`, `config` | the pretraining method, its step, the resolved configuration (JSON) |
+/// | `method`, `step`, `config` | the pretraining method, its step, the resolved configuration (JSON; exports only, a checkpoint's is in `state.json`) |
 public enum ModelCard {
   /// The metadata of an encoder of `config`'s architecture after `step` steps.
   /// - Parameters:
   ///   - dims: the encoder's pooled and pre-pool feature widths.
   ///   - prefix: the tensor-name prefix of the encoder in the file (`encoder.` in a
   ///     checkpoint, none in an export).
+  ///   - includeConfig: add the resolved configuration. A checkpoint leaves it out: its
+  ///     `state.json` has it, and runs that differ only in paths then write the same
+  ///     `model.safetensors` bytes (which the resume tests compare).
   public static func metadata(
-    config: PretrainConfig, step: Int, dims: (pooled: Int, prePool: Int), prefix: String = ""
+    config: PretrainConfig, step: Int, dims: (pooled: Int, prePool: Int), prefix: String = "",
+    includeConfig: Bool = true
   ) -> [String: String] {
     let shape = config.sampleShape
     var m: [String: String] = [
@@ -47,7 +51,7 @@ public enum ModelCard {
     let layers: [String: Any] = ["pooled": pooled, "pre-pool": prePool]
     m["feature_layers"] = json(layers)
     if let lines = pytorchLines(config, path: "encoder.safetensors") { m["pytorch"] = lines.joined(separator: "\n") }
-    if let data = try? JSONEncoder().encode(config) { m["config"] = String(decoding: data, as: UTF8.self) }
+    if includeConfig, let data = try? JSONEncoder().encode(config) { m["config"] = String(decoding: data, as: UTF8.self) }
     return m
   }
 
