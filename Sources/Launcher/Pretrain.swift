@@ -86,6 +86,11 @@ struct Pretrain: ParsableCommand {
       trainer.stopSyncThreads()
       trainer.closeData()
       RankLog.note(String(format: "peak RSS %.1f MiB", peakRSSMiB()))
+      if comm.rank == 0 {
+        do {
+          try RunRecord.write(summary: s, trainer: trainer, worldSize: comm.size, nodes: comm.nodeCount, threads: threads)
+        } catch { console.say("warning: \(error); run.json not written") }
+      }
       if let reason = s.stopReason {
         let message = "stopped by \(reason) after step \(trainer.step) of \(trainer.totalSteps): checkpoint \(s.checkpoint ?? "-"); continue with --resume latest"
         console.say(message)
@@ -97,9 +102,12 @@ struct Pretrain: ParsableCommand {
           format: "done: %d steps in %.1f s (%.1f samples/s), final loss %.4f; checkpoint %@",
           s.steps, s.seconds, s.samplesPerSecond, s.finalLoss, s.checkpoint ?? "-"))
       if probe {
-        try ProbeReport.run(
+        let rows = try ProbeReport.run(
           config: c, trained: trainer.method.encoder, comm: comm, console: console, epochs: probeEpochs,
           pretrainSeconds: s.seconds)
+        do { try RunRecord.recordProbes(rows, runDir: c.runDir, eventFile: s.eventFile, step: trainer.step) } catch {
+          console.say("warning: \(error); the probe results are not in the run directory")
+        }
       }
     }
   }

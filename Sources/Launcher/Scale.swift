@@ -165,20 +165,8 @@ struct Scale: ParsableCommand {
       commSeconds: median(comms), exposedSeconds: median(exposeds))
   }
 
-  static func union(_ intervals: [(Double, Double)]) -> Double {
-    var total = 0.0
-    var end = -Double.infinity
-    for (s, e) in intervals.sorted(by: { $0.0 < $1.0 }) {
-      if s > end {
-        total += e - s
-        end = e
-      } else if e > end {
-        total += e - end
-        end = e
-      }
-    }
-    return total
-  }
+  static func union(_ intervals: [(Double, Double)]) -> Double { intervalUnion(intervals.map { (start: $0.0, end: $0.1) }) }
+
 
   static func which(_ name: String) -> String {
     for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
@@ -221,47 +209,35 @@ struct Scale: ParsableCommand {
   }
 
   /// Two panels: samples/s against ideal linear scaling; efficiency, communication share
-  /// and hidden share in percent.
+  /// and hidden share in percent. Each panel has its own legend beside it (the canvas
+  /// grows to fit it); the rank axis is logarithmic (base 2) once the counts span 8× or more.
   func svg(_ all: [Measure], efficiency: (Measure) -> Double, hidden: (Measure) -> Double) -> String {
-    let rs = all.filter { $0.mode != "fused" }
-    let w = 760.0, h = 320.0, pad = 50.0, panel = (w - 3 * pad) / 2
-    let maxRanks = Double(rs.map(\.ranks).max() ?? 1)
-    let base = rs.first?.samplesPerSecond ?? 1
-    let maxThr = max(rs.map(\.samplesPerSecond).max() ?? 1, base * maxRanks) * 1.1
-    func x(_ r: Int, _ left: Double) -> Double { left + (maxRanks > 1 ? (Double(r) - 1) / (maxRanks - 1) : 0.5) * panel }
-    func y(_ v: Double, _ top: Double) -> Double { h - pad - v / top * (h - 2 * pad) }
-    var s = #"<svg xmlns="http://www.w3.org/2000/svg" width="\#(Int(w))" height="\#(Int(h))" font-family="sans-serif" font-size="12">"# + "\n"
-    s += #"<rect width="100%" height="100%" fill="white"/>"# + "\n"
-    let lefts = [pad, 2 * pad + panel]
-    let titles = ["\(model): samples/s vs ideal", "\(model): % (efficiency, comm share, hidden)"]
-    for (i, left) in lefts.enumerated() {
-      s += #"<text x="\#(left)" y="20" font-weight="bold">\#(titles[i])</text>"# + "\n"
-      s += #"<line x1="\#(left)" y1="\#(h - pad)" x2="\#(left + panel)" y2="\#(h - pad)" stroke="black"/>"#
-      s += #"<line x1="\#(left)" y1="\#(pad)" x2="\#(left)" y2="\#(h - pad)" stroke="black"/>"# + "\n"
-      for r in rs.map(\.ranks) {
-        s += #"<text x="\#(x(r, left))" y="\#(h - pad + 16)" text-anchor="middle">\#(r)</text>"# + "\n"
-      }
-      s += #"<text x="\#(left + panel / 2)" y="\#(h - 10)" text-anchor="middle">ranks</text>"# + "\n"
+    let rs = all.filter { $0.mode != "fused" }.sorted { $0.ranks < $1.ranks }
+    let base = rs.first.map { $0.samplesPerSecond / Double($0.ranks) } ?? 1
+    let ranks = rs.map { Double($0.ranks) }
+    let logAxis = (ranks.last ?? 1) / max(ranks.first ?? 1, 1) >= 8
+    var throughput = SVGPlot(
+      title: "\(model): samples/s vs ideal", xLabel: "ranks", yLabel: "samples/s",
+      series: [
+        SVGPlot.Series("ideal (linear)", rs.map { (x: Double($0.ranks), y: base * Double($0.ranks)) }, color: "gray", dashed: true),
+        SVGPlot.Series("measured", rs.map { (x: Double($0.ranks), y: $0.samplesPerSecond) }, color: "#1f77b4", markers: true),
+      ])
+    var shares = SVGPlot(
+      title: "\(model): efficiency and communication", xLabel: "ranks", yLabel: "%",
+      series: [
+        SVGPlot.Series("efficiency", rs.map { (x: Double($0.ranks), y: efficiency($0) * 100) }, color: "#1f77b4", markers: true),
+        SVGPlot.Series("comm share of step", rs.map { (x: Double($0.ranks), y: $0.commSeconds / $0.stepSeconds * 100) }, color: "#d62728", markers: true),
+        SVGPlot.Series("comm hidden behind backward", rs.filter { $0.ranks > 1 }.map { (x: Double($0.ranks), y: hidden($0) * 100) }, color: "#2ca02c", markers: true),
+      ])
+    throughput.yFromZero = true
+    shares.yRange = 0...100
+    for i in 0..<2 {
+      var p = i == 0 ? throughput : shares
+      p.xScale = logAxis ? .log2 : .linear
+      p.xTicks = ranks
+      p.plotWidth = 340
+      if i == 0 { throughput = p } else { shares = p }
     }
-    for t in [0.0, 0.5, 1.0] {
-      s += #"<text x="\#(pad - 4)" y="\#(y(t * maxThr, maxThr) + 4)" text-anchor="end">\#(Int(t * maxThr))</text>"# + "\n"
-      s += #"<text x="\#(lefts[1] - 4)" y="\#(y(t * 100, 100) + 4)" text-anchor="end">\#(Int(t * 100))</text>"# + "\n"
-    }
-    func poly(_ pts: [(Double, Double)], _ color: String, dash: Bool = false) -> String {
-      let p = pts.map { String(format: "%.1f,%.1f", $0.0, $0.1) }.joined(separator: " ")
-      var out = #"<polyline fill="none" stroke="\#(color)" stroke-width="2" \#(dash ? #"stroke-dasharray="5,4""# : "") points="\#(p)"/>"# + "\n"
-      for q in pts { out += String(format: #"<circle cx="%.1f" cy="%.1f" r="3" fill="%@"/>"#, q.0, q.1, color) + "\n" }
-      return out
-    }
-    s += poly(rs.map { (x($0.ranks, lefts[0]), y(base * Double($0.ranks), maxThr)) }, "gray", dash: true)
-    s += poly(rs.map { (x($0.ranks, lefts[0]), y($0.samplesPerSecond, maxThr)) }, "#1f77b4")
-    s += poly(rs.map { (x($0.ranks, lefts[1]), y(efficiency($0) * 100, 100)) }, "#1f77b4")
-    s += poly(rs.map { (x($0.ranks, lefts[1]), y($0.commSeconds / $0.stepSeconds * 100, 100)) }, "#d62728")
-    s += poly(rs.map { (x($0.ranks, lefts[1]), y(hidden($0) * 100, 100)) }, "#2ca02c")
-    let legend = [("gray", "ideal (linear)"), ("#1f77b4", "measured / efficiency"), ("#d62728", "comm share of step"), ("#2ca02c", "comm hidden behind backward")]
-    for (i, (c, t)) in legend.enumerated() {
-      s += #"<rect x="\#(pad + Double(i) * 180)" y="28" width="10" height="10" fill="\#(c)"/><text x="\#(pad + 14 + Double(i) * 180)" y="37">\#(t)</text>"# + "\n"
-    }
-    return s + "</svg>\n"
+    return SVGPlot.row([throughput, shares])
   }
 }

@@ -265,42 +265,22 @@ extension Scale {
   }
 
   /// Efficiency against nodes (log₂ axis), one colour per link, solid with overlap, dashed
-  /// fused.
+  /// fused; the legend beside the plot (the canvas grows to fit it).
   func predictionSVG(_ series: [(String, Bool, [(Int, Double)])]) -> String {
-    let w = 760.0, h = 380.0, left = 60.0, right = 200.0, top = 40.0, bottom = 50.0
-    let ns = nodeList.sorted()
-    let lo = log2(Double(ns.first ?? 2)), hi = log2(Double(ns.last ?? 4))
-    func x(_ n: Int) -> Double { left + (hi > lo ? (log2(Double(n)) - lo) / (hi - lo) : 0.5) * (w - left - right) }
-    func y(_ v: Double) -> Double { h - bottom - min(max(v, 0), 1) * (h - top - bottom) }
-    var s = #"<svg xmlns="http://www.w3.org/2000/svg" width="\#(Int(w))" height="\#(Int(h))" font-family="sans-serif" font-size="12">"# + "\n"
-    s += #"<rect width="100%" height="100%" fill="white"/>"# + "\n"
-    s += #"<text x="\#(left)" y="20" font-weight="bold">\#(model), \#(batchPerRank) samples/rank, \#(bucketMB) MiB buckets: predicted weak-scaling efficiency</text>"# + "\n"
-    s += #"<line x1="\#(left)" y1="\#(h - bottom)" x2="\#(w - right)" y2="\#(h - bottom)" stroke="black"/>"#
-    s += #"<line x1="\#(left)" y1="\#(top)" x2="\#(left)" y2="\#(h - bottom)" stroke="black"/>"# + "\n"
-    for n in ns {
-      s += #"<text x="\#(x(n))" y="\#(h - bottom + 16)" text-anchor="middle">\#(n)</text>"# + "\n"
-    }
-    s += #"<text x="\#((left + w - right) / 2)" y="\#(h - 12)" text-anchor="middle">nodes (1 rank each)</text>"# + "\n"
-    for t in stride(from: 0.0, through: 1.0, by: 0.25) {
-      s += #"<text x="\#(left - 6)" y="\#(y(t) + 4)" text-anchor="end">\#(Int(t * 100))%</text>"#
-      s += ##"<line x1="\##(left)" y1="\##(y(t))" x2="\##(w - right)" y2="\##(y(t))" stroke="#ddd"/>"## + "\n"
-    }
-    let colors = ["#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
     var names: [String] = []
     for (name, _, _) in series where !names.contains(name) { names.append(name) }
-    for (name, overlap, pts) in series {
-      let c = colors[(names.firstIndex(of: name) ?? 0) % colors.count]
-      let p = pts.map { String(format: "%.1f,%.1f", x($0.0), y($0.1)) }.joined(separator: " ")
-      s += #"<polyline fill="none" stroke="\#(c)" stroke-width="2" \#(overlap ? "" : #"stroke-dasharray="5,4""#) points="\#(p)"/>"# + "\n"
+    let lines = series.map { name, overlap, pts in
+      SVGPlot.Series(
+        "\(name), \(overlap ? "overlapped" : "fused")", pts.map { (x: Double($0.0), y: $0.1 * 100) },
+        color: SVGPlot.palette[(names.firstIndex(of: name) ?? 0) % SVGPlot.palette.count], dashed: !overlap)
     }
-    for (i, name) in names.enumerated() {
-      let c = colors[i % colors.count]
-      let ly = top + 10 + Double(i) * 18
-      s += #"<line x1="\#(w - right + 10)" y1="\#(ly)" x2="\#(w - right + 30)" y2="\#(ly)" stroke="\#(c)" stroke-width="2"/><text x="\#(w - right + 36)" y="\#(ly + 4)">\#(name)</text>"# + "\n"
-    }
-    let ly = top + 10 + Double(names.count) * 18 + 10
-    s += #"<text x="\#(w - right + 10)" y="\#(ly)">solid: overlapped buckets</text>"# + "\n"
-    s += #"<text x="\#(w - right + 10)" y="\#(ly + 16)">dashed: fused after backward</text>"# + "\n"
-    return s + "</svg>\n"
+    var p = SVGPlot(
+      title: "\(model), \(batchPerRank) samples/rank, \(bucketMB) MiB buckets: predicted weak-scaling efficiency",
+      xLabel: "nodes (1 rank each)", yLabel: "efficiency (%)", series: lines)
+    p.xScale = .log2
+    p.xTicks = nodeList.sorted().map(Double.init)
+    p.yRange = 0...100
+    p.notes = ["solid: buckets overlapped with backward", "dashed: one fused all-reduce after backward"]
+    return p.render()
   }
 }

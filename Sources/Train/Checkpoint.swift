@@ -69,11 +69,13 @@ public enum Checkpoint {
   /// Writes `runDir/step-N/` atomically (temp directory → fsync → rename → fsync parent) and
   /// then points `runDir/latest` at it, keeping the newest `keep` checkpoints. Returns the
   /// directory written. On failure the temp directory is removed, the previous checkpoints
-  /// and `latest` are untouched, and the error says so.
+  /// and `latest` are untouched, and the error says so. `modelMetadata` goes into
+  /// `model.safetensors` (`ModelCard.metadata`: input, normalisation, architecture, …).
   @discardableResult
   public static func write(
     runDir: String, arena: ParameterArena, optimizerState: [SafeTensors.Entry],
-    methodState: [SafeTensors.Entry] = [], state: CheckpointState, keep: Int
+    methodState: [SafeTensors.Entry] = [], state: CheckpointState, keep: Int,
+    modelMetadata: [String: String] = ["format": "pt"]
   ) throws -> String {
     let name = directoryName(step: state.step)
     let final = (runDir as NSString).appendingPathComponent(name)
@@ -88,7 +90,7 @@ public enum Checkpoint {
         throw CheckpointError(path: tmp, reason: "cannot create directory: \(error.localizedDescription)")
       }
       var state = state
-      let model = SafeTensors.encode(modelEntries(arena), metadata: ["format": "pt"])
+      let model = SafeTensors.encode(modelEntries(arena), metadata: modelMetadata)
       let optim = SafeTensors.encode(optimizerState, metadata: ["format": "pt"])
       try AtomicFile.writeSynced(model, to: tmp + "/model.safetensors")
       try AtomicFile.writeSynced(optim, to: tmp + "/optimizer.safetensors")

@@ -52,6 +52,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
         Options().method, Options().model, Options().data, Options().dataDir, Options().dataRead, Options().globalBatch,
         Options().epochs,
         Options().maxSteps, Options().seed, Options().runDir, Options().checkpointEvery, Options().keep, Options().logEvery,
+        Options().logInterval,
       ]
     ),
     (
@@ -331,6 +332,12 @@ extension Options {
     "keep", default: 2, resume: .silent, help: "Checkpoints to keep.", check: ConfigOption<Int>.atLeast(1)) }
   public var logEvery: ConfigOption<Int> { ConfigOption(
     "logEvery", default: 1, resume: .silent, help: "Log every N steps.", check: ConfigOption<Int>.atLeast(1)) }
+
+  public var logInterval: ConfigOption<Double> { ConfigOption(
+    "logInterval", default: 30, resume: .silent,
+    help:
+      "Seconds between progress lines on stdout when it is not a terminal (a batch job's log, a file, a pipe; the terminal shows the bar instead); 0: every step.",
+    check: finiteNonNegative) }
 
   public var optimizer: ConfigOption<OptimizerKind> { ConfigOption(
     "optimizer", default: .lars, resume: .mustMatch, help: "Optimizer (LARS excludes biases and BN from adaptation and decay).") }

@@ -190,7 +190,10 @@ extension Pretrainer {
       do {
         written = try Checkpoint.write(
           runDir: config.runDir, arena: method.arena, optimizerState: optimizerEntries(),
-          methodState: method.stateEntries(), state: state, keep: config.keep)
+          methodState: method.stateEntries(), state: state, keep: config.keep,
+          modelMetadata: ModelCard.metadata(
+            config: config, step: step, dims: (method.encoder.featureDim, method.encoder.prePoolDim), prefix: "encoder.",
+            includeConfig: false))
       } catch { failure = "\(error)" }
     }
     if comm.size > 1 { failure = try comm.broadcast(string: failure, from: 0) }

@@ -18,6 +18,9 @@ public struct PretrainSummary {
   public var checkpoint: String?
   /// Set when the run stopped early and cleanly: the signal's name or `--stop-after`.
   public var stopReason: String?
+  /// The TensorBoard event file rank 0 wrote (nil on other ranks, or when it could not be
+  /// written): the probes append to it.
+  public var eventFile: String?
 }
 
 /// Where training is: optimizer steps done (the schedule's position), the epoch, and the
@@ -156,6 +159,9 @@ public final class Pretrainer {
     StopSignal.install()
     var log = try StepLog(config: config, rank: comm.rank, console: console)
     let perEpoch = data.batchesPerEpoch
+    var status = StatusLines(
+      console: console, interval: config.logInterval, firstStep: step,
+      epochs: (totalSteps + perEpoch - 1) / max(perEpoch, 1), start: now())
     let samplesPerStep = Double(config.globalBatch)
     let start = now()
     let firstStep = step
@@ -169,18 +175,23 @@ public final class Pretrainer {
       position.nextBatch(perEpoch: perEpoch)
       let lr = schedule.lr(at: step)
       let t = try timedStep(lr: lr)
+      // The union of this step's bucket all-reduces, for the share hidden behind backward.
+      let allReduce = sync.gradients.map { g in intervalUnion(g.timings.map { (start: $0.start, end: $0.end) }) }
       position.finishStep()
       try method.afterOptimizerStep(step: step)
       last = t.loss
       if step % config.logEvery == 0 || step == totalSteps {
         RankLog.note(
           String(format: "step %d epoch %d loss %.6f lr %.6g (%.0f ms)", step, position.epoch, t.loss, lr, t.total * 1000))
-        log.write(step: step, epoch: position.epoch, timing: t, lr: lr, samplesPerSecond: samplesPerStep / t.total)
+        log.write(
+          step: step, epoch: position.epoch, timing: t, lr: lr, samplesPerSecond: samplesPerStep / t.total,
+          allReduce: allReduce)
         console.progress(
           done: step - firstStep, total: totalSteps - firstStep,
           detail: String(format: "step %d loss %.4f · %.0f samples/s", step, t.loss, samplesPerStep / t.total),
           elapsed: now() - start)
       }
+      status.step(step, of: totalSteps, epoch: position.epoch, loss: t.loss, samplesPerStep: samplesPerStep)
       if let reason = try stopRequested() {
         stopReason = reason
         break
@@ -204,7 +215,7 @@ public final class Pretrainer {
     return PretrainSummary(
       steps: step - firstStep, finalLoss: last, seconds: seconds,
       samplesPerSecond: Double(step - firstStep) * samplesPerStep / max(seconds, 1e-9),
-      checkpoint: lastCheckpoint, stopReason: stopReason)
+      checkpoint: lastCheckpoint, stopReason: stopReason, eventFile: log.eventFile)
   }
 
   /// Whether to stop after this step: a signal on any rank (MAX all-reduce of the signal
@@ -247,11 +258,28 @@ final class InputBuffers {
   }
 }
 
-/// `log.jsonl`, written by rank 0: one line per logged step with the loss, each task's loss
-/// when the method has several, lr, throughput and the time split.
+/// `log.jsonl` and the TensorBoard event file (`EventFile`), written by rank 0: per logged
+/// step the loss, each task's loss when the method has several, lr, throughput, the time
+/// split and, on more than one rank, the all-reduce time and the share of it hidden behind
+/// backward. Both carry the same figures (log.jsonl rounded as printed, the events as Float).
+///
+/// | log.jsonl | TensorBoard tag |
+/// |---|---|
+/// | `loss` | `loss` |
+/// | `losses.<task>` | `loss/<task>` |
+/// | `lr` | `lr` |
+/// | `samples_per_s` | `throughput/samples_per_s` |
+/// | `compute_ms` | `time/compute_ms` |
+/// | `comm_ms` | `time/comm_ms` (exposed: not hidden behind backward) |
+/// | `allreduce_ms` | `time/allreduce_ms` (the union of the bucket all-reduces) |
+/// | `hidden` | `comm/hidden_share` (1 − comm_ms / allreduce_ms) |
 struct StepLog {
   private var file: AppendFile?
+  private var events: EventFile?
   private let console: Console
+
+  /// The event file's path (rank 0, while it is being written).
+  var eventFile: String? { events?.path }
 
   init(config: PretrainConfig, rank: Int, console: Console) throws {
     self.console = console
@@ -259,22 +287,56 @@ struct StepLog {
     try FileManager.default.createDirectory(atPath: config.runDir, withIntermediateDirectories: true)
     try AtomicFile.write(Foundation.Data(config.yaml().utf8), to: config.runDir + "/config.yaml")
     file = try AppendFile(path: config.runDir + "/log.jsonl")
+    events = try EventFile(directory: config.runDir)
   }
 
-  mutating func write(step: Int, epoch: Int, timing t: StepTiming, lr: Float, samplesPerSecond: Double) {
-    guard let f = file else { return }
-    var line = String(format: "{\"step\":%d,\"epoch\":%d,\"loss\":%.6f", step, epoch, t.loss)
-    if t.tasks.count > 1 {
-      line += ",\"losses\":{" + t.tasks.map { String(format: "\"%@\":%.6f", $0.name, $0.value) }.joined(separator: ",") + "}"
+  /// The figures of one step, by log.jsonl key, in the order written.
+  static func figures(
+    timing t: StepTiming, lr: Float, samplesPerSecond: Double, allReduce: Double?
+  ) -> [(key: String, tag: String, value: Double, format: String)] {
+    var out: [(key: String, tag: String, value: Double, format: String)] = [
+      ("lr", "lr", Double(lr), "%.6g"),
+      ("samples_per_s", "throughput/samples_per_s", samplesPerSecond, "%.1f"),
+      ("compute_ms", "time/compute_ms", (t.total - t.communication) * 1000, "%.2f"),
+      ("comm_ms", "time/comm_ms", t.communication * 1000, "%.2f"),
+    ]
+    if let a = allReduce {
+      out.append(("allreduce_ms", "time/allreduce_ms", a * 1000, "%.2f"))
+      out.append(("hidden", "comm/hidden_share", a > 0 ? max(0, 1 - t.communication / a) : 0, "%.4f"))
     }
-    line += String(
-      format: ",\"lr\":%.6g,\"samples_per_s\":%.1f,\"compute_ms\":%.2f,\"comm_ms\":%.2f}\n", lr, samplesPerSecond,
-      (t.total - t.communication) * 1000, t.communication * 1000)
-    do { try f.write(line) } catch {
-      // Metrics are not worth the run: say so once and continue.
-      console.say("warning: \(error); metrics stop here, training continues")
-      RankLog.note("warning: \(error)")
-      file = nil
+    return out
+  }
+
+  mutating func write(
+    step: Int, epoch: Int, timing t: StepTiming, lr: Float, samplesPerSecond: Double, allReduce: Double?
+  ) {
+    let figures = Self.figures(timing: t, lr: lr, samplesPerSecond: samplesPerSecond, allReduce: allReduce)
+    if let f = file {
+      var line = String(format: "{\"step\":%d,\"epoch\":%d,\"loss\":%.6f", step, epoch, t.loss)
+      if t.tasks.count > 1 {
+        line += ",\"losses\":{" + t.tasks.map { String(format: "\"%@\":%.6f", $0.name, $0.value) }.joined(separator: ",") + "}"
+      }
+      for x in figures { line += ",\"\(x.key)\":" + String(format: x.format, x.value) }
+      line += "}\n"
+      do { try f.write(line) } catch {
+        warn(error, "log.jsonl")
+        file = nil
+      }
     }
+    if let e = events {
+      var scalars: [(tag: String, value: Float)] = [("loss", t.loss)]
+      if t.tasks.count > 1 { scalars += t.tasks.map { (tag: "loss/\($0.name)", value: $0.value) } }
+      scalars += figures.map { (tag: $0.tag, value: Float($0.value)) }
+      do { try e.write(scalars: scalars, step: step) } catch {
+        warn(error, "the TensorBoard events")
+        events = nil
+      }
+    }
+  }
+
+  /// Metrics are not worth the run: say so once and continue.
+  private func warn(_ error: Error, _ what: String) {
+    console.say("warning: \(error); \(what) stop here, training continues")
+    RankLog.note("warning: \(error)")
   }
 }

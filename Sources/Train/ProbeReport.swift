@@ -102,12 +102,14 @@ public enum ProbeReport {
   public static let maxProbeDim = 8192
 
   /// Trained encoder, random encoder, the raw input and the majority class, printed as a
-  /// table on rank 0 (which also gets the rows; other ranks get `[]`).
+  /// table on rank 0.
+  /// - Returns: each row's name (with the slot when there are several) and test accuracy
+  ///   (rank 0; `[]` elsewhere), for the run's records (`RunRecord.recordProbes`).
   @discardableResult
   public static func run(
     config: PretrainConfig, trained: any Encoder, comm: Communicator, console: Console, epochs: Int,
     pretrainSeconds: Double, limit: Int? = nil
-  ) throws -> [Row] {
+  ) throws -> [(name: String, accuracy: Double)] {
     let data = try Datasets.open(config)
     let train = try data.evaluation(.train)
     let test = try data.evaluation(.test)
@@ -150,6 +152,8 @@ public enum ProbeReport {
       console.say("| \(r.name) | \(r.dim > 0 ? "\(r.dim)" : "-") | \(cells) | " + String(format: "%.1f s |", r.seconds))
     }
     console.say(String(format: "pretraining took %.1f s", pretrainSeconds))
-    return rows
+    return rows.flatMap { r in
+      zip(slots, r.accuracies).map { (name: slots.count == 1 ? r.name : "\(r.name) \($0.name)", accuracy: $1) }
+    }
   }
 }

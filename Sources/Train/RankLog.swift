@@ -27,8 +27,10 @@ public final class AppendFile: Sendable {
   deinit { try? fd.close() }
 
   /// Appends all of `text` (retrying short writes and EINTR).
-  public func write(_ text: String) throws {
-    let bytes = Array(text.utf8)
+  public func write(_ text: String) throws { try write(bytes: Array(text.utf8)) }
+
+  /// Appends all of `bytes` (retrying short writes and EINTR).
+  public func write(bytes: [UInt8]) throws {
     do { _ = try fd.writeAll(bytes) } catch {
       throw AtomicFile.IOError(path: path, reason: "write of \(bytes.count) bytes failed: \(error)")
     }

@@ -55,13 +55,30 @@ public enum Runtime {
   }
 }
 
-/// Rank 0's console: messages, and a progress bar with ETA when stderr is a terminal.
+/// Rank 0's console: messages, a progress bar with ETA when stderr is a terminal, and plain
+/// progress lines (`StatusLines`) unless that bar is on the terminal that is also stdout.
 public final class Console {
   public let isRoot: Bool
+  /// stderr is a terminal: the bar draws there.
   let tty: Bool
+  /// stdout is a terminal. (Under `mpirun` a rank's stdout may be a pseudo-terminal even when
+  /// mpirun's own is a file, while its stderr is a pipe: lines are printed then.)
+  let stdoutTTY: Bool
   public init(isRoot: Bool) {
     self.isRoot = isRoot
     tty = isatty(2) != 0
+    stdoutTTY = isatty(1) != 0
+  }
+
+  /// Whether progress is printed as plain lines: on rank 0, unless the bar is drawn on a
+  /// terminal that is also stdout.
+  public var printsStatusLines: Bool { isRoot && !(tty && stdoutTTY) }
+
+  /// One line on stdout, flushed at once, leaving a bar on stderr alone.
+  public func line(_ s: String) {
+    guard isRoot else { return }
+    print(s)
+    fflush(nil)
   }
 
   public func say(_ s: String) {
