@@ -61,14 +61,23 @@ public enum ModelCard {
     guard !config.isAudio else { return ["scale": 1, "mean": [0.0], "std": [1.0]] }
     // The Float constants' shortest decimal forms (0.286, not 0.28600001335144043).
     func decimal(_ x: Float) -> Double { Double("\(x)") ?? Double(x) }
-    return ["scale": 255, "mean": [decimal(FashionMNIST.mean)], "std": [decimal(FashionMNIST.std)]]
+    let (mean, std) = imageStatistics(config)
+    return ["scale": 255, "mean": mean.map(decimal), "std": std.map(decimal)]
+  }
+
+  /// Per-channel mean and std of the image data: a packed set's own (its `dataset.json`),
+  /// Fashion-MNIST's otherwise.
+  static func imageStatistics(_ config: PretrainConfig) -> (mean: [Float], std: [Float]) {
+    if config.data == .images, let info = try? ImageSetInfo.read(directory: config.dataDir) { return (info.mean, info.std) }
+    return ([FashionMNIST.mean], [FashionMNIST.std])
   }
 
   static func inputDescription(_ config: PretrainConfig) -> String {
     guard config.isAudio else {
-      return String(
-        format: "grey images, uint8 pixels x in 0..255 scaled as (x/255 - %.4f)/%.4f, NCHW float32", FashionMNIST.mean,
-        FashionMNIST.std)
+      let (mean, std) = imageStatistics(config)
+      let s = config.sampleShape
+      let stats = zip(mean, std).map { String(format: "(x/255 - %.4f)/%.4f", $0, $1) }.joined(separator: ", ")
+      return "\(s.c == 3 ? "RGB" : "grey") images \(s.h)×\(s.w), uint8 pixels x in 0..255 scaled per channel as \(stats), NCHW float32"
     }
     let L = config.resolvedAudioLength
     if config.frontEnd == .raw { return "mono waveform, \(L) samples at \(config.sampleRate) Hz in [-1, 1], shape [N, 1, 1, \(L)]" }
@@ -88,6 +97,9 @@ public enum ModelCard {
     case .samplecnn:
       o["norm"] = "BatchNorm1d"
       o["channels"] = SampleCNN.channels
+    case .conv6:
+      o["norm"] = "none"
+      o["layers"] = "Conv2d 32, Hardtanh, Conv2d 32, MaxPool2d 2, Conv2d 64, Hardtanh, Conv2d 64, MaxPool2d 2, Conv2d 512, MaxPool2d 2 (3x3, pad 1, bias)"
     }
     if config.method == .mtslvr {
       o["multi_task"] = "MT-SLVR encoder (see the method's options in config); features are both tasks' concatenated"
@@ -102,7 +114,11 @@ public enum ModelCard {
   public static func pytorchLines(_ config: PretrainConfig, path: String) -> [String]? {
     guard config.method != .mtslvr, !config.isAudio else { return nil }
     let c = config.sampleShape.c
-    let norm = String(format: "x = (images / 255 - %.4f) / %.4f", FashionMNIST.mean, FashionMNIST.std)
+    let (mean, std) = imageStatistics(config)
+    let norm =
+      c == 1
+      ? String(format: "x = (images / 255 - %.4f) / %.4f", mean[0], std[0])
+      : "x = (images / 255 - m) / s  # m, s: [C, 1, 1] of the metadata's normalization"
     switch config.model {
     case .conv4:
       return [
@@ -122,6 +138,16 @@ public enum ModelCard {
         "net.load_state_dict(load_file(\"\(path)\"), strict=True); net.eval()",
         norm + "  # float [N, \(c), H, W], 0..255",
         "pooled = net(x)  # [N, 512]",
+      ]
+    case .conv6:
+      return [
+        "from torch.nn import *; from safetensors.torch import load_file",
+        "C = lambda a, b: Conv2d(a, b, 3, 1, 1)",
+        "net = Sequential(C(\(c), 32), Hardtanh(), C(32, 32), MaxPool2d(2), C(32, 64),",
+        "  Hardtanh(), C(64, 64), MaxPool2d(2), C(64, 512), MaxPool2d(2)).eval()",
+        "net.load_state_dict(load_file(\"\(path)\"), strict=True)",
+        norm,
+        "pooled, pre_pool = net(x).flatten(1), net[:-1](x).flatten(1)",
       ]
     case .samplecnn:
       return nil
