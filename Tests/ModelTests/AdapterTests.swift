@@ -132,6 +132,32 @@ final class AdapterTests: XCTestCase {
     }
   }
 
+  /// The whole adapted encoders with two tasks, every adapter: MT-SLVR's conv4 (shared stem,
+  /// three adapted blocks, per-task final BN) and its resnet18 (shared stem and layer1,
+  /// adapted BasicBlocks), checked along random directions per parameter range and for the
+  /// input (`checkDirectionalGradients`): per-element differences through three BNs and
+  /// pools drown in kinks, but a gradient summed wrongly over the tasks, an adapter's weight
+  /// gradient dropped or routed to the other task shows as a wrong directional derivative.
+  func testAdaptedEncodersDirectionalGradients() throws {
+    for mode in [AdapterMode.bn, .series, .parallel] {
+      let arena = ParameterArena()
+      let enc = try MultiTaskEncoder.conv4(
+        arena: arena, prefix: "encoder", width: 4, inputSize: 16, mode: mode, makeNorm: norm(arena))
+      arena.allocate(seed: 31)
+      // Distinct task parameters (at initialisation both tasks hold the same values, which
+      // would hide a gradient routed to the wrong task).
+      for r in arena.parameterRanges where r.name.contains(".task1.") {
+        let v = TestData.uniform(r.count, seed: 33, -0.5, 0.5)
+        for i in 0..<r.count { arena.params[r.offset + i] += v[i] }
+      }
+      try checkDirectionalGradients(enc, arena: arena, input: Shape(4, 1, 16, 16), seed: 32, eps: 1e-3)
+    }
+    let arena = ParameterArena()
+    let enc = try MultiTaskEncoder.resnet18(arena: arena, prefix: "encoder", inputSize: 8, mode: .parallel, makeNorm: norm(arena))
+    arena.allocate(seed: 34)
+    try checkDirectionalGradients(enc, arena: arena, input: Shape(2, 1, 8, 8), seed: 35, eps: 1e-3)
+  }
+
   func testPredictorGradients() throws {
     let arena = ParameterArena()
     // No bias before a BN: its true gradient is 0 and differences would only measure rounding.
