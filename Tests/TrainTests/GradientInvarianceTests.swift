@@ -11,15 +11,18 @@ import XCTest
 /// One step only: after it, max-pool near ties can route a gradient elsewhere once rounding
 /// differs (`RankInvarianceTests`), so equality at later steps is luck, not the invariant.
 ///
-/// Tolerances (`GradientTolerance`): a tensor's gradient within `rel` of its own largest
-/// value, or within `noise` of the model's largest gradient in absolute terms — whichever is
-/// larger. The absolute part is the rounding noise of a sum, which scales with the terms
-/// summed, not with the result: it is what a tensor whose true gradient is zero (a conv or
-/// linear bias feeding a BatchNorm: the BN removes any per-channel shift) holds on both sides,
-/// and what a nearly cancelling sum (samplecnn's BN shifts, whose dy sums almost to zero
-/// because the next BN-fed convolution's input gradient does) carries. Every comparison prints
-/// its worst relative difference, the tensors that only the absolute part admits and their
-/// worst |difference| / global max, so the margins are visible in the log.
+/// Tolerances (`GradientTolerance`): every tensor's gradient within `rel` (2e-4) of its own
+/// largest value — except a tensor whose true gradient is zero, where both runs hold rounding
+/// noise: both must be below `zero` of the model's largest gradient in absolute terms, not
+/// compared with each other. Two kinds, recognised by their 1-rank gradient being below
+/// `zeroClass` of the global max: a conv or linear bias feeding a BatchNorm (the BN removes
+/// any per-channel shift), and a BN's γ (β) feeding through ReLU and max-pool straight into
+/// another BN (MT-SLVR's `encoder.13.task{t}.weight`: the final BN's input gradient sums to
+/// zero and is orthogonal to its input, so only ReLU-clipped windows leave a gradient,
+/// measured ≤ 8.6e-6 of the global max against rounding of ~1e-8). No weight matrix or kernel
+/// can be among them: `assertWeightsHaveGradient` requires each to exceed 1e-4 of the global
+/// max. Every comparison prints its worst relative difference, the zero-gradient tensors and
+/// their largest |g| / global max, so the margins are visible in the log.
 final class GradientInvarianceTests: XCTestCase {
   struct StepResult {
     var grads: [String: SafeTensors.Entry]
@@ -31,24 +34,39 @@ final class GradientInvarianceTests: XCTestCase {
 
   /// The per-tensor bound on a gradient difference (see the class comment).
   struct GradientTolerance {
-    /// Of the tensor's own largest |gradient|.
+    /// Of the tensor's own largest |gradient|, for every tensor that has a gradient.
     var rel: Float
-    /// Of the model's largest |gradient|, in absolute terms.
-    var noise: Float
-    /// fp32 everywhere: reduction order is all that differs. Measured worst (conv4 … resnet18,
-    /// 2 and 3 ranks): relative ≤ 3e-5 where the relative bound applies, absolute ≤ 2e-6 of
-    /// the global max where only the absolute one does (printed by each comparison).
-    static let fp32 = GradientTolerance(rel: 2e-4, noise: 1e-5)
+    /// Of the model's largest |gradient|: a tensor whose 1-rank gradient is below this has a
+    /// true gradient of zero (see the class comment).
+    var zeroClass: Float
+    /// Of the model's largest |gradient|: such a tensor's bound on W ranks.
+    var zero: Float
+
+    /// fp32 everywhere: reduction order is all that differs. Measured worst (printed by each
+    /// comparison, every configuration below): relative 4.6e-6 (samplecnn's `encoder.1.1.bias`;
+    /// ≤ 2.3e-6 on the others); zero-gradient tensors ≤ 3e-6 of the global max for BN-fed
+    /// biases and 8.6e-6 for MT-SLVR's `encoder.13.task0.weight` (samplecnn: `sampleCNNZero`).
+    static let fp32 = GradientTolerance(rel: 2e-4, zeroClass: 5e-5, zero: 5e-5)
 
     /// A 16-bit wire: each rank's share is rounded once to the wire type (≤ u of its
     /// magnitude) and each of the W − 1 pairwise sums of the MPI reduction once more
     /// (`HalfSumOps`: fp32 add, one rounding); the decode is exact. That is 2W − 1 roundings of
-    /// u (2⁻⁹ bf16, 2⁻¹² fp16: `WireType`'s documented precision), each of a magnitude of the
-    /// order of the tensor's largest gradient; a factor 2 covers shares larger than their sum.
+    /// u (2⁻⁹ bf16, 2⁻¹² fp16: `WireType`'s documented precision), of magnitudes up to the
+    /// shares', which can exceed their sum: a factor 2 for the relative bound (measured bf16
+    /// 3.8u at 2 ranks). A BN-fed bias sums to zero only across ranks — each rank's share is
+    /// not small — so it carries the shares' rounding, bounded by the same count of u of the
+    /// model's largest gradient (measured bf16 1.6u, fp16 0.8u at 3 ranks).
     static func wire(_ u: Float, ranks w: Int) -> GradientTolerance {
-      GradientTolerance(rel: 2 * Float(2 * w - 1) * u + fp32.rel, noise: fp32.noise)
+      let roundings = 2 * Float(2 * w - 1) * u
+      return GradientTolerance(rel: roundings + fp32.rel, zeroClass: fp32.zeroClass, zero: roundings)
     }
   }
+
+  /// samplecnn's stem convolution sums its bias gradient over N·L = 12 × 19683 positions
+  /// per channel (in Float, `Conv1d`), of a BN input gradient whose exact sum is zero: that
+  /// rounding is 2.3e-4 of the model's largest gradient (measured, 1 and 3 ranks alike), 100×
+  /// conv4's (12 × 784 positions).
+  static let sampleCNNZero = GradientTolerance(rel: GradientTolerance.fp32.rel, zeroClass: 1e-3, zero: 1e-3)
 
   struct RunFailed: Error, CustomStringConvertible { var description: String }
 
@@ -107,38 +125,80 @@ final class GradientInvarianceTests: XCTestCase {
     return r
   }
 
-  /// Every tensor of `b` within `tol` of `a` (see the class comment); returns the worst
-  /// relative difference among the tensors the relative bound admits.
+  /// max |x[i]| (one pass; the debug build makes `map`/`zip` over resnet18's 11 M values slow).
+  static func maxAbs(_ x: [Float]) -> Float {
+    x.withUnsafeBufferPointer { p in
+      var m: Float = 0
+      for v in p where abs(v) > m { m = abs(v) }
+      return m
+    }
+  }
+
+  /// max |x[i] − y[i]| (NaN if any difference is NaN).
+  static func maxDiff(_ x: [Float], _ y: [Float]) -> Float {
+    x.withUnsafeBufferPointer { p in
+      y.withUnsafeBufferPointer { q in
+        var m: Float = 0
+        for i in 0..<min(p.count, q.count) {
+          let d = abs(p[i] - q[i])
+          if !(d <= m) { m = d }
+        }
+        return m
+      }
+    }
+  }
+
+  /// The allowed gradient difference of every tensor, and which have a true gradient of 0.
+  func bounds(_ a: [String: SafeTensors.Entry], _ tol: GradientTolerance) -> (allowed: [String: Float], zero: Set<String>, global: Float) {
+    let own = a.mapValues { Self.maxAbs($0.values) }
+    let global = own.values.max() ?? 0
+    var allowed: [String: Float] = [:]
+    var zero = Set<String>()
+    for (name, m) in own {
+      if m <= tol.zeroClass * global {
+        zero.insert(name)
+        allowed[name] = tol.zero * global
+      } else {
+        allowed[name] = tol.rel * m
+      }
+    }
+    return (allowed, zero, global)
+  }
+
+  /// Every tensor of `b` within `tol` of `a` (see the class comment): a tensor whose true
+  /// gradient is zero below `tol.zero` of the global max on both sides, every other tensor
+  /// within `tol.rel` of its own largest value. Returns the worst relative difference of the
+  /// latter.
   @discardableResult
   func assertSame(
     _ a: [String: SafeTensors.Entry], _ b: [String: SafeTensors.Entry], _ tol: GradientTolerance, _ what: String,
     line: UInt = #line
   ) -> Float {
     XCTAssertEqual(Set(a.keys), Set(b.keys), what, line: line)
-    let global = a.values.flatMap(\.values).map(abs).max() ?? 0
+    let (allowed, zero, global) = bounds(a, tol)
     XCTAssertGreaterThan(global, 0, what, line: line)
     var worstRel: (Float, String) = (0, "")
-    var worstAbs: (Float, String) = (0, "")
-    var floorOnly: [String] = []
+    var worstZero: Float = 0
     for name in a.keys.sorted() {
       guard let x = a[name], let y = b[name] else { continue }
       XCTAssertEqual(x.values.count, y.values.count, "\(what) \(name)", line: line)
-      let own = x.values.map(abs).max() ?? 0
-      let diff = zip(x.values, y.values).map { abs($0 - $1) }.max() ?? 0
-      XCTAssertFalse(diff.isNaN, "\(what) \(name): NaN", line: line)
-      let allowed = max(tol.rel * own, tol.noise * global)
-      XCTAssertLessThanOrEqual(
-        diff, allowed,
-        "\(what) \(name): max difference \(diff), own max \(own), global max \(global) (allowed \(allowed))", line: line)
-      if tol.rel * own >= tol.noise * global {
-        if diff / own > worstRel.0 { worstRel = (diff / own, name) }
-      } else {
-        floorOnly.append(name)
-        if diff / global > worstAbs.0 { worstAbs = (diff / global, name) }
+      let diff = Self.maxDiff(x.values, y.values)
+      if zero.contains(name) {
+        let other = Self.maxAbs(y.values)
+        XCTAssertLessThanOrEqual(
+          other, allowed[name]!, "\(what) \(name): true gradient 0, but \(other) here (global max \(global))", line: line)
+        worstZero = max(worstZero, Self.maxAbs(x.values) / global, other / global)
+        continue
       }
+      let own = Self.maxAbs(x.values)
+      XCTAssertLessThanOrEqual(
+        diff, allowed[name]!,
+        "\(what) \(name): max difference \(diff), own max \(own), global max \(global) (allowed \(allowed[name]!))",
+        line: line)
+      if !(diff / own <= worstRel.0) { worstRel = (diff / own, name) }
     }
     print(
-      "W≡1 \(what): worst relative \(worstRel.0) (\(worstRel.1)); absolute-noise tensors \(floorOnly.count) \(floorOnly.prefix(6))…, worst |diff|/global \(worstAbs.0) (\(worstAbs.1))"
+      "W≡1 \(what): worst relative \(worstRel.0) (\(worstRel.1)); true gradient 0 \(zero.sorted()), their largest |g|/global \(worstZero)"
     )
     return worstRel.0
   }
@@ -153,16 +213,17 @@ final class GradientInvarianceTests: XCTestCase {
   /// Every weight matrix or kernel has a gradient that the lr-2 step turns into a measurable
   /// move (so the parameter comparison sees the gradient too, and a zero gradient cannot pass).
   func assertWeightsHaveGradient(_ g: [String: SafeTensors.Entry], _ what: String, line: UInt = #line) {
-    let global = g.values.flatMap(\.values).map(abs).max() ?? 0
+    let own = g.mapValues { Self.maxAbs($0.values) }
+    let global = own.values.max() ?? 0
     let weights = g.filter { $0.key.hasSuffix(".weight") && $0.value.shape.count > 1 }
     XCTAssertGreaterThan(weights.count, 3, what, line: line)
-    for (name, e) in weights {
-      XCTAssertGreaterThan(e.values.map(abs).max() ?? 0, 1e-4 * global, "\(what): \(name) has no gradient", line: line)
+    for name in weights.keys {
+      XCTAssertGreaterThan(own[name]!, 1e-4 * global, "\(what): \(name) has no gradient", line: line)
     }
   }
 
   /// W ranks against 1 rank for one configuration: gradients at `tol`; parameters after the
-  /// SGD step within 1e-4 of the tensor's largest value or lr × the gradient's noise bound.
+  /// SGD step within lr × the gradient's bound (+ 1e-6 of the tensor for the update's rounding).
   @discardableResult
   func compare(
     _ label: String, _ args: [String], ranks: [Int], variant: [String] = [], tol: GradientTolerance = .fp32,
@@ -175,17 +236,18 @@ final class GradientInvarianceTests: XCTestCase {
       let r = try step(np: np, name: "w\(np)", args + variant)
       print("W≡1 run \(label) np \(np): \(String(format: "%.1f", r.seconds)) s")
       let worst = assertSame(one.grads, r.grads, tol, "\(label) gradient, \(np) ranks", line: line)
-      // p₁ = p₀ − 2·g: the parameters differ by twice the gradients (checked above); this
-      // checks that the optimizer applied them alike (16-bit wires: the gradient bound only).
+      // p₁ = p₀ − 2·g: the parameters may differ by twice the allowed gradient difference
+      // and the update's rounding; this checks that the optimizer applied the gradients alike.
+      // (Not for 16-bit wires: the gradient bound is what they promise.)
       if tol.rel == GradientTolerance.fp32.rel {
-        let gradGlobal = one.grads.values.flatMap(\.values).map(abs).max() ?? 0
+        let (allowed, _, _) = bounds(one.grads, tol)
         for (name, x) in one.params {
           guard let y = r.params[name] else { continue }
-          let own = x.values.map(abs).max() ?? 0
-          let diff = zip(x.values, y.values).map { abs($0 - $1) }.max() ?? 0
-          let allowed = max(1e-4 * own, 2 * tol.noise * gradGlobal)
+          let diff = Self.maxDiff(x.values, y.values)
+          // BN running statistics have no gradient: their sync-BN sums differ by rounding.
+          let bound = allowed[name].map { 2 * $0 + 1e-6 * Self.maxAbs(x.values) } ?? 1e-5 * Self.maxAbs(x.values)
           XCTAssertLessThanOrEqual(
-            diff, allowed, "\(label) parameters after SGD, \(np) ranks, \(name): max difference \(diff), own max \(own)",
+            diff, bound, "\(label) parameters after SGD, \(np) ranks, \(name): max difference \(diff) (allowed \(bound))",
             line: line)
         }
       }
@@ -283,20 +345,22 @@ final class GradientInvarianceTests: XCTestCase {
 
   // MARK: Encoders
 
-  /// resnet18 on images (simclr; and MT-SLVR's adapted resnet18 with series adapters).
+  /// resnet18 on images: simclr and MT-SLVR's adapted resnet18 (series adapters), at 2 ranks.
+  /// (One rank count per configuration for the large encoders: a resnet18 step under
+  /// `mpirun` takes 20–35 s in the debug build on 2 shared cores.)
   func testResNet18ImageGradientsAreRankInvariant() throws {
-    try compare("simclr resnet18", Self.resnet18 + ["--method", "simclr"], ranks: [2, 3])
+    try compare("simclr resnet18", Self.resnet18 + ["--method", "simclr"], ranks: [2])
     try compare(
-      "mtslvr series resnet18", Self.resnet18 + ["--method", "mtslvr", "--adapter", "series"], ranks: [3])
+      "mtslvr series resnet18", Self.resnet18 + ["--method", "mtslvr", "--adapter", "series"], ranks: [2])
   }
 
-  /// samplecnn on raw waveforms (CLMR: simclr with the CLMR augmentations). Its BN shifts
-  /// (`encoder.*.1.bias`) have small, nearly cancelling gradients; they are held to the
-  /// absolute noise bound like every tensor, not to a loose relative one (this replaces the
-  /// LARS two-step test that gave them 5e-2). The step's loss agrees too.
+  /// samplecnn on raw waveforms (CLMR: simclr with the CLMR augmentations), at 3 ranks. Its
+  /// BN shifts (`encoder.*.1.bias`) are held to 2e-4 of their own largest gradient like every
+  /// tensor with a gradient (this replaces the LARS two-step test that gave them 5e-2); its
+  /// BN-fed conv biases are rounding noise below `sampleCNNZero`. The step's loss agrees too.
   func testSampleCNNAudioGradientsAreRankInvariant() throws {
     let args = Self.samplecnn + ["--method", "simclr"]
-    let runs = try compare("simclr samplecnn", args, ranks: [2, 3])
+    let runs = try compare("simclr samplecnn", args, ranks: [3], tol: Self.sampleCNNZero)
     let one = try loss(try reference(args).dir)
     for (np, r) in runs {
       let l = try loss(r.run.dir)
@@ -306,9 +370,10 @@ final class GradientInvarianceTests: XCTestCase {
     XCTAssertTrue(config.contains("frontEnd: raw"), config)
   }
 
-  /// resnet18 on log-mel spectrograms (simsiam).
+  /// resnet18 on log-mel spectrograms (simsiam), at 2 ranks (samplecnn runs at 3: the large
+  /// encoders run at one rank count each; conv4 covers both for every method and sync mode).
   func testLogMelResNet18AudioGradientsAreRankInvariant() throws {
-    try compare("simsiam logmel resnet18", Self.logmel + ["--method", "simsiam"], ranks: [2, 3])
+    try compare("simsiam logmel resnet18", Self.logmel + ["--method", "simsiam"], ranks: [2])
   }
 
   /// The comparison can fail: per-rank BatchNorm statistics (`--sync-bn false`) give another
