@@ -13,12 +13,17 @@ final class Conv2dReferenceTests: XCTestCase {
       (2, 2, 3, 7, 5, 2, 2, true, 1),
       (2, 3, 2, 6, 4, 3, 0, true, 1 << 21),
     ]
+    // The implicit GEMMs (the default where the CPU has AVX-512) take no chunks: the budget
+    // cases exercise the chunked im2col + GEMM path (its dW accumulates over chunks) only with
+    // `usesImplicitGemm` off.
+    for implicit in [true, false] {
     for (ci, (n, c, o, size, k, s, p, bias, budget)) in cases.enumerated() {
       let arena = ParameterArena()
       let conv = Conv2d(
         arena: arena, name: "c", inChannels: c, outChannels: o, kernel: k, stride: s, padding: p,
         bias: bias)
       conv.columnBudget = budget
+      conv.usesImplicitGemm = implicit
       arena.allocate(seed: UInt64(ci))
       let xs = Shape(n, c, size, size)
       let xv = TestData.uniform(xs.count, seed: UInt64(100 + ci))
@@ -36,7 +41,7 @@ final class Conv2dReferenceTests: XCTestCase {
             n: n, c: c, h: size, w: size, o: o, kernel: k, stride: s, padding: p)
         }
       }
-      assertClose(y.toArray(), yRef, tolerance: 1e-5, "case \(ci) y")
+      assertClose(y.toArray(), yRef, tolerance: 1e-5, "case \(ci) implicit \(implicit) y")
 
       let dyv = TestData.uniform(ys.count, seed: UInt64(200 + ci))
       arena.zeroGrads()
@@ -54,15 +59,16 @@ final class Conv2dReferenceTests: XCTestCase {
           }
         }
       }
-      assertClose(dx, dxRef, tolerance: 1e-5, "case \(ci) dx")
+      assertClose(dx, dxRef, tolerance: 1e-5, "case \(ci) implicit \(implicit) dx")
       assertClose(
         arena.gradient(of: arena.parameter(named: "c.weight")!), dwRef, tolerance: 1e-5,
-        "case \(ci) dweight")
+        "case \(ci) implicit \(implicit) dweight")
       if bias {
         assertClose(
           arena.gradient(of: arena.parameter(named: "c.bias")!), dbRef, tolerance: 1e-5,
-          "case \(ci) dbias")
+          "case \(ci) implicit \(implicit) dbias")
       }
+    }
     }
   }
 }

@@ -3,9 +3,9 @@ import Model
 import XCTest
 
 /// Audio pretraining end to end on a tiny spoken-digit corpus (2 languages × 2 voices × 10
-/// digits = 40 clips) and synthetic 4-second clips: W ranks ≡ 1 rank for CLMR (SimCLR on raw
-/// waveforms with samplecnn), and the log-mel resnet18 path through pretraining, `--probe`
-/// and `parallax eval`.
+/// digits = 40 clips) and synthetic 4-second clips (`tones`, which the samplecnn gradient test
+/// in `GradientInvarianceTests` reads): the log-mel resnet18 path through pretraining, W ranks ≡
+/// 1 rank under LARS, `--probe` and `parallax eval`.
 final class AudioPretrainTests: XCTestCase {
   /// One corpus for the whole class (espeak-ng takes a second or two).
   static let corpus: String = {
@@ -67,13 +67,6 @@ final class AudioPretrainTests: XCTestCase {
     return dir
   }()
 
-  func losses(_ dir: String) throws -> [Double] {
-    try String(contentsOfFile: dir + "/log.jsonl", encoding: .utf8).split(separator: "\n").map {
-      let o = try JSONSerialization.jsonObject(with: Foundation.Data($0.utf8)) as! [String: Any]
-      return (o["loss"] as! NSNumber).doubleValue
-    }
-  }
-
   /// ‖a − b‖ / ‖a‖ over all tensors together.
   func overallDifference(_ a: [String: SafeTensors.Entry], _ b: [String: SafeTensors.Entry]) -> Double {
     var num = 0.0, den = 0.0
@@ -87,45 +80,11 @@ final class AudioPretrainTests: XCTestCase {
     return num.squareRoot() / max(den.squareRoot(), 1e-12)
   }
 
-  /// CLMR: 2 ranks × 4 clips ≡ 1 rank × 8 clips over 2 steps of samplecnn on 59049-sample
-  /// views with the CLMR augmentations (`--data audio-manifest`).
-  ///
-  /// Every tensor agrees within 1e-4 except the BatchNorm biases (`*.1.bias`): their gradient
-  /// is a sum over N·L ≈ 157k positions that almost cancels, so any change of float summation
-  /// order moves them by ~1% after two steps — one rank with 1 thread vs 2 threads differs by
-  /// as much (1.6% measured). Those are held to 5e-2, the losses and the whole arena to 1e-4.
-  func testSampleCNNTwoRanksMatchOneRank() throws {
-    let args = [
-      "--model", "samplecnn", "--audio-length", "59049", "--max-steps", "2", "--checkpoint-every", "1", "--keep", "3",
-    ]
-    func run(_ np: Int, _ name: String) throws -> String {
-      let dir = Processes.temporaryDirectory(name)
-      let r = try Processes.parallax(
-        np: np,
-        [
-          "pretrain", "--data", "audio-manifest", "--data-dir", Self.tones + "/manifest.csv", "--global-batch", "8",
-          "--warmup-steps", "1", "--seed", "5", "--threads", "1", "--run-dir", dir,
-        ] + args, timeout: 900)
-      XCTAssertEqual(r.status, 0, "np \(np) failed:\n\(r.stdout)\n\(r.stderr)")
-      return dir
-    }
-    let one = try run(1, "audio-w1")
-    let two = try run(2, "audio-w2")
-    let (l1, l2) = (try losses(one), try losses(two))
-    XCTAssertEqual(l1.count, 2)
-    for (a, b) in zip(l1, l2) { XCTAssertLessThanOrEqual(abs(a - b) / abs(a), 1e-4, "losses \(l1) vs \(l2)") }
-    let a = try tensors(one + "/latest"), b = try tensors(two + "/latest")
-    XCTAssertLessThanOrEqual(overallDifference(a, b), 1e-4)
-    let isNormBias = { (k: String) in k.hasSuffix(".1.bias") }
-    let (rel, name) = relativeDifference(a.filter { !isNormBias($0.key) }, b.filter { !isNormBias($0.key) })
-    XCTAssertLessThanOrEqual(rel, 1e-4, "worst tensor \(name)")
-    let (relBias, biasName) = relativeDifference(a.filter { isNormBias($0.key) }, b.filter { isNormBias($0.key) })
-    XCTAssertLessThanOrEqual(relBias, 5e-2, "worst BN bias \(biasName)")
-    // The steps did change the parameters (a test that cannot fail is a defect).
-    XCTAssertGreaterThan(overallDifference(try tensors(one + "/step-00000001"), a), 1e-5)
-    let config = try String(contentsOfFile: one + "/config.yaml", encoding: .utf8)
-    XCTAssertTrue(config.contains("frontEnd: raw"), config)
-  }
+  // samplecnn's W ranks ≡ 1 rank (CLMR on the tone clips) is compared on the SGD gradient of
+  // one step in `GradientInvarianceTests.testSampleCNNAudioGradientsAreRankInvariant`: every
+  // tensor, BN shifts included, within the absolute rounding-noise bound. (The LARS two-step
+  // comparison it replaces had to give the BN shifts 5e-2: LARS cannot see weight gradients,
+  // and step 2 adds max-pool tie luck.)
 
   /// CLMR-style SimCLR on spoken digits as log-mel spectrograms (resnet18, CLMR augmentations):
   /// 2 ranks with 4 clips each give the parameters of 1 rank with all 8, to 1e-4.
