@@ -187,6 +187,9 @@ public enum Method: String, OptionChoice {
   case simsiam
   case transformPred = "transform-pred"
   case mtslvr
+  case barlow
+  case byol
+  case moco
 
   public var implementation: any SSLMethod.Type {
     switch self {
@@ -194,6 +197,9 @@ public enum Method: String, OptionChoice {
     case .simsiam: SimSiamMethod.self
     case .transformPred: TransformPredictionMethod.self
     case .mtslvr: MTSLVRMethod.self
+    case .barlow: BarlowTwinsMethod.self
+    case .byol: BYOLMethod.self
+    case .moco: MoCoMethod.self
     }
   }
 }
