@@ -79,13 +79,16 @@ final class MomentumMethodsTests: XCTestCase {
   func testMoCoQueueAndKeyNetwork() throws {
     let c = config(.moco) { $0.queueSize = 16 }
     let m = try MoCoMethod(config: c, collective: LocalCollective())
-    XCTAssertEqual(Set(m.arena.parameterRanges.map(\.name)).subtracting(m.arena.parameterRanges.filter { $0.name.hasPrefix("encoder.") }.map(\.name)), ["head.0.weight", "head.0.bias", "head.2.weight", "head.2.bias"])
+    let heads: Set<String> = Set(m.arena.parameterRanges.map(\.name).filter { !$0.hasPrefix("encoder.") })
+    XCTAssertEqual(heads, ["head.0.weight", "head.0.bias", "head.2.weight", "head.2.bias"])
     var state = Dictionary(uniqueKeysWithValues: m.stateEntries().map { ($0.name, $0) })
     let q0 = state["queue"]!.values
     XCTAssertEqual(state["queue"]!.shape, [16, 128])
     XCTAssertEqual(state["queue_ptr"]!.values, [0])
     for i in 0..<16 {
-      XCTAssertEqual(q0[i * 128..<(i + 1) * 128].reduce(0) { $0 + Double($1) * Double($1) }, 1, accuracy: 1e-5)
+      let row: ArraySlice<Float> = q0[(i * 128)..<((i + 1) * 128)]
+      let norm2: Double = row.reduce(0.0) { $0 + Double($1) * Double($1) }
+      XCTAssertEqual(norm2, 1, accuracy: 1e-5)
     }
     let b = 6
     let x = batch(b)
@@ -93,8 +96,11 @@ final class MomentumMethodsTests: XCTestCase {
     state = Dictionary(uniqueKeysWithValues: m.stateEntries().map { ($0.name, $0) })
     let q1 = state["queue"]!.values
     XCTAssertEqual(state["queue_ptr"]!.values, [Float(b)])
-    XCTAssertEqual(Array(q1[b * 128...]), Array(q0[b * 128...]), "rows past the pointer are untouched")
-    XCTAssertNotEqual(Array(q1[0..<b * 128]), Array(q0[0..<b * 128]))
+    let written = b * 128
+    let rest0: [Float] = Array(q0[written...]), rest1: [Float] = Array(q1[written...])
+    let head0: [Float] = Array(q0[..<written]), head1: [Float] = Array(q1[..<written])
+    XCTAssertEqual(rest1, rest0, "rows past the pointer are untouched")
+    XCTAssertNotEqual(head1, head0)
     // Two more batches wrap around: pointer (6 + 6 + 6) mod 16 = 2.
     _ = try m.forwardBackward(MethodBatch(views: Tensor(x.data, Shape(2 * b, 1, 28, 28)), transforms: nil), lossScale: 1)
     _ = try m.forwardBackward(MethodBatch(views: Tensor(x.data, Shape(2 * b, 1, 28, 28)), transforms: nil), lossScale: 1)
