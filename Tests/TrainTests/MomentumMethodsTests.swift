@@ -277,6 +277,51 @@ final class MomentumMethodsTests: XCTestCase {
     try assertResumeIsExact(["--method", "moco", "--queue-size", "24", "--projection-dim", "32"], "moco")
   }
 
+  func testMoCoShuffledKeyBNResumeIsBitIdentical() throws {
+    try assertResumeIsExact(["--method", "moco", "--queue-size", "24", "--projection-dim", "32", "--key-bn", "shuffle"], "moco-shuffle")
+  }
+
+  // MARK: Shuffling BN
+
+  /// The key permutation is a permutation of the global batch, a function of (seed, step,
+  /// micro-batch) alone — no rank enters it, so every rank computes the same — and it changes
+  /// from step to step.
+  func testKeyPermutationIsKeyedByTheStep() {
+    let p = MoCoMethod.keyPermutation(count: 12, seed: 11, step: 3, micro: 0)
+    XCTAssertEqual(p.sorted(), Array(0..<12))
+    XCTAssertEqual(MoCoMethod.keyPermutation(count: 12, seed: 11, step: 3, micro: 0), p)
+    XCTAssertNotEqual(MoCoMethod.keyPermutation(count: 12, seed: 11, step: 4, micro: 0), p)
+    XCTAssertNotEqual(MoCoMethod.keyPermutation(count: 12, seed: 11, step: 3, micro: 1), p)
+    XCTAssertNotEqual(MoCoMethod.keyPermutation(count: 12, seed: 12, step: 3, micro: 0), p)
+    XCTAssertNotEqual(p, Array(0..<12))
+  }
+
+  /// At one rank shuffling BN normalises the whole (permuted) batch: the step equals sync BN's
+  /// up to rounding (gradients, parameters and the queue of keys put back in order). At two
+  /// ranks it normalises per rank, so the keys differ measurably from sync BN's — and the
+  /// queues of both ranks are still bitwise the same (the replica check before every
+  /// checkpoint compares them), which needs the same permutation on both.
+  func testShuffledKeyBNAtOneRankIsSyncBNAndAgreesAcrossRanks() throws {
+    let base = ["--method", "moco", "--queue-size", "48", "--projection-dim", "32"]
+    let sync = try sgdStep(np: 1, name: "kbn-sync-1", base)
+    let shuffled = try sgdStep(np: 1, name: "kbn-shuffle-1", base + ["--key-bn", "shuffle"])
+    assertSame(sync.grads, shuffled.grads, rel: 2e-4, "shuffle vs sync gradient, 1 rank")
+    assertSame(sync.params, shuffled.params, rel: 1e-4, "shuffle vs sync parameters, 1 rank")
+    var state = shuffled.state
+    XCTAssertEqual(state.removeValue(forKey: "key_step")?.values, [1])
+    assertSame(sync.state, state, rel: 1e-4, "shuffle vs sync method state, 1 rank")
+
+    let two = Processes.temporaryDirectory("kbn-shuffle-2")
+    try pretrain(np: 2, dir: two, base + ["--key-bn", "shuffle", "--checkpoint-every", "1", "--keep", "10", "--max-steps", "3"])
+    XCTAssertTrue(Jobs.rankLog(two, rank: 1, contains: "checkpoint of step 3 written by rank 0"))
+    let twoSync = Processes.temporaryDirectory("kbn-sync-2")
+    try pretrain(np: 2, dir: twoSync, base + ["--checkpoint-every", "1", "--keep", "10", "--max-steps", "3"])
+    let a = try read(two + "/step-00000001/method.safetensors")["queue"]!.values
+    let b = try read(twoSync + "/step-00000001/method.safetensors")["queue"]!.values
+    let diff = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+    XCTAssertGreaterThan(diff, 1e-3, "per-rank key BN changed the keys")
+  }
+
   /// MoCo's queue after 4 steps of 8 keys (a queue of 24: it wrapped) is bitwise the same on
   /// both ranks — the replica check before each checkpoint compares it — and close to one
   /// rank's; the pointer is 32 mod 24 = 8.
