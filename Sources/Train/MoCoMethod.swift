@@ -158,6 +158,7 @@ public final class MoCoMethod: SSLMethod, RunLengthAware {
     let all = allViews.ensure(n * per)
     try collective.allGather(x.data, count: b * per, into: all)
     let perm = Self.keyPermutation(count: n, seed: seed, step: keyStep, micro: micro)
+    try checkSamePermutation(perm)
     let mine = shuffledViews.tensor(x.shape)
     for i in 0..<b { (mine.data + i * per).update(from: all + perm[r * b + i] * per, count: per) }
     let hk = try key.network.encoder.forward(mine, training: true)
@@ -168,6 +169,24 @@ public final class MoCoMethod: SSLMethod, RunLengthAware {
     let ordered = orderedKeys.ensure(n * d)
     for j in 0..<n { (ordered + perm[j] * d).update(from: gathered + j * d, count: d) }
     return Tensor(ordered + r * b * d, Shape(b, d))
+  }
+
+  /// Throws unless every rank holds the same permutation: one all-gather of a checksum that
+  /// is exact in Float (a polynomial hash modulo a prime below 2²³). A rank that shuffled
+  /// differently would pair queries with other samples' keys while the queues still agree.
+  func checkSamePermutation(_ perm: [Int]) throws {
+    let prime = 8_388_593
+    var h = 0
+    for (j, p) in perm.enumerated() { h = (h * 31 + p * (j + 1)) % prime }
+    var mine = Float(h)
+    var sums = [Float](repeating: 0, count: collective.size)
+    try sums.withUnsafeMutableBufferPointer { out in
+      try withUnsafePointer(to: &mine) { try collective.allGather($0, count: 1, into: out.baseAddress!) }
+    }
+    if let r = sums.firstIndex(where: { $0 != mine }) {
+      throw TrainError(
+        "--key-bn shuffle: rank \(r) permuted the key batch of step \(keyStep + 1) differently from rank \(collective.rank)")
+    }
   }
 
   /// The permutation of the global batch for the key encoder's shuffling BN at (step,

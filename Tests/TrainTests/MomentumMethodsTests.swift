@@ -318,6 +318,13 @@ final class MomentumMethodsTests: XCTestCase {
     try pretrain(np: 2, dir: twoSync, base + ["--checkpoint-every", "1", "--keep", "10", "--max-steps", "3"])
     let a = try read(two + "/step-00000001/method.safetensors")["queue"]!.values
     let b = try read(twoSync + "/step-00000001/method.safetensors")["queue"]!.values
+    // Every sample of the global batch got its key (a rank-dependent permutation would leave
+    // some unencoded: zero rows), each a unit row.
+    for i in 0..<8 {
+      let row: [Float] = Array(a[(i * 32)..<((i + 1) * 32)])
+      let norm2: Double = row.reduce(0.0) { $0 + Double($1) * Double($1) }
+      XCTAssertEqual(norm2, 1, accuracy: 1e-4, "key of sample \(i) after step 1")
+    }
     let diff = zip(a, b).map { abs($0 - $1) }.max() ?? 0
     XCTAssertGreaterThan(diff, 1e-3, "per-rank key BN changed the keys")
   }
