@@ -121,6 +121,17 @@ final class MomentumMethodsTests: XCTestCase {
     XCTAssertEqual(m.queuePointer, 2, "a refused restore left the pointer as it was")
   }
 
+  /// `--moco-cosine`: the key momentum follows BYOL's schedule from moco-momentum to 1.
+  func testMoCoCosineMomentum() throws {
+    let m = try MoCoMethod(config: config(.moco) { $0.queueSize = 16; $0.mocoCosine = true }, collective: LocalCollective())
+    m.totalSteps = 10
+    try m.afterOptimizerStep(step: 1)
+    XCTAssertEqual(m.lastMomentum, 0.99)
+    try m.afterOptimizerStep(step: 6)
+    XCTAssertEqual(m.lastMomentum, cosineMomentum(base: 0.99, step: 5, total: 10))
+    XCTAssertEqual(m.lastMomentum, 0.995, accuracy: 1e-6)
+  }
+
   func testMoCoQueueSmallerThanGlobalBatchIsRefused() {
     let c = config(.moco) { $0.queueSize = 64; $0.globalBatch = 128 }
     XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("--queue-size 64"), "\($0)") }
