@@ -132,6 +132,7 @@ public final class Pretrainer {
     (method.encoder as? Conv6)?.computesInputGradient = false
     peakLR = config.lrScaling.scaled(config.baseLR, globalBatch: config.globalBatch)
     totalSteps = config.maxSteps > 0 ? config.maxSteps : config.epochs * data.batchesPerEpoch
+    (method as? RunLengthAware)?.totalSteps = totalSteps
     schedule = WarmupCosine(
       baseLR: peakLR, warmupSteps: min(config.warmupSteps, max(totalSteps - 1, 0)),
       totalSteps: totalSteps)

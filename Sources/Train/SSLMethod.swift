@@ -215,6 +215,9 @@ public enum Method: String, OptionChoice {
   case dae
   case parallelAE = "parallel-ae"
   case parallelDAE = "parallel-dae"
+  case barlow
+  case byol
+  case moco
 
   public var implementation: any SSLMethod.Type {
     switch self {
@@ -226,6 +229,9 @@ public enum Method: String, OptionChoice {
     case .dae: DAEMethod.self
     case .parallelAE: ParallelAEMethod.self
     case .parallelDAE: ParallelDAEMethod.self
+    case .barlow: BarlowTwinsMethod.self
+    case .byol: BYOLMethod.self
+    case .moco: MoCoMethod.self
     }
   }
 }

@@ -14,6 +14,7 @@ final class OptionsTests: XCTestCase {
     case "nMels": return "40"
     case "augmentStrength": return "0.5"
     case "globalBatch": return "512"
+    case "byolMomentum", "mocoMomentum": return "0.9"  // a momentum stays in [0, 1]
     default: break
     }
     let d = o.defaultText
