@@ -10,6 +10,8 @@ public enum EmbeddingLoss: String, OptionChoice {
   case cosine
   /// NT-Xent over the global batch (temperature `temperature`).
   case simclr
+  /// Barlow Twins over the global batch (λ `barlow-lambda`).
+  case barlow
 }
 
 extension Options {
@@ -19,7 +21,7 @@ extension Options {
     check: { $0 >= 0 && $0.isFinite ? nil : "must be ≥ 0" }) }
   public var embeddingLoss: ConfigOption<EmbeddingLoss> { ConfigOption(
     "embeddingLoss", default: .mse, resume: .mustMatch,
-    help: "parallel-ae / parallel-dae: L_emb between the two views' embeddings (mse, l1, cosine, simclr).") }
+    help: "parallel-ae / parallel-dae: L_emb between the two views' embeddings (mse, l1, cosine, simclr, barlow).") }
 }
 
 /// The SSL notebook's autoencoders on `conv6` with a decoder that mirrors it
@@ -60,6 +62,7 @@ public class AutoencoderMethod: SSLMethod {
   let reconstruction: PairLoss
   let embedding: PairLoss?
   let ntxent: NTXentLoss?
+  let barlow: BarlowTwinsLoss?
   let alpha: Float
   /// [2B, C, H, W] targets of parallel-dae (the clean image twice).
   private let targets = Storage()
@@ -74,13 +77,14 @@ public class AutoencoderMethod: SSLMethod {
     reconstruction = PairLoss(.mse, collective: collective)
     alpha = config.alpha
     let parallel = Self.variant == .parallelAE || Self.variant == .parallelDAE
-    switch config.embeddingLoss {
-    case .simclr:
-      embedding = nil
-      ntxent = parallel ? NTXentLoss(temperature: config.temperature, collective: collective) : nil
-    case .mse, .l1, .cosine:
-      embedding = parallel ? PairLoss(PairLoss.Kind(rawValue: config.embeddingLoss.rawValue)!, collective: collective) : nil
-      ntxent = nil
+    let kind = parallel ? config.embeddingLoss : nil
+    ntxent = kind == .simclr ? NTXentLoss(temperature: config.temperature, collective: collective) : nil
+    barlow = kind == .barlow ? BarlowTwinsLoss(lambda: config.barlowLambda, collective: collective) : nil
+    switch kind {
+    case .mse?: embedding = PairLoss(.mse, collective: collective)
+    case .l1?: embedding = PairLoss(.l1, collective: collective)
+    case .cosine?: embedding = PairLoss(.cosine, collective: collective)
+    case .simclr?, .barlow?, nil: embedding = nil
     }
   }
 
@@ -125,6 +129,13 @@ public class AutoencoderMethod: SSLMethod {
         emb = try ntxent.forward(flat)
         let dz = try ntxent.backward()
         for i in 0..<dh.count { dh.data[i] += alpha * lossScale * dz.data[i] }
+      } else if let barlow {
+        emb = try barlow.forward(z1: e1, z2: e2)
+        let (d1, d2) = try barlow.backward()
+        for i in 0..<(b * d) {
+          dh.data[i] += alpha * lossScale * d1.data[i]
+          dh.data[b * d + i] += alpha * lossScale * d2.data[i]
+        }
       } else {
         emb = try embedding!.forward(e1, e2)
         let (d1, d2) = try embedding!.backward()

@@ -49,10 +49,10 @@ final class ImageSetTrainingTests: XCTestCase {
   /// each rank read exactly its 4 records of the step's 12 (its rank log says how many bytes).
   func testSGDGradientOnPackedRGBIsTheSameOnThreeRanksAsOnOne() throws {
     let common = ["--data", "images", "--data-dir", Self.packed, "--global-batch", "12", "--seed", "5", "--model", "conv4"]
-    let (g1, p1, _) = try sgdStep(np: 1, name: "rgb-sgd-1", common + ["--data-read", "pread"])
+    let (g1, p1, _) = try sgdGradientStep(np: 1, name: "rgb-sgd-1", common + ["--data-read", "pread"])
     XCTAssertEqual(g1["encoder.0.weight"]?.shape, [64, 3, 3, 3], "the first convolution reads three channels")
     for mode in ["mpiio", "mpiio-independent"] {
-      let (g3, p3, dir) = try sgdStep(np: 3, name: "rgb-sgd-3", common + ["--data-read", mode])
+      let (g3, p3, dir) = try sgdGradientStep(np: 3, name: "rgb-sgd-3", common + ["--data-read", mode])
       assertSameTensors(g1, g3, rel: 2e-4, "conv4 RGB gradient, 3 ranks, \(mode)")
       assertSameTensors(p1, p3, rel: 1e-4, "conv4 RGB parameters after SGD, 3 ranks, \(mode)")
       let kind = mode == "mpiio" ? "collective" : "independent"

@@ -55,7 +55,7 @@ extension XCTestCase {
 
   /// One plain-SGD step (lr 2, no momentum, decay or warm-up) of `pretrain` with `args` on
   /// `np` ranks: the summed step-1 gradient and the parameters after the step.
-  func sgdStep(np: Int, name: String, _ args: [String]) throws -> (
+  func sgdGradientStep(np: Int, name: String, _ args: [String]) throws -> (
     grads: [String: SafeTensors.Entry], params: [String: SafeTensors.Entry], dir: String
   ) {
     let dir = Processes.temporaryDirectory(name)
