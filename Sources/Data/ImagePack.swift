@@ -354,40 +354,45 @@ public final class ImageSetSource: ImageSource {
 
   /// The part holding global index `i` and the index inside it.
   @inline(__always)
-  func locate(_ i: Int) -> (RecordShard, Int) {
+  func locate(_ i: Int) -> (part: Int, index: Int) {
     var lo = 0, hi = starts.count - 1
     while lo < hi {
       let mid = (lo + hi + 1) / 2
       if starts[mid] <= i { lo = mid } else { hi = mid - 1 }
     }
-    return (parts[lo], i - starts[lo])
+    return (lo, i - starts[lo])
   }
 
   public func label(_ i: Int) -> Int { label(i, slot: labelSlot) }
   public func label(_ i: Int, slot: Int) -> Int {
-    let (shard, j) = locate(i)
-    return shard.labelCount == 0 ? 0 : shard.label(j, slot: slot)
+    let (p, j) = locate(i)
+    return parts[p].labelCount == 0 ? 0 : parts[p].label(j, slot: slot)
   }
 
   public func pixels(_ i: Int, into: UnsafeMutablePointer<UInt8>) throws {
     guard i >= 0, i < count else { throw DataError.indexOutOfRange(what: "image", index: i, count: count) }
-    let (shard, j) = locate(i)
-    try shard.readPayload(index: j, into: into)
+    let (p, j) = locate(i)
+    try parts[p].readPayload(index: j, into: into)
   }
 
-  /// Every part is visited (with its possibly empty share of `indices`), in order, so that
-  /// a collective reader sees the same calls on every rank.
+  /// With a reader every part is visited (with its possibly empty share of `indices`), in
+  /// order, so that a collective reader sees the same calls on every rank.
   public func pixels(batch indices: [Int], into: UnsafeMutablePointer<UInt8>, reader: ShardReader?) throws {
     let size = pixelsPerImage
+    guard let reader else {
+      // pread: straight into place, no grouping.
+      for (slot, i) in indices.enumerated() { try pixels(i, into: into + slot * size) }
+      return
+    }
     var perPart = [[(slot: Int, index: Int)]](repeating: [], count: parts.count)
     for (slot, i) in indices.enumerated() {
       guard i >= 0, i < count else { throw DataError.indexOutOfRange(what: "image", index: i, count: count) }
-      let (shard, j) = locate(i)
-      perPart[parts.firstIndex { $0 === shard }!].append((slot, j))
+      let (p, j) = locate(i)
+      perPart[p].append((slot, j))
     }
     let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, indices.count * size))
     defer { scratch.deallocate() }
-    for (p, shard) in parts.enumerated() where reader != nil || !perPart[p].isEmpty {
+    for (p, shard) in parts.enumerated() {
       try shard.readPayloads(perPart[p].map(\.index), into: scratch, reader: reader)
       for (k, e) in perPart[p].enumerated() { (into + e.slot * size).update(from: scratch + k * size, count: size) }
     }
