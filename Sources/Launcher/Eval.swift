@@ -59,6 +59,16 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Linear probe (logistic regression on standardised features).")
     @OptionGroup var common: Common
     @Option(help: "Logistic-regression epochs.") var epochs: Int = 30
+    @Option(help: "Peak learning rate of the probe's SGD (momentum 0.9, cosine to 0).") var lr: Float = Probes.defaultLR
+    @Option(help: "Weight decay of the probe.") var weightDecay: Float = Probes.defaultWeightDecay
+
+    func validate() throws {
+      guard epochs > 0 else { throw ValidationError("--epochs must be positive (got \(epochs))") }
+      guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number (got \(lr))") }
+      guard weightDecay >= 0, weightDecay.isFinite else {
+        throw ValidationError("--weight-decay must be zero or positive (got \(weightDecay))")
+      }
+    }
 
     func run() throws {
       try withWorld { comm, console in
@@ -70,7 +80,7 @@ struct Eval: ParsableCommand {
         let rows = try ProbeReport.probe(
           "\(config.method) \(config.model)", encoder: net.encoder, train: train, test: test,
           layers: common.layers(data), slots: slots, comm: comm, epochs: epochs, batch: data.evalBatch,
-          limit: common.sampleLimit)
+          limit: common.sampleLimit, lr: lr, weightDecay: weightDecay)
         let counts = "\(min(train.count, common.sampleLimit ?? train.count)) train / \(min(test.count, common.sampleLimit ?? test.count)) test samples"
         for r in rows {
           for (s, acc) in zip(slots, r.accuracies) {

@@ -54,7 +54,8 @@ public enum ProbeReport {
   /// `name (layer)`, its time including the feature extraction. Rows on rank 0, `[]` elsewhere.
   public static func probe(
     _ name: String, encoder: any Encoder, train: EvalSource, test: EvalSource, layers: [FeatureLayer],
-    slots: [(name: String, slot: Int)], comm: Communicator, epochs: Int, batch: Int, limit: Int?
+    slots: [(name: String, slot: Int)], comm: Communicator, epochs: Int, batch: Int, limit: Int?,
+    lr: Float = Probes.defaultLR, weightDecay: Float = Probes.defaultWeightDecay
   ) throws -> [Row] {
     let t0 = now()
     guard let (tr, te) = try features(
@@ -63,7 +64,10 @@ public enum ProbeReport {
     let extractSeconds = now() - t0
     return try layers.map { l in
       let t1 = now()
-      let acc = try slots.map { try linear(train: tr[l]!, of: train, test: te[l]!, of: test, slot: $0.slot, epochs: epochs) }
+      let acc = try slots.map {
+        try linear(
+          train: tr[l]!, of: train, test: te[l]!, of: test, slot: $0.slot, epochs: epochs, lr: lr, weightDecay: weightDecay)
+      }
       return Row(name: "\(name) (\(l.rawValue))", dim: tr[l]!.dim, accuracies: acc, seconds: now() - t1 + extractSeconds)
     }
   }
@@ -71,12 +75,13 @@ public enum ProbeReport {
   /// Linear-probe test accuracy on `slot`, from features of `trainSource` and `testSource`
   /// (row `i` is sample `i`).
   public static func linear(
-    train: FeatureSet, of trainSource: EvalSource, test: FeatureSet, of testSource: EvalSource, slot: Int, epochs: Int
+    train: FeatureSet, of trainSource: EvalSource, test: FeatureSet, of testSource: EvalSource, slot: Int, epochs: Int,
+    lr: Float = Probes.defaultLR, weightDecay: Float = Probes.defaultWeightDecay
   ) throws -> Double {
     let tr = labelled(train, trainSource, slot: slot)
     return try Probes.linear(
       train: tr, test: labelled(test, testSource, slot: slot), classes: trainSource.labelSlots[slot].classCount,
-      epochs: epochs, batch: min(256, max(1, tr.count)))
+      epochs: epochs, batch: min(256, max(1, tr.count)), lr: lr, weightDecay: weightDecay)
   }
 
   /// `features` (row `i` is sample `i` of `source`) with the labels of `slot`.

@@ -3,6 +3,10 @@ import Model
 
 /// Classifiers trained on frozen features.
 public enum Probes {
+  /// The probe's peak learning rate (cosine-decayed to 0) and weight decay.
+  public static let defaultLR: Float = 0.1
+  public static let defaultWeightDecay: Float = 1e-4
+
   /// Per-dimension mean and standard deviation of `train`, applied to both sets.
   public static func standardize(_ train: inout FeatureSet, _ test: inout FeatureSet) {
     let d = train.dim
@@ -40,7 +44,7 @@ public enum Probes {
   /// SGD with momentum and a cosine schedule on standardised features; returns test accuracy.
   public static func linear(
     train: FeatureSet, test: FeatureSet, classes: Int = 10, epochs: Int = 30, batch: Int = 256,
-    lr: Float = 0.1, weightDecay: Float = 1e-4, seed: UInt64 = 0
+    lr: Float = defaultLR, weightDecay: Float = defaultWeightDecay, seed: UInt64 = 0
   ) throws -> Double {
     var train = train
     var test = test

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# One quality table for every pretraining method at equal epochs on Fashion-MNIST: each method
+# pretrains with the main job's settings (configs/simclr-fmnist.yaml; the autoencoders on conv6,
+# which they require) for EPOCHS epochs on RANKS ranks, then linear probes its frozen features
+# (`--probe`: 30 epochs of logistic regression on standardised features). Rows for a random
+# encoder of each architecture and for raw pixels come from the same probe reports (the first
+# run that has them: a random conv4 row is the plain conv4's, not MT-SLVR's adapted one).
+#
+# Usage: EPOCHS=1 bash scripts/quality-table.sh [method ...]   (default: every method)
+# Writes runs/quality-eEPOCHS/<method>/ (one run directory per method) and prints the table;
+# a method whose run directory already has probes.json is not run again (delete it to redo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+epochs="${EPOCHS:-1}"
+ranks="${RANKS:-2}"
+root="runs/quality-e$epochs"
+methods=("$@")
+[ ${#methods[@]} -gt 0 ] || methods=(simclr simsiam moco byol barlow transform-pred mtslvr ae dae parallel-ae parallel-dae)
+bin=.build/release/parallax
+[ -x "$bin" ] || bash scripts/setup.sh release
+mkdir -p "$root"
+for m in "${methods[@]}"; do
+  dir="$root/$m"
+  [ -f "$dir/probes.json" ] && continue
+  extra=()
+  case "$m" in ae | dae | parallel-ae | parallel-dae) extra=(--model conv6) ;; esac
+  echo "== $m ($epochs epochs, $ranks ranks)" >&2
+  rm -rf "$dir"
+  "$bin" launch -n "$ranks" -- pretrain --config configs/simclr-fmnist.yaml --method "$m" \
+    --epochs "$epochs" --run-dir "$dir" --probe "${extra[@]}" > "$root/$m.out" 2>&1 || {
+    echo "$m failed: see $root/$m.out" >&2
+    continue
+  }
+done
+
+# The table: one row per method (pooled and pre-pool probe), then the baselines once each.
+printf '| method | model | pooled | pre-pool | final loss | pretraining s |\n|---|---|---:|---:|---:|---:|\n'
+baselines=$(mktemp)
+for m in "${methods[@]}"; do
+  dir="$root/$m"
+  [ -f "$dir/probes.json" ] || { printf '| %s | – | failed | | | |\n' "$m"; continue; }
+  jq -r --arg m "$m" --slurpfile run "$dir/run.json" '
+    def pct(n): (.probes | map(select(.name == n)) | if length > 0 then (.[0].accuracy * 100 * 100 | round / 100 | tostring) + " %" else "–" end);
+    ($run[0] | if type == "array" then .[0] else . end) as $r
+    | "| \($m) | \($r.model) | \(pct("\($m) \($r.model) (pooled)")) | \(pct("\($m) \($r.model) (pre-pool)")) | \($r.finalLoss * 10000 | round / 10000) | \($r.seconds | round) |"
+  ' "$dir/probes.json"
+  jq -r '.probes[] | select(.name | test("^(random|raw|majority)"))
+    | (.name | capture("^(?<n>.*?)( \\((?<l>pooled|pre-pool)\\))?$")) as $c
+    | "\($c.n)\t\($c.l // "pooled")\t\(.accuracy)"' "$dir/probes.json" >> "$baselines"
+done
+# Baseline rows: the first run's value for each (name, layer); pre-pool in its own column.
+awk -F'\t' '
+  !seen[$1 FS $2]++ { if (!($1 in order)) { order[$1] = ++n; names[n] = $1 } acc[$1 FS $2] = sprintf("%.2f %%", $3 * 100) }
+  END { for (i = 1; i <= n; i++) { k = names[i]; pre = (k FS "pre-pool") in acc ? acc[k FS "pre-pool"] : "–"
+        printf "| %s | | %s | %s | | |\n", k, acc[k FS "pooled"], pre } }' "$baselines"
+rm -f "$baselines"
