@@ -40,9 +40,11 @@ final class MultiFashionTests: XCTestCase {
           if c[y * 36 + x] != expected { return }
         }
       }
-      // The corners hold one item each, the two uncovered strips are zero.
+      // The corners of the two items hold one item each; outside both the canvas is zero
+      // (rows and columns 34, 35 and the off-diagonal corners).
       XCTAssertEqual(c[0], base.pixelBytes[i * 784])
-      XCTAssertEqual(c[35 * 36 + 35], base.pixelBytes[j * 784 + 27 * 28 + 27])
+      XCTAssertEqual(c[33 * 36 + 33], base.pixelBytes[j * 784 + 27 * 28 + 27])
+      XCTAssertEqual(c[35 * 36 + 35], 0)
       XCTAssertEqual(c[35 * 36 + 0], 0)
       XCTAssertEqual(c[0 * 36 + 35], 0)
       // Labels by value: left is item i's class, right its partner's.
