@@ -25,15 +25,17 @@ public final class Conv4: Encoder, ProgressHooks {
 
   /// - Parameters:
   ///   - inputSize: the height and width of the inputs, which fix `featureDim`/`prePoolDim`.
+  ///   - inputWidth: the width when it differs from the height (log-mel spectrograms).
   public init(
     arena: ParameterArena, prefix: String, inChannels: Int = 1, width: Int = 64,
-    inputSize: Int = 28, makeNorm: NormFactory
+    inputSize: Int = 28, inputWidth: Int? = nil, makeNorm: NormFactory
   ) rethrows {
     var convs: [Conv2d] = []
     var norms: [Layer] = []
     var convOffsets: [Int] = []
     var normOffsets: [Int] = []
     var size = inputSize
+    var sizeW = inputWidth ?? inputSize
     var prePool = 0
     for i in 0..<4 {
       convOffsets.append(arena.parameterCount)
@@ -43,17 +45,18 @@ public final class Conv4: Encoder, ProgressHooks {
           outChannels: width, kernel: 3, stride: 1, padding: 1, bias: true))
       normOffsets.append(arena.parameterCount)
       norms.append(try makeNorm("\(prefix).\(4 * i + 1)", width))
-      if i == 3 { prePool = width * size * size }
+      if i == 3 { prePool = width * size * sizeW }
       size /= 2
+      sizeW /= 2
     }
-    precondition(size >= 1, "conv4 needs inputs of at least 16×16, got \(inputSize)")
+    precondition(size >= 1 && sizeW >= 1, "conv4 needs inputs of at least 16×16, got \(inputSize)×\(inputWidth ?? inputSize)")
     self.convs = convs
     self.norms = norms
     self.convOffsets = convOffsets
     self.normOffsets = normOffsets
     relus = norms.map { ($0 as? BatchNorm)?.fuseReLU() == true ? nil : ReLU() }
     pools = (0..<4).map { _ in MaxPool2d(kernel: 2, stride: 2) }
-    featureDim = width * size * size
+    featureDim = width * size * sizeW
     prePoolDim = prePool
   }
 

@@ -172,7 +172,7 @@ extension MultiTaskEncoder {
   /// `prefix.{4i}_adapter.task{t}`), task norms `prefix.final_bn.task{t}` on the 64-d output.
   public static func conv4(
     arena: ParameterArena, prefix: String, inChannels: Int = 1, width: Int = 64,
-    inputSize: Int = 28, mode: AdapterMode, tasks: Int = 2, makeNorm: NormFactory
+    inputSize: Int = 28, inputWidth: Int? = nil, mode: AdapterMode, tasks: Int = 2, makeNorm: NormFactory
   ) rethrows -> MultiTaskEncoder {
     let o0 = arena.parameterCount
     let conv0 = Conv2d(
@@ -180,6 +180,7 @@ extension MultiTaskEncoder {
       stride: 1, padding: 1, bias: true)
     let stem = Sequential([conv0, try makeNorm("\(prefix).1", width), ReLU(), MaxPool2d(kernel: 2, stride: 2)])
     var size = inputSize / 2
+    var sizeW = (inputWidth ?? inputSize) / 2
     var adapted: [(Layer, Int)] = []
     var prePool = 0
     for i in 1..<4 {
@@ -191,14 +192,16 @@ extension MultiTaskEncoder {
       if i < 3 {
         adapted.append((Sequential([unit, ReLU(), MaxPool2d(kernel: 2, stride: 2)]), o))
         size /= 2
+        sizeW /= 2
       } else {
         adapted.append((Sequential([unit, ReLU()]), o))
-        prePool = width * size * size
+        prePool = width * size * sizeW
         size /= 2
+        sizeW /= 2
       }
     }
-    precondition(size >= 1, "conv4 needs inputs of at least 16×16, got \(inputSize)")
-    let d = width * size * size
+    precondition(size >= 1 && sizeW >= 1, "conv4 needs inputs of at least 16×16, got \(inputSize)×\(inputWidth ?? inputSize)")
+    let d = width * size * sizeW
     let fo = arena.parameterCount
     let final = TaskSplit(try (0..<tasks).map { try makeNorm("\(prefix).final_bn.task\($0)", d) })
     return MultiTaskEncoder(

@@ -78,7 +78,8 @@ public final class MTSLVRMethod: MultiTaskMethod {
       case .conv4:
         let input = config.sampleShape
         enc = MultiTaskEncoder.conv4(
-          arena: arena, prefix: "encoder", inChannels: input.c, inputSize: input.h, mode: mode, makeNorm: norm)
+          arena: arena, prefix: "encoder", inChannels: input.c, inputSize: input.h, inputWidth: input.w, mode: mode,
+          makeNorm: norm)
       case .resnet18:
         let input = config.sampleShape
         enc = MultiTaskEncoder.resnet18(

@@ -114,6 +114,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
       let info = try? ImageSetInfo.read(directory: self.dataDir)
       return Shape(1, info?.channels ?? 3, info?.size ?? 32, info?.size ?? 32)
     }
+    if self.data == .multiFashion { return Shape(1, 1, MultiFashion.size, MultiFashion.size) }
     guard isAudio else { return Shape(1, 1, 28, 28) }
     let L = resolvedAudioLength
     return self.frontEnd == .logmel ? Shape(1, 1, self.nMels, 1 + L / self.hop) : Shape(1, 1, 1, L)
@@ -157,8 +158,9 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
       }
     case .conv6 where isAudio:
       throw bad("model conv6 takes images; on audio use samplecnn (raw) or resnet18 (logmel)")
-    case .conv4 where isAudio:
-      throw bad("model conv4 takes 28×28 images; on audio use samplecnn (raw) or resnet18 (logmel)")
+    case .conv4 where isAudio && (self.frontEnd == .raw || sampleShape.h < 16 || sampleShape.w < 16):
+      throw bad(
+        "model conv4 takes images, or log-mel spectrograms of at least 16×16 (front-end logmel, n-mels ≥ 16, audio-length/hop ≥ 15); on raw audio use samplecnn")
     case _ where isAudio && self.frontEnd == .raw:
       throw bad("model \(self.model.rawValue) is 2-d: use front-end logmel on audio (or model samplecnn)")
     default: break
@@ -262,8 +264,10 @@ public enum Dataset: String, OptionChoice {
   case audioFolder = "audio-folder"
   /// A packed image set (`parallax data pack --images`): `data-dir` is its directory.
   case images
+  /// Two Fashion-MNIST items on a 36×36 canvas, labels `left` and `right` (`MultiFashion`).
+  case multiFashion = "multi-fashion"
 
-  public var isAudio: Bool { self != .fashionMNIST && self != .images }
+  public var isAudio: Bool { self != .fashionMNIST && self != .images && self != .multiFashion }
 }
 
 public enum OptimizerKind: String, OptionChoice {

@@ -201,6 +201,8 @@ public enum Datasets {
         sampling: config.resolvedAugmentSampling, seed: config.seed)
     case .spokenDigits, .audioManifest, .audioFolder:
       return try AudioDataset(config: config)
+    case .multiFashion:
+      return MultiFashionDataset(directory: config.dataDir, seed: config.seed)
     }
   }
 }

@@ -12,13 +12,17 @@ public enum MethodInputs: Sendable, Equatable {
   case viewAndClean
   /// Two views beside the clean input: parallel denoising autoencoders.
   case twoViewsAndClean
+  /// The clean input of each sample and its class in every label slot of the dataset:
+  /// supervised multi-task learning. The classes arrive in `MethodBatch.transforms`,
+  /// [B_local, slots], as Float (exact: class indices are far below 2²⁴).
+  case labelled
 
   /// Augmented views per sample.
   public var viewCount: Int {
     switch self {
     case .twoViews, .twoViewsAndClean: 2
     case .viewAndClean: 1
-    case .clean: 0
+    case .clean, .labelled: 0
     }
   }
   /// Whether the clean input follows the views.
@@ -33,7 +37,7 @@ public struct MethodBatch {
   /// inputs' `viewCount`; empty for `.clean`).
   public var views: Tensor
   /// [V·B_local, T] multi-hot labels of the augmentations applied to each view row, or nil
-  /// when the data reports none.
+  /// when the data reports none; for `.labelled` inputs [B_local, slots] each sample's classes.
   public var transforms: UnsafePointer<Float>?
   /// [B_local, C, H, W] the clean inputs, when the method asked for them.
   public var clean: Tensor?
@@ -218,6 +222,7 @@ public enum Method: String, OptionChoice {
   case barlow
   case byol
   case moco
+  case supervised
 
   public var implementation: any SSLMethod.Type {
     switch self {
@@ -232,6 +237,7 @@ public enum Method: String, OptionChoice {
     case .barlow: BarlowTwinsMethod.self
     case .byol: BYOLMethod.self
     case .moco: MoCoMethod.self
+    case .supervised: SupervisedMTLMethod.self
     }
   }
 }

@@ -44,7 +44,7 @@ public final class SimCLRNetwork {
     case .conv4:
       return Conv4(
         arena: arena, prefix: prefix, inChannels: input?.c ?? 1, width: 64, inputSize: input?.h ?? 28,
-        makeNorm: norm(arena, collective))
+        inputWidth: input?.w, makeNorm: norm(arena, collective))
     case .resnet18:
       return ResNet18(
         arena: arena, prefix: prefix, inChannels: input?.c ?? 1, inputSize: input?.h ?? 28, inputWidth: input?.w,

@@ -69,7 +69,12 @@ public enum ViewSources {
   public static func make(
     _ config: PretrainConfig, globalBatch: Int, rank: Int, worldSize: Int, reader: ShardReader? = nil
   ) throws -> ViewBatchSource {
-    try Datasets.open(config).views(
-      config.method.implementation.inputs, globalBatch: globalBatch, rank: rank, worldSize: worldSize, reader: reader)
+    let inputs = config.method.implementation.inputs
+    let dataset = try Datasets.open(config)
+    if inputs == .labelled {
+      return try LabelledViewSource(
+        dataset.evaluation(.train), globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: config.seed)
+    }
+    return try dataset.views(inputs, globalBatch: globalBatch, rank: rank, worldSize: worldSize, reader: reader)
   }
 }

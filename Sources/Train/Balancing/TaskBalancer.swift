@@ -60,7 +60,7 @@ extension Options {
   public var mtl: ConfigOption<BalancerName> { ConfigOption(
     "mtl", default: .ew, resume: .mustMatch,
     help:
-      "MT-SLVR multi-task balancing: ew (equal weights, the fused backward) or a loss weighting (uw, dwa, rlw, gls, gradnorm) or gradient combination (pcgrad, mgda, cagrad, graddrop, imtl, gradvac, nash-mtl, moco, aligned-mtl) of the per-task gradients of the shared parameters, summed over the ranks first.") }
+      "Multi-task balancing (mtslvr, supervised): ew (equal weights, the fused backward) or a loss weighting (uw, dwa, rlw, gls, gradnorm) or gradient combination (pcgrad, mgda, cagrad, graddrop, imtl, gradvac, nash-mtl, moco, aligned-mtl) of the per-task gradients of the shared parameters, summed over the ranks first.") }
   public var mtlLR: ConfigOption<Float> { ConfigOption(
     "mtlLR", flag: "mtl-lr", default: 0.025,
     help: "Step size of the learned balancing weights (UW's log-variances, GradNorm's weights; plain gradient descent).",
@@ -217,7 +217,7 @@ public enum TaskBalancers {
     guard config.mtl != .ew else { return }
     guard config.method.implementation is any MultiTaskMethod.Type else {
       throw ConfigError(
-        message: "--mtl \(config.mtl) needs a multi-task method (--method mtslvr); \(config.method) has one task")
+        message: "--mtl \(config.mtl) needs a multi-task method (--method mtslvr, or supervised: parallax mtl); \(config.method) has one task")
     }
     // The geometric mean of the losses is 0 when a task's term is 0.
     if config.mtl == .gls && config.predWeight == 0 {
