@@ -90,6 +90,19 @@ __attribute__((target(PX_BF16_TARGET))) static inline void px_bf16_rows_a(uint16
   }
 }
 
+/* One 32-column strip of op(B) (columns jg ..< jg + nr of the layout; jt for a transposed B
+ * already offset by jorg) into the bf16 strip d [kp/2][32][2], through the fp32 staging s. */
+__attribute__((target(PX_BF16_TARGET))) static inline void px_bf16_pack_strip(
+    uint16_t *d, float *s, const float *B, long ldb, int transB, px_cols bcols,
+    const px_conv *bconv, const long *loff, const unsigned char *ltap, long pc, long kc, long kp,
+    long jt, long jg, long nr) {
+  if (bconv && bconv->transposed) px_pack_b_conv_t(s, B, bconv, pc, kc, jg, nr);
+  else if (bconv) px_pack_b_conv_strips(s, B, bconv, loff, ltap, pc, kc, jg, nr);
+  else px_pack_b(s, B, ldb, transB, pc, kc, transB ? jt : jg, nr, bcols);
+  if (kp > kc) memset(s + kc * PX_NR, 0, (size_t)((kp - kc) * PX_NR) * 4);
+  px_bf16_strip_b(d, s, kp);
+}
+
 /* C[mr×nr] = alpha · A·B + beta · C (+ bias) from a bf16 A strip [kp/2][8][2] and B strip
  * [kp/2][32][2]: per k pair, 2 loads of B, 8 broadcasts of A and 16 vdpbf16ps. */
 __attribute__((target(PX_BF16_TARGET))) static inline void px_bf16_kernel_8x32(
@@ -198,15 +211,15 @@ __attribute__((target(PX_BF16_TARGET))) static void px_bgemm_driver(
       long loff[PX_KC];
       unsigned char ltap[PX_KC];
       if (bconv && !bconv->transposed && px_conv_same(bconv)) px_conv_rows(bconv, pc, kc, loff, ltap);
-      for (long jr = 0; jr < nc; jr += PX_NR) {
-        long nr = nc - jr < PX_NR ? nc - jr : PX_NR;
-        long jg = jorg + jc + jr;
-        if (bconv && bconv->transposed) px_pack_b_conv_t(sb, B, bconv, pc, kc, jg, nr);
-        else if (bconv) px_pack_b_conv_strips(sb, B, bconv, loff, ltap, pc, kc, jg, nr);
-        else px_pack_b(sb, B, ldb, transB, pc, kc, transB ? jc + jr : jg, nr, bcols);
-        if (kp > kc) memset(sb + kc * PX_NR, 0, (size_t)((kp - kc) * PX_NR) * 4);
-        px_bf16_strip_b(pb + jr * kp, sb, kp);
-      }
+      /* With one block of rows each B strip is used once, right away: convert it just before
+       * its tiles into one reused strip (stays in L1), as the fp32 driver's late packing. */
+      int late = M <= PX_MC;
+      if (!late)
+        for (long jr = 0; jr < nc; jr += PX_NR) {
+          long nr = nc - jr < PX_NR ? nc - jr : PX_NR;
+          px_bf16_pack_strip(pb + jr * kp, sb, B, ldb, transB, bcols, bconv, loff, ltap, pc, kc,
+                             kp, jc + jr, jorg + jc + jr, nr);
+        }
       for (long ic = 0; ic < M; ic += PX_MC) {
         long mc = M - ic < PX_MC ? M - ic : PX_MC;
         px_pack_a(sa, A, lda, transA, ic, mc, pc, kc, acols);
@@ -221,6 +234,11 @@ __attribute__((target(PX_BF16_TARGET))) static void px_bgemm_driver(
             tcp = &tc;
           }
           const uint16_t *bp = pb + jr * kp;
+          if (late) {
+            px_bf16_pack_strip(pb, sb, B, ldb, transB, bcols, bconv, loff, ltap, pc, kc, kp,
+                               jc + jr, jg, nr);
+            bp = pb;
+          }
           for (long ir = 0; ir < mc; ir += mstep) {
             long mr = mc - ir < mstep ? mc - ir : mstep;
             const float *bs = bias && pc == 0 ? bias + ic + ir : 0;
