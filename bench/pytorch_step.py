@@ -6,8 +6,13 @@ projection head Linear(d,d)-BN1d-ReLU-Linear(d,128), both views as one batch of 
 with temperature 0.2 over the 2B rows, SGD with momentum. Inputs are random 1x28x28 (data
 loading is not timed here; Parallax reports its data time separately).
 
-    python3 bench/pytorch_step.py --model conv4 --batch 256 --threads 1
+    python3 bench/pytorch_step.py --model conv4 --batch 256 --threads 1 [--precision bf16]
+
+With --precision bf16 the forward pass and the loss run under
+torch.autocast("cpu", dtype=torch.bfloat16) (oneDNN's bf16 convolutions and matmuls; weights,
+optimizer and gradients stay fp32), as a PyTorch user would turn mixed precision on.
 """
+import contextlib
 import argparse
 import statistics
 import time
@@ -81,6 +86,7 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--temperature", type=float, default=0.2)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -98,13 +104,16 @@ def main():
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=False)
-        loss = nt_xent(model(x), a.temperature)
+        cast = (torch.autocast("cpu", dtype=torch.bfloat16) if a.precision == "bf16"
+                else contextlib.nullcontext())
+        with cast:
+            loss = nt_xent(model(x), a.temperature)
         loss.backward()
         opt.step()
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    print(f"pytorch step {a.model} batch {a.batch} · {torch.get_num_threads()} thread(s) "
+    print(f"pytorch step {a.model} batch {a.batch} {a.precision} · {torch.get_num_threads()} thread(s) "
           f"(torch {torch.__version__}): median {med * 1000:.1f} ms/step "
           f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}), "
           f"{a.batch / med:.1f} samples/s, loss {loss.item():.4f}")

@@ -6,6 +6,8 @@
 
 #if PX_HAVE_AVX512
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* 1 when the CPU and the OS support AVX-512F and FMA (XCR0 saves SSE, AVX, opmask, ZMM0-15
  * upper halves and ZMM16-31). */
@@ -85,4 +87,72 @@ void px_sgemm(int transA, int transB, long M, long N, long K, float alpha, const
   px_cols plain = {0, 0};
   px_sgemm_ex(transA, transB, M, N, K, alpha, A, lda, plain, B, ldb, plain, beta, C, ldc, plain,
               0, 0, packA, packB);
+}
+
+/* ---- bf16 ----------------------------------------------------------------------------------- */
+
+#if PX_HAVE_AVX512
+/* AVX-512-BF16: CPUID.(7,1):EAX bit 5 (on top of the AVX-512 path's checks). */
+static int px_cpu_has_avx512bf16(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
+  return (a >> 5) & 1u;
+}
+
+/* AMX-BF16 usable by this process: CPUID.(7,0):EDX bits 22 (AMX-BF16) and 24 (AMX-TILE), then
+ * Linux's permission for the tile data state (ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA
+ * = 18; without it the first tile instruction raises SIGILL), then XCR0 bits 17 and 18
+ * (XTILECFG, XTILEDATA) enabled by the OS. */
+static int px_cpu_has_amx_bf16(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+  if (!((d >> 22) & 1u) || !((d >> 24) & 1u)) return 0;
+  if (syscall(SYS_arch_prctl, 0x1023, 18) != 0) return 0;
+  unsigned lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (lo & (3u << 17)) == (3u << 17);
+}
+#endif
+
+static _Atomic int px_bf16_supported = -1;
+static _Atomic int px_bf16_active = -1;
+
+int px_bf16_path_supported(void) {
+  int s = atomic_load_explicit(&px_bf16_supported, memory_order_relaxed);
+  if (s < 0) {
+    s = PX_BF16_PORTABLE;
+#if PX_HAVE_AVX512
+    if (px_path_supported() == PX_PATH_AVX512 && px_cpu_has_avx512bf16())
+      s = px_cpu_has_amx_bf16() ? PX_BF16_AMX : PX_BF16_AVX512;
+#endif
+    atomic_store_explicit(&px_bf16_supported, s, memory_order_relaxed);
+  }
+  return s;
+}
+
+int px_bf16_path(void) {
+  int p = atomic_load_explicit(&px_bf16_active, memory_order_relaxed);
+  if (p >= 0) return p;
+  int expected = -1;
+  atomic_compare_exchange_strong(&px_bf16_active, &expected, px_bf16_path_supported());
+  return atomic_load_explicit(&px_bf16_active, memory_order_relaxed);
+}
+
+int px_bf16_path_force(int path) {
+  int s = px_bf16_path_supported();
+  int p = path < PX_BF16_PORTABLE ? PX_BF16_PORTABLE : path > s ? s : path;
+  int old = px_bf16_path();
+  atomic_store_explicit(&px_bf16_active, p, memory_order_relaxed);
+  return old;
+}
+
+void px_bgemm_conv PX_BGEMM_PARAMS {
+#if PX_HAVE_AVX512
+  switch (px_bf16_path()) {
+  case PX_BF16_AMX: px_amx_bgemm_conv PX_BGEMM_ARGS; return;
+  case PX_BF16_AVX512: px_avx512bf16_bgemm_conv PX_BGEMM_ARGS; return;
+  default: break;
+  }
+#endif
+  px_portable_bgemm_conv PX_BGEMM_ARGS;
 }

@@ -73,4 +73,20 @@ PX_KERNELS(PX_DECLARE_AVX512)
 #undef PX_DECLARE_AVX512
 #endif
 
+/* The bf16 GEMM's implementations (bgemm_avx512.c, portable.c), dispatched by hand in
+ * dispatch.c (three paths, not two). */
+#define PX_BGEMM_PARAMS                                                                       \
+  (int transA, int transB, long M, long N, long K, float alpha, const float *A, long lda,     \
+   px_cols acols, const float *B, long ldb, px_cols bcols, const px_conv *bconv, float beta,  \
+   float *C, long ldc, px_cols ccols, long jorg, const float *bias, float *packA,             \
+   float *packB)
+#define PX_BGEMM_ARGS                                                                         \
+  (transA, transB, M, N, K, alpha, A, lda, acols, B, ldb, bcols, bconv, beta, C, ldc, ccols,  \
+   jorg, bias, packA, packB)
+void px_portable_bgemm_conv PX_BGEMM_PARAMS;
+#if PX_HAVE_AVX512
+void px_avx512bf16_bgemm_conv PX_BGEMM_PARAMS;
+void px_amx_bgemm_conv PX_BGEMM_PARAMS;
+#endif
+
 #endif

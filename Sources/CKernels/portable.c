@@ -3,6 +3,8 @@
  * the reference the fast path is tested against. */
 #include "internal.h"
 
+#include <string.h>
+
 /* ---- SGEMM -------------------------------------------------------------------------------- */
 
 static long px_offset(px_cols L, long j) { return L.blk ? (j / L.blk) * L.bst + j % L.blk : j; }
@@ -35,6 +37,44 @@ void px_portable_sgemm_conv(int transA, int transB, long M, long N, long K, floa
                   : transB ? B[jj * ldb + p]
                            : B[p * ldb + px_offset(bcols, jj)];
         acc += a * b;
+      }
+      float *c = C + i * ldc + px_offset(ccols, jj);
+      *c = alpha * acc + (beta == 0 ? 0 : beta * *c) + (bias ? bias[i] : 0);
+    }
+}
+
+/* ---- bf16 GEMM ---------------------------------------------------------------------------- */
+
+float px_bf16_round(float x) {
+  unsigned u;
+  memcpy(&u, &x, 4);
+  if ((u & 0x7F800000u) == 0) u &= 0x80000000u;                     /* zero, denormal → ±0 */
+  else if ((u & 0x7FFFFFFFu) > 0x7F800000u) u = (u | 0x00400000u) & 0xFFFF0000u; /* quiet NaN */
+  else u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;           /* nearest even */
+  float r;
+  memcpy(&r, &u, 4);
+  return r;
+}
+
+/* The naive bf16 GEMM: px_portable_sgemm_conv with each operand element rounded to bf16 (the
+ * products are then exact in fp32: 8 × 8 significant bits), summed in k order in fp32. */
+void px_portable_bgemm_conv(int transA, int transB, long M, long N, long K, float alpha,
+                            const float *A, long lda, px_cols acols, const float *B, long ldb,
+                            px_cols bcols, const px_conv *bconv, float beta, float *C, long ldc,
+                            px_cols ccols, long jorg, const float *bias, float *packA,
+                            float *packB) {
+  (void)packA;
+  (void)packB;
+  for (long i = 0; i < M; i++)
+    for (long j = 0; j < N; j++) {
+      long jj = jorg + j;
+      float acc = 0;
+      for (long p = 0; p < K; p++) {
+        float a = transA ? A[p * lda + i] : A[i * lda + px_offset(acols, p)];
+        float b = bconv    ? px_conv_b(bconv, B, p, jj)
+                  : transB ? B[jj * ldb + p]
+                           : B[p * ldb + px_offset(bcols, jj)];
+        acc += px_bf16_round(a) * px_bf16_round(b);
       }
       float *c = C + i * ldc + px_offset(ccols, jj);
       *c = alpha * acc + (beta == 0 ? 0 : beta * *c) + (bias ? bias[i] : 0);

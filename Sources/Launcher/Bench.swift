@@ -20,6 +20,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Directory of the Fashion-MNIST IDX files.") var dataDir: String =
       "/usr/share/datasets/fashion-mnist"
     @Option(help: "Optimizer: sgd (as bench/pytorch_step.py) or lars.") var optimizer: OptimizerKind = .sgd
+    @Option(help: "GEMM operand precision of the convolutions and linear layers: fp32 or bf16.")
+    var precision: GemmPrecision = .fp32
 
     func validate() throws {
       guard steps > 0, warmup >= 0, batch > 0, threads > 0 else {
@@ -35,14 +37,17 @@ struct Bench: ParsableCommand {
         c.globalBatch = batch
         c.dataDir = dataDir
         c.optimizer = optimizer
+        c.precision = precision
         c.maxSteps = steps + warmup
         c.runDir = NSTemporaryDirectory() + "parallax-bench-\(getpid())"
         let trainer = try Pretrainer(config: c, comm: comm, console: console)
         var timings: [StepTiming] = []
         for i in 0..<(steps + warmup) {
+          if i == warmup { Gemm.resetCounters() }
           let t = try trainer.benchStepTimed()
           if i >= warmup { timings.append(t) }
         }
+        let gemm = Gemm.counters
         func median(_ f: (StepTiming) -> Double) -> Double {
           let v = timings.map(f).sorted()
           return v[v.count / 2]
@@ -75,6 +80,10 @@ struct Bench: ParsableCommand {
             median(\.data) * 1000, compute * 1000, median(\.communication) * 1000,
             median(\.optimizer) * 1000))
         console.say("  " + flopsNote)
+        console.say("  " + Peak.note(
+          precision: precision, threads: threads, gemmFLOPs: gemm.flops / Double(steps),
+          gemmSeconds: gemm.seconds / Double(steps), stepFLOPs: trainer.stepFLOPs.map(Double.init),
+          stepSeconds: step))
         let m = trainer.memoryEstimate
         let mib = 1.0 / Double(1 << 20)
         let need = Double(m.parameters + m.optimizer + m.activations) * mib
@@ -90,6 +99,61 @@ struct Bench: ParsableCommand {
   }
 }
 
+/// Peak arithmetic rates of one core, to put achieved GFLOP/s in proportion. Per cycle:
+/// fp32 AVX-512 two 16-lane FMAs (64 FLOP); AVX-512-BF16 two `vdpbf16ps` of 16 lanes × 2
+/// products (128 FLOP); AMX-BF16 one 16×16×32 `tdpbf16ps` every 16 cycles (1024 FLOP, Intel's
+/// figure for Sapphire Rapids). The clock is /proc/cpuinfo's "cpu MHz" (the nominal clock a
+/// VM reports, not the turbo), so a share can exceed what the clock suggests.
+enum Peak {
+  static var gigahertz: Double {
+    guard let s = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return 0 }
+    for line in s.split(separator: "\n") where line.hasPrefix("cpu MHz") {
+      if let v = line.split(separator: ":").last.flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }) {
+        return v / 1000
+      }
+    }
+    return 0
+  }
+
+  /// FLOP per cycle of the GEMM path `precision` runs here, and that path's name.
+  static func perCycle(_ precision: GemmPrecision) -> (Double, String) {
+    switch precision {
+    case .fp32: return (64, "fp32 AVX-512")
+    case .bf16:
+      switch Gemm.bf16PathName {
+      case "amx": return (1024, "AMX-BF16")
+      case "avx512-bf16": return (128, "AVX-512-BF16")
+      default: return (64, "portable bf16 (fp32 FMA)")
+      }
+    }
+  }
+
+  /// "GEMMs …: x GFLOP/s = p % of <path> peak, q % of AMX peak; whole step …" for one rank.
+  static func note(
+    precision: GemmPrecision, threads: Int, gemmFLOPs: Double, gemmSeconds: Double,
+    stepFLOPs: Double?, stepSeconds: Double
+  ) -> String {
+    let ghz = gigahertz
+    let (fpc, name) = perCycle(precision)
+    let peak = fpc * ghz * Double(threads)
+    let amx = 1024 * ghz * Double(threads)
+    let rate = gemmSeconds > 0 ? gemmFLOPs / gemmSeconds / 1e9 : 0
+    var out = String(
+      format:
+        "GEMMs (%@ operands, kernels %@): %.2f GFLOP in %.1f ms per step, %.1f GFLOP/s = %.1f%% of the %@ peak (%.0f FLOP/cycle × %.2f GHz × %d), %.1f%% of the AMX-BF16 peak (1024 FLOP/cycle%@)",
+      precision.rawValue, precision == .bf16 ? Gemm.bf16PathName : "fp32", gemmFLOPs / 1e9,
+      gemmSeconds * 1000, rate, 100 * rate / peak, name, fpc, ghz, threads, 100 * rate / amx,
+      Gemm.bf16SupportedPathName == "amx" ? "" : "; this CPU has no AMX")
+    if let f = stepFLOPs {
+      let whole = f / stepSeconds / 1e9
+      out += String(
+        format: "; whole step %.1f GFLOP/s = %.1f%% of the %@ peak, %.2f%% of AMX's", whole,
+        100 * whole / peak, name, 100 * whole / amx)
+    }
+    return out
+  }
+}
+
 /// Times `Gemm.sgemm` alone on the convolution GEMM shapes of conv4/resnet18 (forward
 /// `W·col`, weight gradient `dY·colᵀ`, input gradient `Wᵀ·dY`) and prints GFLOP/s.
 struct GemmShapes: ParsableCommand {
@@ -98,6 +162,7 @@ struct GemmShapes: ParsableCommand {
   @Option(help: "Threads for the built-in kernel.") var threads: Int = 1
   @Option(help: "Repetitions per shape (median reported).") var reps: Int = 5
   @Option(help: "Only shapes whose label contains this.") var filter: String = ""
+  @Option(help: "Operand precision: fp32 or bf16 (fp32 accumulation).") var precision: GemmPrecision = .fp32
 
   func run() throws {
     Gemm.threads = threads
@@ -132,7 +197,7 @@ struct GemmShapes: ParsableCommand {
               Gemm.sgemm(
                 transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: ap.baseAddress!,
                 lda: ta ? m : k, b: bp.baseAddress!, ldb: tb ? k : n, beta: 0,
-                c: cp.baseAddress!, ldc: n)
+                c: cp.baseAddress!, ldc: n, precision: precision)
             }
           }
         }

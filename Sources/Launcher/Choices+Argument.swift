@@ -12,3 +12,4 @@ extension Dataset: ExpressibleByArgument {}
 extension FrontEnd: ExpressibleByArgument {}
 extension WireType: ExpressibleByArgument {}
 extension AdapterMode: ExpressibleByArgument {}
+extension GemmPrecision: ExpressibleByArgument {}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Model
 import Train
 
 /// `parallax scale`: the same short pretraining at several rank counts (through `mpirun`,
@@ -22,6 +23,7 @@ struct Scale: ParsableCommand {
   @Option(help: "Untimed steps first.") var warmup: Int = 2
   @Option(help: "Samples per rank per step (weak scaling).") var batchPerRank: Int = 128
   @Option(help: "OpenBLAS threads per rank.") var threads: Int = 1
+  @Option(help: "GEMM operand precision of the pretraining runs: fp32 or bf16.") var precision: GemmPrecision = .fp32
   @Option(help: "Gradient bucket cap in MiB.") var bucketMB: Double = 4
   @Option(help: "MPI progress during backward: poll or thread.") var syncProgress: String = "poll"
   @Option(help: "Also run each multi-rank count fused (bucket-mb 0) to measure what overlap hides: true or false.") var compareFused: Bool = true
@@ -118,7 +120,7 @@ struct Scale: ParsableCommand {
       "pretrain", "--model", model, "--global-batch", "\(n * batchPerRank)", "--max-steps",
       "\(steps + warmup)", "--warmup-steps", "1", "--threads", "\(threads)", "--run-dir", dir,
       "--timeline", timeline, "--bucket-mb", "\(bucketMB)", "--sync-progress", syncProgress,
-      "--data-dir", dataDir, "--log-every", "1000",
+      "--data-dir", dataDir, "--log-every", "1000", "--precision", precision.rawValue,
     ]
     try mpirun(ranks: n, launcher: launcher, bindTo: bindTo ?? self.bindTo, args)
   }

@@ -121,7 +121,7 @@ public final class Conv2d: Layer {
     if implicit(x.shape) {
       Gemm.sgemmImplicitConv(
         m: o, samples: n, geometry(x.shape), alpha: 1, a: w, lda: rows, x: x.data, beta: 0,
-        c: y.data, ldc: hw, cColumns: nchw, bias: b)
+        c: y.data, ldc: hw, cColumns: nchw, bias: b, precision: arena.gemmPrecision)
       return y
     }
     let chunk = chunkSamples(n, rows, hw)
@@ -134,7 +134,8 @@ public final class Conv2d: Layer {
       Gemm.sgemm(
         transA: false, transB: false, m: o, n: cols, k: rows, alpha: 1,
         a: w, lda: rows, aColumns: .plain, b: colp, ldb: cols, bColumns: .plain, beta: 0,
-        c: y.data + s0 * o * hw, ldc: hw, cColumns: nchw, bias: b)
+        c: y.data + s0 * o * hw, ldc: hw, cColumns: nchw, bias: b,
+        precision: arena.gemmPrecision)
       s0 += sc
     }
     return y
@@ -184,14 +185,18 @@ public final class Conv2d: Layer {
         }
       }
     }
-    if implicit && Gemm.weightGradientNHWCApplies(m: o, samples: n, geometry(x.shape)) {
+    let precision = arena.gemmPrecision
+    // The NHWC weight-gradient kernel is fp32 only; bf16 packs colᵀ from x in the implicit GEMM.
+    if implicit && precision == .fp32
+      && Gemm.weightGradientNHWCApplies(m: o, samples: n, geometry(x.shape))
+    {
       Gemm.sgemmConvWeightGradientNHWC(
         m: o, samples: n, geometry(x.shape), dy: dy.data, x: x.data, dw: dw)
     } else if implicit {
       // dW [O, C·k·k] += dY [O, N·Ho·Wo] · colᵀ, colᵀ packed straight from x.
       Gemm.sgemmImplicitConvWeightGradient(
         m: o, samples: n, geometry(x.shape), alpha: 1, dy: dy.data, lda: hw, aColumns: nchw,
-        x: x.data, beta: 1, c: dw, ldc: rows)
+        x: x.data, beta: 1, c: dw, ldc: rows, precision: precision)
     }
     var s0 = 0
     while s0 < n && (!implicit || needsDCol) {
@@ -204,7 +209,7 @@ public final class Conv2d: Layer {
         Gemm.sgemm(
           transA: false, transB: true, m: o, n: rows, k: cols, alpha: 1,
           a: g, lda: hw, aColumns: nchw, b: colp, ldb: cols, bColumns: .plain, beta: 1,
-          c: dw, ldc: rows, cColumns: .plain, bias: nil)
+          c: dw, ldc: rows, cColumns: .plain, bias: nil, precision: precision)
       }
       guard needsDCol else {
         s0 += sc
@@ -214,7 +219,7 @@ public final class Conv2d: Layer {
       Gemm.sgemm(
         transA: true, transB: false, m: rows, n: cols, k: o, alpha: 1,
         a: w, lda: rows, aColumns: .plain, b: g, ldb: hw, bColumns: nchw, beta: 0,
-        c: colp, ldc: cols, cColumns: .plain, bias: nil)
+        c: colp, ldc: cols, cColumns: .plain, bias: nil, precision: precision)
       col2im(dx.data + s0 * x.shape.perSample, colp, samples: sc, x.shape, ys)
       s0 += sc
     }
@@ -232,7 +237,8 @@ public final class Conv2d: Layer {
       Gemm.sgemmImplicitConv(
         m: inChannels, samples: n, dyGeometry, alpha: 1, a: wf, lda: o * kk, x: dy.data,
         beta: target == nil ? 0 : 1, c: dx.data, ldc: hw,
-        cColumns: GemmColumns(block: hw, blockStride: inChannels * hw), bias: nil)
+        cColumns: GemmColumns(block: hw, blockStride: inChannels * hw), bias: nil,
+        precision: precision)
     }
     return dx
   }

@@ -61,7 +61,8 @@ public final class ConvTranspose2d: Layer {
     for n in 0..<s.n {
       Gemm.sgemm(
         transA: true, transB: false, m: ckk, n: hw, k: inChannels, alpha: 1, a: w, lda: ckk,
-        b: x.data + n * inChannels * hw, ldb: hw, beta: 0, c: c.data, ldc: hw)
+        b: x.data + n * inChannels * hw, ldb: hw, beta: 0, c: c.data, ldc: hw,
+        precision: arena.gemmPrecision)
       let yn = y.data + n * outChannels * ho * wo
       yn.update(repeating: 0, count: outChannels * ho * wo)
       scatter(c.data, h: s.h, w: s.w, into: yn, ho: ho, wo: wo)
@@ -94,11 +95,11 @@ public final class ConvTranspose2d: Layer {
       // dx_n [in, HW] = W [in, ckk] · dcols [ckk, HW]
       Gemm.sgemm(
         transA: false, transB: false, m: inChannels, n: hw, k: ckk, alpha: 1, a: w, lda: ckk, b: c.data, ldb: hw,
-        beta: 0, c: dx.data + n * inChannels * hw, ldc: hw)
+        beta: 0, c: dx.data + n * inChannels * hw, ldc: hw, precision: arena.gemmPrecision)
       // dW [in, ckk] += x_n [in, HW] · dcolsᵀ
       Gemm.sgemm(
         transA: false, transB: true, m: inChannels, n: ckk, k: hw, alpha: 1, a: x.data + n * inChannels * hw,
-        lda: hw, b: c.data, ldb: hw, beta: 1, c: dw, ldc: ckk)
+        lda: hw, b: c.data, ldb: hw, beta: 1, c: dw, ldc: ckk, precision: arena.gemmPrecision)
       if let b = biasOffset {
         for o in 0..<outChannels {
           var acc: Float = 0

@@ -32,6 +32,24 @@ public enum Gemm {
   private static let useBuiltinState = Atomic<Bool>(true)
   private static let threadsState = Atomic<Int>(1)
 
+  /// Wall time spent in GEMM calls and the FLOPs (2·M·N·K) they did, summed over every call
+  /// from any thread since `resetCounters()` (for `bench step`'s GEMM GFLOP/s; two clock
+  /// reads per call).
+  public static var counters: (seconds: Double, flops: Double) {
+    (Double(nanosState.load(ordering: .relaxed)) / 1e9, Double(flopState.load(ordering: .relaxed)))
+  }
+  public static func resetCounters() {
+    nanosState.store(0, ordering: .relaxed)
+    flopState.store(0, ordering: .relaxed)
+  }
+  private static let nanosState = Atomic<UInt64>(0)
+  private static let flopState = Atomic<UInt64>(0)
+  /// Adds one call, started at `t0` (`DispatchTime` nanoseconds), of m·n·k multiply-adds.
+  @inline(__always) private static func count(_ t0: UInt64, _ m: Int, _ n: Int, _ k: Int) {
+    nanosState.add(DispatchTime.now().uptimeNanoseconds &- t0, ordering: .relaxed)
+    flopState.add(UInt64(2 * m * n * k), ordering: .relaxed)
+  }
+
   typealias Packs = (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)
   /// Pack buffers [MC·KC] and [KC·NC] not in use; a call takes one pair per thread and gives
   /// them back, so concurrent callers (simulated ranks in tests) never share one. Allocated on
@@ -98,26 +116,39 @@ public enum Gemm {
   public static func sgemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float,
-    c: UnsafeMutablePointer<Float>, ldc: Int
+    c: UnsafeMutablePointer<Float>, ldc: Int, precision: GemmPrecision = .fp32
   ) {
     sgemm(
       transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
       aColumns: .plain, b: b, ldb: ldb, bColumns: .plain, beta: beta, c: c, ldc: ldc,
-      cColumns: .plain, bias: nil)
+      cColumns: .plain, bias: nil, precision: precision)
   }
 
   /// The general form: `aColumns` lays out A's K columns (`transA == false` only),
   /// `bColumns` B's N columns (`transB == false` only), `cColumns` C's N columns, and
   /// `bias` (nil or [M]) is added to every row of C. A convolution reads and writes its
   /// [O, S·H·W] operands in NCHW memory this way, with no relayout copies.
+  ///
+  /// With `precision: .bf16` every element of op(A) and op(B) is rounded to bf16 as it is
+  /// packed and the products are summed in fp32 (`px_bgemm_conv`: AMX, AVX-512-BF16, or the
+  /// portable loop, whatever the CPU has); C, α, β and the bias stay fp32.
   public static func sgemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
     a: UnsafePointer<Float>, lda: Int, aColumns: GemmColumns, b: UnsafePointer<Float>, ldb: Int,
     bColumns: GemmColumns, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
-    cColumns: GemmColumns, bias: UnsafePointer<Float>?
+    cColumns: GemmColumns, bias: UnsafePointer<Float>?, precision: GemmPrecision = .fp32
   ) {
     guard m > 0, n > 0 else { return }
     precondition(!(transA && aColumns.isBlocked) && !(transB && bColumns.isBlocked))
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    defer { count(t0, m, n, k) }
+    if precision == .bf16 {
+      builtin(
+        transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+        aColumns: aColumns, b: b, ldb: ldb, bColumns: bColumns, conv: nil, beta: beta, c: c,
+        ldc: ldc, cColumns: cColumns, bias: bias, precision: .bf16)
+      return
+    }
     let general = aColumns.isBlocked || bColumns.isBlocked || cColumns.isBlocked || bias != nil
     if general && !(useBuiltin && builtinAvailable) {
       GemmReference.viaDense(
@@ -152,16 +183,18 @@ public enum Gemm {
   public static func sgemmImplicitConv(
     m: Int, samples: Int, _ g: ConvGeometry, alpha: Float, a: UnsafePointer<Float>, lda: Int,
     x: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
-    cColumns: GemmColumns, bias: UnsafePointer<Float>?
+    cColumns: GemmColumns, bias: UnsafePointer<Float>?, precision: GemmPrecision = .fp32
   ) {
     precondition(g.runsImplicitly(samples: samples))
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    defer { count(t0, m, samples * g.outHeight * g.outWidth, g.channels * g.kernel * g.kernel) }
     var cv = g.cDescription(transposed: false)
     withUnsafePointer(to: &cv) { cvp in
       builtin(
         transA: false, transB: false, m: m, n: samples * g.outHeight * g.outWidth,
         k: g.channels * g.kernel * g.kernel, alpha: alpha, a: a, lda: lda, aColumns: .plain, b: x,
         ldb: 0, bColumns: .plain, conv: cvp, beta: beta, c: c, ldc: ldc, cColumns: cColumns,
-        bias: bias)
+        bias: bias, precision: precision)
     }
   }
 
@@ -171,16 +204,18 @@ public enum Gemm {
   public static func sgemmImplicitConvWeightGradient(
     m: Int, samples: Int, _ g: ConvGeometry, alpha: Float, dy: UnsafePointer<Float>, lda: Int,
     aColumns: GemmColumns, x: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>,
-    ldc: Int
+    ldc: Int, precision: GemmPrecision = .fp32
   ) {
     precondition(g.runsImplicitly(samples: samples))
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    defer { count(t0, m, g.channels * g.kernel * g.kernel, samples * g.outHeight * g.outWidth) }
     var cv = g.cDescription(transposed: true)
     withUnsafePointer(to: &cv) { cvp in
       builtin(
         transA: false, transB: false, m: m, n: g.channels * g.kernel * g.kernel,
         k: samples * g.outHeight * g.outWidth, alpha: alpha, a: dy, lda: lda,
         aColumns: aColumns, b: x, ldb: 0, bColumns: .plain, conv: cvp, beta: beta, c: c,
-        ldc: ldc, cColumns: .plain, bias: nil)
+        ldc: ldc, cColumns: .plain, bias: nil, precision: precision)
     }
   }
 
@@ -200,6 +235,8 @@ public enum Gemm {
     x: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>
   ) {
     precondition(weightGradientNHWCApplies(m: m, samples: samples, g))
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    defer { count(t0, m, g.channels * g.kernel * g.kernel, samples * g.height * g.width) }
     let (c, hw, taps) = (g.channels, g.height * g.width, g.kernel * g.kernel)
     let n = taps * c
     let xt = takeScratch(samples * c * hw)
@@ -240,9 +277,12 @@ public enum Gemm {
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
     a: UnsafePointer<Float>, lda: Int, aColumns: GemmColumns, b: UnsafePointer<Float>, ldb: Int,
     bColumns: GemmColumns, conv: UnsafePointer<px_conv>?, beta: Float,
-    c: UnsafeMutablePointer<Float>, ldc: Int, cColumns: GemmColumns, bias: UnsafePointer<Float>?
+    c: UnsafeMutablePointer<Float>, ldc: Int, cColumns: GemmColumns, bias: UnsafePointer<Float>?,
+    precision: GemmPrecision = .fp32
   ) {
     guard m > 0, n > 0 else { return }
+    // One entry point per precision, same arguments and pack buffers.
+    let kernel = precision == .bf16 ? px_bgemm_conv : px_sgemm_conv
     let nr = Int(PX_NR)
     // Column slices of whole micro-tiles, at least 4 tiles each, so small N stays serial.
     let parts = max(1, min(threads, (n + 4 * nr - 1) / (4 * nr)))
@@ -254,7 +294,7 @@ public enum Gemm {
     let bc = px_cols(blk: bColumns.block, bst: bColumns.blockStride)
     let cc = px_cols(blk: cColumns.block, bst: cColumns.blockStride)
     if parts == 1 {
-      px_sgemm_conv(
+      kernel(
         ta, tb, m, n, k, alpha, a, lda, ac, b, ldb, bc, conv, beta, c, ldc, cc, 0, bias, ps[0].0,
         ps[0].1)
       return
@@ -264,7 +304,7 @@ public enum Gemm {
       let j0 = tiles * p / parts * nr
       let j1 = min(n, tiles * (p + 1) / parts * nr)
       guard j1 > j0 else { return }
-      px_sgemm_conv(
+      kernel(
         ta, tb, m, j1 - j0, k, alpha, a, lda, ac, b, ldb, bc, conv, beta, c, ldc, cc, j0, bias,
         ps[p].0, ps[p].1)
     }
@@ -285,6 +325,27 @@ public struct GemmColumns: Sendable {
   public var isBlocked: Bool { block > 0 }
   @inline(__always) public func offset(_ j: Int) -> Int {
     block > 0 ? (j / block) * blockStride + j % block : j
+  }
+}
+
+/// The precision of a GEMM's operands. `.bf16` rounds op(A) and op(B) to bfloat16 (8
+/// significant bits, round to nearest even) as they are packed and accumulates in fp32; the
+/// output, α, β and the bias stay fp32.
+public enum GemmPrecision: String, Sendable, CaseIterable {
+  case fp32, bf16
+}
+
+extension Gemm {
+  /// The bf16 kernels `px_bgemm_conv` runs here: `"amx"`, `"avx512-bf16"` or `"portable"`.
+  public static var bf16PathName: String { bf16PathName(Int(px_bf16_path())) }
+  /// The fastest bf16 path this CPU supports, by name.
+  public static var bf16SupportedPathName: String {
+    bf16PathName(Int(px_bf16_path_supported()))
+  }
+  static func bf16PathName(_ p: Int) -> String {
+    if p == Int(PX_BF16_AMX) { return "amx" }
+    if p == Int(PX_BF16_AVX512) { return "avx512-bf16" }
+    return "portable"
   }
 }
 

@@ -55,7 +55,7 @@ public final class Linear: Layer {
     Gemm.sgemm(
       transA: false, transB: true, m: n, n: outFeatures, k: inFeatures, alpha: 1,
       a: x.data, lda: inFeatures, b: arena.params + weightOffset, ldb: inFeatures, beta: 0,
-      c: y.data, ldc: outFeatures)
+      c: y.data, ldc: outFeatures, precision: arena.gemmPrecision)
     if let bo = biasOffset {
       let b = arena.params + bo
       for i in 0..<n {
@@ -74,7 +74,7 @@ public final class Linear: Layer {
     Gemm.sgemm(
       transA: true, transB: false, m: outFeatures, n: inFeatures, k: n, alpha: 1,
       a: dy.data, lda: outFeatures, b: x.data, ldb: inFeatures, beta: 1,
-      c: arena.grads + weightOffset, ldc: inFeatures)
+      c: arena.grads + weightOffset, ldc: inFeatures, precision: arena.gemmPrecision)
     if let bo = biasOffset {
       let db = arena.grads + bo
       for i in 0..<n {
@@ -87,7 +87,7 @@ public final class Linear: Layer {
     Gemm.sgemm(
       transA: false, transB: false, m: n, n: inFeatures, k: outFeatures, alpha: 1,
       a: dy.data, lda: outFeatures, b: arena.params + weightOffset, ldb: inFeatures, beta: 0,
-      c: dx.data, ldc: inFeatures)
+      c: dx.data, ldc: inFeatures, precision: arena.gemmPrecision)
     return dx
   }
 }

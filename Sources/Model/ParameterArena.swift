@@ -50,6 +50,12 @@ public final class ParameterArena {
   /// [bufferCount]: running means and variances.
   public private(set) var buffers: UnsafeMutablePointer<Float> = .allocate(capacity: 1)
 
+  /// The operand precision of the GEMMs of the layers that hold this arena's weights (`Conv2d`,
+  /// `ConvTranspose2d`, `Linear`: forward, input gradient and weight gradient). The parameters,
+  /// gradients and everything else stay fp32 whatever it is; losses, which hold no arena, run
+  /// fp32 GEMMs. Set before the first step (`--precision`).
+  public var gemmPrecision: GemmPrecision = .fp32
+
   public init() {}
 
   deinit {

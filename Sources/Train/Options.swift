@@ -1,4 +1,5 @@
 import Foundation
+import Model
 
 /// A value a pretraining option holds. It is read from a flag or a YAML scalar as text, and
 /// written back as text (`config.yaml`, `--help` defaults, resume comparisons) and as JSON
@@ -181,6 +182,18 @@ public protocol AnyConfigOption: AnyObject, Sendable {
 /// Swift 6.3 runtime, measured with a two-module reproducer.)
 public struct Options: Sendable {
   public init() {}
+}
+
+// MARK: - Compute precision
+
+extension GemmPrecision: OptionChoice {}
+
+extension Options {
+  /// The GEMM operand precision of the encoder and heads (`ParameterArena.gemmPrecision`).
+  public var precision: ConfigOption<GemmPrecision> { ConfigOption(
+    "precision", default: .fp32, resume: .mustMatch,
+    help:
+      "GEMM operands of the convolutions and linear layers (forward, input and weight gradients): fp32, or bf16 (rounded to bfloat16 as they are packed, fp32 accumulation; AMX, AVX-512-BF16 or a portable loop, whatever the CPU has). Weights, optimizer, BatchNorm, losses and the all-reduce stay fp32.") }
 }
 
 /// Checks for option declarations.

@@ -62,7 +62,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
         Options().larsEta, Options().warmupSteps,
       ]
     ),
-    ("Model", [Options().syncBN, Options().projectionDim]),
+    ("Model", [Options().syncBN, Options().projectionDim, Options().precision]),
     ("Image augmentation", [Options().augmentStrength, Options().augmentSampling]),
     (
       "Audio",

@@ -126,6 +126,11 @@ public final class Pretrainer {
       : nil
     batch = InputBuffers(source: micro ?? data, microBatches: k)
     method = try Methods.make(config, collective: comm)
+    method.arena.gemmPrecision = config.precision
+    if config.precision == .bf16 {
+      console.say(
+        "precision bf16: convolution and linear GEMM operands rounded to bf16 (\(Gemm.bf16PathName) kernels), fp32 accumulation, weights and optimizer")
+    }
     // The input is data: its gradient is never used.
     (method.encoder as? Conv4)?.computesInputGradient = false
     (method.encoder as? ResNet18)?.computesInputGradient = false

@@ -92,6 +92,35 @@ void px_conv_wgrad_nhwc(long M, long S, const px_conv *cv, float alpha, const fl
                         px_cols acols, const float *xt, float beta, float *G, long j0, long j1,
                         float *packA, float *packB);
 
+/* ---- bf16 GEMM (fp32 operands rounded to bf16 in the packing, fp32 accumulation) ---------- */
+
+/* The implementations behind px_bgemm_conv, slowest first. */
+enum { PX_BF16_PORTABLE = 0, PX_BF16_AVX512 = 1, PX_BF16_AMX = 2 };
+
+/* The fastest bf16 path this build and CPU support: AMX needs CPUID AMX-TILE and AMX-BF16, the
+ * OS's XTILECFG/XTILEDATA state in XCR0 and the Linux permission (arch_prctl
+ * ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, requested once here), plus AVX-512-BF16 for the
+ * packing; AVX-512-BF16 needs the AVX-512 path and CPUID.(7,1):EAX[5]. */
+int px_bf16_path_supported(void);
+/* The path px_bgemm_conv runs: px_bf16_path_supported() unless px_bf16_path_force lowered it. */
+int px_bf16_path(void);
+/* Runs px_bgemm_conv on `path` (clamped to px_bf16_path_supported()); returns the previous
+ * path. For tests and comparisons, as px_path_force. */
+int px_bf16_path_force(int path);
+
+/* x rounded to bf16 and back: round to nearest even, zero and denormal inputs to a zero of
+ * their sign, NaN stays NaN (quiet) — what vcvtneps2bf16 does to each operand. */
+float px_bf16_round(float x);
+
+/* As px_sgemm_conv (same operands, layouts and buffers), with every element of op(A) and op(B)
+ * rounded by px_bf16_round and the products summed in fp32. The portable path is the naive
+ * loop (its own reference); the fast paths sum in another order and flush denormal partial
+ * sums, so they match it to fp32 rounding, not bit for bit. */
+void px_bgemm_conv(int transA, int transB, long M, long N, long K, float alpha, const float *A,
+                   long lda, px_cols acols, const float *B, long ldb, px_cols bcols,
+                   const px_conv *bconv, float beta, float *C, long ldc, px_cols ccols, long jorg,
+                   const float *bias, float *packA, float *packB);
+
 /* ---- BatchNorm (one plane of n floats per call) ------------------------------------------- */
 
 /* *sum += Σx, *sumsq += Σx². */
