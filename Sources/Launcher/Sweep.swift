@@ -27,6 +27,8 @@ struct Sweep: ParsableCommand {
     @Option(help: "Ranks per group: every group trains its own points, data-parallel inside (default: all ranks, one group).")
     var groupSize: Int = 0
     @Option(help: "Linear-probe epochs per point.") var probeEpochs: Int = 30
+    @Option(help: "Linear-probe peak learning rate (SGD with momentum, cosine decay, standardised features).")
+    var probeLR: Float = 0.1
     @Option(help: "Evaluate on the first N samples of each split (0: all).") var evalLimit: Int = 0
     @Option(help: "Neighbours of the kNN classifier.") var knnK: Int = 20
     @Option(help: "Largest number of Lloyd iterations of k-means.") var kmeansIterations: Int = 100
@@ -41,6 +43,7 @@ struct Sweep: ParsableCommand {
 
     func validate() throws {
       guard groupSize >= 0 else { throw ValidationError("--group-size must be ≥ 1 (0: all ranks)") }
+      guard probeLR > 0, probeLR.isFinite else { throw ValidationError("--probe-lr must be positive") }
       guard probeEpochs >= 1, evalLimit >= 0, knnK >= 1, kmeansIterations >= 1, threads >= 0 else {
         throw ValidationError("--probe-epochs, --knn-k and --kmeans-iterations must be ≥ 1; --eval-limit and --threads ≥ 0")
       }
@@ -56,6 +59,7 @@ struct Sweep: ParsableCommand {
       base.runDir = directory(parameter)
       var evaluation = SweepEvaluation()
       evaluation.probeEpochs = probeEpochs
+      evaluation.probeLR = probeLR
       evaluation.limit = evalLimit
       evaluation.knnK = knnK
       evaluation.kmeansIterations = kmeansIterations

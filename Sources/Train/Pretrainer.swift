@@ -133,11 +133,12 @@ public final class Pretrainer {
     (method.encoder as? ResNet18)?.computesInputGradient = false
     (method.encoder as? Conv6)?.computesInputGradient = false
     peakLR = config.lrScaling.scaled(config.baseLR, globalBatch: config.globalBatch)
+    let perEpoch = data.batchesPerEpoch
     let stages = config.layerwise ? (method as? LayerwiseTrainable)?.stageCount : nil
-    let layerwise = stages.map { LayerwiseSchedule(config: config, stages: $0, batchesPerEpoch: data.batchesPerEpoch) }
+    let layerwise = stages.map { LayerwiseSchedule(config: config, stages: $0, batchesPerEpoch: perEpoch) }
     self.layerwise = layerwise
-    totalSteps =
-      layerwise?.totalSteps ?? (config.maxSteps > 0 ? config.maxSteps : config.epochs * data.batchesPerEpoch)
+    let runSteps = config.maxSteps > 0 ? config.maxSteps : config.epochs * perEpoch
+    totalSteps = layerwise?.totalSteps ?? runSteps
     (method as? RunLengthAware)?.totalSteps = totalSteps
     let scheduleSteps = layerwise?.stepsPerStage ?? totalSteps
     schedule = WarmupCosine(

@@ -24,6 +24,8 @@ public enum SweepParameter: String, CaseIterable, Codable, Sendable {
 public struct SweepEvaluation: Codable, Equatable, Sendable {
   /// Logistic-regression epochs of the linear probe.
   public var probeEpochs = 30
+  /// Peak learning rate of the probe (SGD, momentum 0.9, cosine, on standardised features).
+  public var probeLR: Float = 0.1
   /// Samples of each split (0: all).
   public var limit = 0
   /// Neighbours of the kNN classifier.
@@ -371,14 +373,18 @@ extension SweepEvaluation {
       let te = FeatureSet(dim: d, values: testRows, labels: test.labels(indices: 0..<testShare.total, slot: slot))
       let assigned = clusters.map { Int($0) }
       figures = [
-        try ProbeReport.linear(train: tr, of: train, test: te, of: test, slot: slot, epochs: settings.probeEpochs),
+        try Probes.linear(
+          train: tr, test: te, classes: classes, epochs: settings.probeEpochs, batch: min(256, max(1, tr.count)),
+          lr: settings.probeLR),
         Probes.knn(train: tr, test: te, k: settings.knnK, classes: classes),
         ClusteringMetrics.matchedAccuracy(labels: te.labels, clusters: assigned),
         ClusteringMetrics.nmi(labels: te.labels, clusters: assigned),
         ClusteringMetrics.ari(labels: te.labels, clusters: assigned),
       ]
     }
-    try figures.withUnsafeMutableBufferPointer { try comm.broadcast($0.baseAddress!, count: 5, from: 0) }
+    // Every rank returns rank 0's figures (as text: "\(Double)" round-trips exactly).
+    let text = try comm.broadcast(string: figures.map { "\($0)" }.joined(separator: ","), from: 0)
+    figures = text.split(separator: ",").compactMap { Double($0) }
     return Metrics(
       linear: figures[0], knn: figures[1], kmeansAccuracy: figures[2], nmi: figures[3], ari: figures[4], dim: d,
       train: trainShare.total, test: testShare.total)
@@ -413,7 +419,7 @@ public enum SweepTables {
         100 * r.linear, 100 * r.knn, 100 * r.kmeansAccuracy, r.kmeansNMI, r.kmeansARI, r.pretrainSeconds, r.ranks)
     }
     let missing = spec.values.count - results.count
-    s += "\n\(c.method.rawValue) on \(c.model.rawValue), \(c.data.rawValue); \(results.first.map { "\($0.steps) steps per point, " } ?? "")global batch \(c.globalBatch); features: pooled (\(results.first?.featureDim ?? 0)-d) of the first \(results.first?.trainSamples ?? 0) train / \(results.first?.testSamples ?? 0) test samples; linear probe \(spec.evaluation.probeEpochs) epochs."
+    s += "\n\(c.method.rawValue) on \(c.model.rawValue), \(c.data.rawValue); \(results.first.map { "\($0.steps) steps per point, " } ?? "")global batch \(c.globalBatch); features: pooled (\(results.first?.featureDim ?? 0)-d) of the first \(results.first?.trainSamples ?? 0) train / \(results.first?.testSamples ?? 0) test samples; linear probe \(spec.evaluation.probeEpochs) epochs at lr \(spec.evaluation.probeLR)."
     if missing > 0 { s += " \(missing) of \(spec.values.count) points not finished yet." }
     return s + "\n"
   }
