@@ -98,6 +98,22 @@ final class SweepTests: XCTestCase {
       XCTAssertEqual(a, b)
     }
     XCTAssertEqual(Jobs.read(parts + "/results.csv").split(separator: "\n").count, 3)
+
+    // A point stopped in the middle of its training (here: a checkpoint of step 1 of 2 in its
+    // directory, as a stopped sweep leaves it) continues from that checkpoint.
+    let mid = Processes.temporaryDirectory("sweep-mid")
+    let pretrainFlags = Array(Self.tiny.drop { $0 != "--method" })
+    let p = try Processes.parallax(
+      np: 1, ["pretrain", "--alpha", "0", "--run-dir", mid + "/point-00-alpha-0", "--stop-after", "1"] + pretrainFlags)
+    XCTAssertEqual(p.status, 0, p.stdout + p.stderr)
+    let m = try sweep(np: 1, out: mid, [])
+    XCTAssertEqual(m.status, 0, m.stdout + m.stderr)
+    XCTAssertTrue(m.stdout.contains("resumed \(mid)/point-00-alpha-0 at step 1"), m.stdout)
+    for (x, y) in zip(try results(mid), try results(whole)) {
+      var (a, b) = (x, y)
+      (a.pretrainSeconds, a.evalSeconds, b.pretrainSeconds, b.evalSeconds) = (0, 0, 0, 0)
+      XCTAssertEqual(a, b, "resumed point \(x.value)")
+    }
   }
 
   /// Bad values are refused before anything is written, naming the flag.
