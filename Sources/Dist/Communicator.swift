@@ -109,7 +109,11 @@ public final class Communicator: Collective, @unchecked Sendable {
     }
   }
 
-  private init(comm: MPI_Comm, providedThreadLevel: Int32) throws {
+  /// Whether `comm` was made by `split` (and is freed by `free()`), not the world.
+  private let ownsComm: Bool
+
+  private init(comm: MPI_Comm, providedThreadLevel: Int32, owned: Bool = false) throws {
+    ownsComm = owned
     // Errors as return codes, not aborts: on the world and on SELF (which MPI uses for
     // errors that belong to no communicator).
     try mpiCheck("MPI_Comm_set_errhandler", MPI_Comm_set_errhandler(comm, cmpi_errors_return()))
@@ -171,6 +175,32 @@ public final class Communicator: Collective, @unchecked Sendable {
     _ = MPI_Abort(comm, code)
     // MPI_Abort does not return; if an implementation's does, still end this process.
     exit(code)
+  }
+
+  /// `MPI_Comm_split`: the ranks that pass the same `color` form one new communicator, ranked
+  /// by `key` (ties by their rank here). Collective over this communicator. The groups of a
+  /// sweep each train one point, data-parallel inside (DESIGN.md, Sweeps).
+  /// - Returns: this rank's group; `free()` it before `finalize()` of the world.
+  public func split(color: Int, key: Int) throws -> Communicator {
+    try ensureLive()
+    // Programmer errors (the caller computes both from rank counts): trap.
+    guard color >= 0, let c = Int32(exactly: color), let k = Int32(exactly: key) else {
+      preconditionFailure("split: color \(color) must be in 0…Int32.max and key \(key) an Int32")
+    }
+    var sub: MPI_Comm? = nil
+    try mpiCheck("MPI_Comm_split", MPI_Comm_split(comm, c, k, &sub))
+    return try Communicator(comm: sub!, providedThreadLevel: providedThreadLevel, owned: true)
+  }
+
+  /// Frees a communicator made by `split` (collective over its ranks); afterwards its
+  /// collectives throw. The world is ended by `finalize()` instead.
+  public func free() throws {
+    precondition(ownsComm, "the world is ended by finalize(), not freed")
+    if isFinalized.exchange(true, ordering: .acquiringAndReleasing) { return }
+    var local = localComm
+    if local != nil { try mpiCheck("MPI_Comm_free", MPI_Comm_free(&local)) }
+    var own: MPI_Comm? = comm
+    try mpiCheck("MPI_Comm_free", MPI_Comm_free(&own))
   }
 
   /// Frees the node communicator and calls `MPI_Finalize`. Idempotent. Every rank must

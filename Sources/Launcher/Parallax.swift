@@ -13,7 +13,8 @@ struct Parallax: ParsableCommand {
       Example: mpirun -np 2 parallax pretrain --config configs/simclr-fmnist.yaml --probe
       """,
     subcommands: [
-      Pretrain.self, Eval.self, Launch.self, Export.self, Report.self, Bench.self, Scale.self, DataCommand.self, MTL.self,
+      Pretrain.self, Eval.self, Launch.self, Sweep.self, Export.self, Report.self, Bench.self, Scale.self,
+      DataCommand.self, MTL.self,
     ])
 }
 

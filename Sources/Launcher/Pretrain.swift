@@ -24,6 +24,9 @@ struct Pretrain: ParsableCommand {
   /// Rank 0 writes the summed gradient of step 1 (safetensors, by parameter name) here: the
   /// rank-invariance tests compare gradients, which LARS's bounded update would hide.
   @Option(help: .hidden) var debugDumpGradients: String = ""
+  /// With `--debug-dump-gradients`: also dump steps 2…N, to `PATH.step-N` (layer-wise
+  /// tests compare a step of each stage).
+  @Option(help: .hidden) var debugDumpSteps: Int = 1
   /// With `--mtl`: rank 0 writes the balancer input of step 1 (the task gradients summed over
   /// the ranks, the task losses) and what every balancing method makes of it (fresh
   /// instances; the run's own method is unaffected): the W ≡ 1 test of all methods at once.
@@ -128,9 +131,10 @@ struct Pretrain: ParsableCommand {
       }
     }
     if rank == 0, !debugDumpGradients.isEmpty {
-      let path = debugDumpGradients
+      let (first, last) = (debugDumpGradients, debugDumpSteps)
       hooks.afterGradients = { s, arena in
-        guard s == 1 else { return }
+        guard s <= last else { return }
+        let path = s == 1 ? first : first + ".step-\(s)"
         let entries = arena.parameterRanges.map {
           SafeTensors.Entry(name: $0.name, shape: $0.shape, values: arena.gradient(of: $0))
         }

@@ -73,6 +73,50 @@ public final class Conv6: Encoder, ProgressHooks {
     }
     return g
   }
+
+  // MARK: Stages (layer-wise training)
+
+  /// The three stages a layer-wise autoencoder trains one at a time, as ranges of layer
+  /// indices: `conv → Hardtanh → conv → pool` (0..<4), the same at 64 channels (4..<8), and
+  /// `conv 512 → pool` (8..<10). Each halves the side; `Conv6Decoder` mirrors each.
+  public static let stages = [0..<4, 4..<8, 8..<10]
+
+  /// The parameter names of stage `k` (its convolutions' weights and biases).
+  public func parameterNames(stage k: Int) -> Set<String> {
+    Set(convs.filter { Self.stages[k].contains($0.index) }.flatMap { [$0.conv.name + ".weight", $0.conv.name + ".bias"] })
+  }
+
+  /// Runs the layers of `stages` (a range of stage numbers) on `x` — the input for stage 0,
+  /// else the previous stage's output map — and returns the last one's map `[N, C, h, h]`
+  /// (not flattened). Valid until the next forward through those layers.
+  public func forward(_ x: Tensor, stages: Range<Int>, training: Bool) throws -> Tensor {
+    guard let first = stages.first, let last = stages.last else { return x }
+    var h = x
+    for i in Self.stages[first].lowerBound..<Self.stages[last].upperBound {
+      h = try layers[i].forward(h, training: training)
+      if i == 8 { prePoolFeatures = h }
+      if let c = convs.first(where: { $0.index == i }) { onForward?(c.offset) }
+    }
+    return h
+  }
+
+  /// Backward through stage `k` alone (after `forward(_:stages:training:)` ran it with
+  /// training on): accumulates its parameters' gradients and returns the gradient of its input.
+  /// No other stage's gradient is touched.
+  public func backward(_ dy: Tensor, stage k: Int) throws -> Tensor {
+    var g = dy
+    for i in Self.stages[k].reversed() {
+      g = try layers[i].backward(g)
+      if let c = convs.first(where: { $0.index == i }) { onBackward?(c.offset) }
+    }
+    return g
+  }
+
+  /// Whether stage `k`'s first convolution computes its input gradient (the frozen stages
+  /// below never use it).
+  public func setComputesInputGradient(_ on: Bool, stage k: Int) {
+    convs.first { $0.index == Self.stages[k].lowerBound }?.conv.computesInputGradient = on
+  }
 }
 
 /// A decoder that mirrors `Conv6` back to the input: `512 → ConvT ↑ 64 → Hardtanh → 64 →
@@ -136,5 +180,39 @@ public final class Conv6Decoder: Layer, ProgressHooks {
       if let o = offsets.first(where: { $0.index == i }) { onBackward?(o.offset) }
     }
     return Tensor(g.data, Shape(g.shape.n, g.shape.perSample))
+  }
+
+  // MARK: Stages (layer-wise training)
+
+  /// The layers that mirror encoder stage `k` (`Conv6.stages`), as ranges of layer indices:
+  /// stage 2 `ConvT 512 → 64` (0..<1), stage 1 `Hardtanh → conv 64 → ConvT 64 → 32` (1..<4),
+  /// stage 0 `Hardtanh → conv 32 → ConvT 32 → C` (4..<7). Stage k's decoder maps stage k's
+  /// output back to stage k's input (its shape and channels).
+  public static let stages = [4..<7, 1..<4, 0..<1]
+
+  /// The parameter names of the layers mirroring stage `k`.
+  public func parameterNames(stage k: Int, prefix: String) -> Set<String> {
+    Set(Self.stages[k].filter { i in offsets.contains { $0.index == i } }.flatMap { ["\(prefix).\($0).weight", "\(prefix).\($0).bias"] })
+  }
+
+  /// Stage `k`'s mirror on the encoder stage's output map `[N, C_k, h, h]` (a flat
+  /// `[N, 512·s·s]` for the last stage): returns a map shaped like the stage's input.
+  public func forward(_ x: Tensor, stage k: Int, training: Bool) throws -> Tensor {
+    var h = k == 2 ? Tensor(x.data, Shape(x.shape.n, 512, bottom, bottom)) : x
+    for i in Self.stages[k] {
+      h = try layers[i].forward(h, training: training)
+      if let o = offsets.first(where: { $0.index == i }) { onForward?(o.offset) }
+    }
+    return h
+  }
+
+  /// Backward through stage `k`'s mirror alone; returns the gradient of its input map.
+  public func backward(_ dy: Tensor, stage k: Int) throws -> Tensor {
+    var g = dy
+    for i in Self.stages[k].reversed() {
+      g = try layers[i].backward(g)
+      if let o = offsets.first(where: { $0.index == i }) { onBackward?(o.offset) }
+    }
+    return g
   }
 }

@@ -66,13 +66,19 @@ public class LARS: Optimizer {
   }
 
   public func step(_ arena: ParameterArena, lr: Float) throws {
+    try step(arena, lr: lr, ranges: arena.parameterRanges)
+  }
+
+  /// Updates only `ranges` (ranges of `arena`): the others keep their parameters and state
+  /// bit for bit (layer-wise training freezes them).
+  public func step(_ arena: ParameterArena, lr: Float, ranges: [NamedRange]) throws {
     guard arena.isAllocated, arena.parameterCount == parameterCount else {
       throw OptimizerError(
         reason: "state is for \(parameterCount) parameters, arena has \(arena.parameterCount)"
           + (arena.isAllocated ? "" : " (not allocated)"))
     }
     let m = momentum
-    for r in arena.parameterRanges {
+    for r in ranges {
       let w = arena.params + r.offset
       let g = arena.grads + r.offset
       let v = momentumBuffer + r.offset

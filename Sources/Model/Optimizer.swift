@@ -8,6 +8,9 @@ public protocol Optimizer: AnyObject {
   /// (gradients are read, never modified).
   /// - Throws: `OptimizerError` when the arena does not have the size the state was made for.
   func step(_ arena: ParameterArena, lr: Float) throws
+  /// The same update on `ranges` only (ranges of `arena`): every other range keeps its
+  /// parameters and state bit for bit (layer-wise training freezes them).
+  func step(_ arena: ParameterArena, lr: Float, ranges: [NamedRange]) throws
   /// Names of the state buffers, e.g. `["momentum"]`.
   var stateNames: [String] { get }
   /// The state buffer with that name, [parameterCount], arena layout; `nil` for an unknown
@@ -20,4 +23,10 @@ public struct OptimizerError: Error, CustomStringConvertible {
   public var reason: String
   public init(reason: String) { self.reason = reason }
   public var description: String { "optimizer: \(reason)" }
+}
+
+extension Optimizer {
+  public func step(_ arena: ParameterArena, lr: Float) throws {
+    try step(arena, lr: lr, ranges: arena.parameterRanges)
+  }
 }

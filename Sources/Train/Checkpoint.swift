@@ -21,6 +21,10 @@ public struct CheckpointState: Codable, Equatable {
   public var batchInEpoch: Int
   public var worldSize: Int
   public var seed: UInt64
+  /// `--layerwise`: the stage the next step trains (0-based; the stage count once all are
+  /// done) and the steps of it already done. Absent otherwise.
+  public var stage: Int? = nil
+  public var stageStep: Int? = nil
   /// sha256 of every other file in the directory.
   public var files: [String: String] = [:]
   /// Byte size of every other file (tells a truncated file from a modified one).

@@ -59,7 +59,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
       "Optimisation",
       [
         Options().optimizer, Options().baseLR, Options().lrScaling, Options().momentum, Options().weightDecay,
-        Options().larsEta, Options().warmupSteps,
+        Options().larsEta, Options().warmupSteps, Options().adamBeta1, Options().adamBeta2, Options().adamEpsilon,
       ]
     ),
     ("Model", [Options().syncBN, Options().projectionDim, Options().precision]),
@@ -166,6 +166,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     default: break
     }
     try TaskBalancers.validate(self)
+    try LayerwiseSchedule.validate(self)
     try self.method.implementation.validate(self)
   }
 
@@ -272,6 +273,8 @@ public enum Dataset: String, OptionChoice {
 
 public enum OptimizerKind: String, OptionChoice {
   case lars, sgd
+  /// Adam (PyTorch's rule; `adam-beta1`, `adam-beta2`, `adam-epsilon`; L2 decay `weight-decay`).
+  case adam
 }
 
 /// Audio front end: raw waveforms (`[N, 1, 1, L]`, samplecnn) or log-mel spectrograms
@@ -344,7 +347,14 @@ extension Options {
     check: finiteNonNegative) }
 
   public var optimizer: ConfigOption<OptimizerKind> { ConfigOption(
-    "optimizer", default: .lars, resume: .mustMatch, help: "Optimizer (LARS excludes biases and BN from adaptation and decay).") }
+    "optimizer", default: .lars, resume: .mustMatch,
+    help: "Optimizer (LARS excludes biases and BN from adaptation and decay; Adam is PyTorch's, its decay L2 on every range).") }
+  public var adamBeta1: ConfigOption<Float> { ConfigOption(
+    "adamBeta1", default: 0.9, help: "Adam: β₁ (first-moment decay).", check: { (0..<1).contains($0) ? nil : "must be in [0, 1)" }) }
+  public var adamBeta2: ConfigOption<Float> { ConfigOption(
+    "adamBeta2", default: 0.999, help: "Adam: β₂ (second-moment decay).", check: { (0..<1).contains($0) ? nil : "must be in [0, 1)" }) }
+  public var adamEpsilon: ConfigOption<Float> { ConfigOption(
+    "adamEpsilon", default: 1e-8, help: "Adam: ε added to √v̂.", check: { $0 > 0 && $0.isFinite ? nil : "must be positive" }) }
   public var baseLR: ConfigOption<Float> { ConfigOption(
     "baseLR", default: 0.3, help: "Base learning rate before scaling by the global batch.",
     check: { $0 > 0 && $0.isFinite ? nil : "must be positive" }) }
@@ -364,8 +374,9 @@ extension Options {
     "projectionDim", default: 128, resume: .mustMatch, help: "Output width of projection heads.", check: positive) }
 
   public var augmentStrength: ConfigOption<Float> { ConfigOption(
-    "augmentStrength", default: 1, help: "Augmentation strength in [0, 1] (0 disables augmentation).",
-    check: { (0...1).contains($0) ? nil : "must be in [0, 1]" }) }
+    "augmentStrength", default: 1,
+    help: "Augmentation strength in [0, 2] (0 disables augmentation, 1 is SimCLR's; above 1 larger jitter, noise and crops).",
+    check: { (0...2).contains($0) ? nil : "must be in [0, 2]" }) }
   public var dataRead: ConfigOption<DataRead> { ConfigOption(
     "dataRead", default: .auto, resume: .silent,
     help:

@@ -82,6 +82,13 @@ extension Pretrainer {
     guard s.epoch >= 0, s.batchInEpoch >= 0, s.batchInEpoch <= data.batchesPerEpoch, s.step >= 0 else {
       throw TrainError("cannot resume: \(source.dir)/state.json has an impossible position (step \(s.step), batch \(s.batchInEpoch) of \(data.batchesPerEpoch))")
     }
+    if let lw = layerwise {
+      let expected = lw.position(ofStep: s.step)
+      guard s.stage == expected.stage, s.stageStep == expected.stepInStage else {
+        throw TrainError(
+          "cannot resume: \(source.dir)/state.json records layer-wise stage \(s.stage.map(String.init) ?? "none") step \(s.stageStep.map(String.init) ?? "none"), but step \(s.step) is stage \(expected.stage) step \(expected.stepInStage) of this run")
+      }
+    }
     var failure = ""
     if comm.rank == 0 {
       do {
@@ -184,9 +191,10 @@ extension Pretrainer {
     var written: String?
     var failure = ""
     if comm.rank == 0 {
-      let state = CheckpointState(
+      var state = CheckpointState(
         config: config, step: step, epoch: position.epoch, batchInEpoch: position.batchInEpoch, worldSize: comm.size,
         seed: config.seed)
+      if let lw = layerwise { (state.stage, state.stageStep) = lw.position(ofStep: step) }
       do {
         written = try Checkpoint.write(
           runDir: config.runDir, arena: method.arena, optimizerState: optimizerEntries(),

@@ -134,6 +134,17 @@ extension Pretrainer {
     // `--mtl`: per-task backward, balanced after the sync (see `TaskBalancing`).
     let multiTask = method as? MultiTaskMethod
     let balancing = multiTask?.balancing
+    // `--layerwise`: the stage this step trains; only its ranges are updated.
+    var trainable: [NamedRange]?
+    if let lw = layerwise, let method = method as? LayerwiseTrainable {
+      let stage = lw.position(ofStep: step).stage
+      if method.stage != stage || step == 0 {
+        console.say("layer-wise stage \(stage + 1) of \(lw.stages) from step \(number) (\(lw.stepsPerStage) steps)")
+        RankLog.note("layer-wise stage \(stage + 1) of \(lw.stages) from step \(number)")
+      }
+      method.stage = stage
+      trainable = method.trainableRanges(stage: stage)
+    }
     let stepStart = now()
     tl?.cursor = stepStart
     arena.zeroGrads()
@@ -198,7 +209,7 @@ extension Pretrainer {
     hooks.afterGradients?(number, arena)
     wd?.mark(step: step, .optimizer)
     let optStart = now()
-    try optimizer.step(arena, lr: lr)
+    try optimizer.step(arena, lr: lr, ranges: trainable ?? arena.parameterRanges)
     let optTime = now() - optStart
     tl?.record("optimizer", "optimizer")
     hooks.afterOptimizer?(number, arena)
@@ -262,7 +273,7 @@ extension Pretrainer {
   /// One step for benchmarks with its time split (advances the position like training does).
   public func benchStepTimed() throws -> StepTiming {
     position.nextBatch(perEpoch: data.batchesPerEpoch)
-    let t = try timedStep(lr: schedule.lr(at: step))
+    let t = try timedStep(lr: learningRate(at: step))
     position.finishStep()
     try method.afterOptimizerStep(step: step)
     return t
@@ -279,7 +290,7 @@ extension Pretrainer {
   /// pack buffers. Meaningful after at least one step (buffers grow on first use).
   public var memoryEstimate: (parameters: Int, optimizer: Int, activations: Int) {
     let params = (2 * method.arena.parameterCount + method.arena.bufferCount) * 4
-    let opt = optimizer.stateNames.count * optimizer.parameterCount * 4
+    let opt = optimizer.stateNames.count * method.arena.parameterCount * 4
     return (params, opt, Storage.trackedBytes + Gemm.workspaceFloats * 4)
   }
 }

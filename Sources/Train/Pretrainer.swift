@@ -72,7 +72,7 @@ public final class Pretrainer {
   let comm: Communicator
   let console: Console
   public let method: SSLMethod
-  let optimizer: LARS
+  let optimizer: any Optimizer
   let schedule: WarmupCosine
   let data: ViewBatchSource
   /// The input of one micro-batch (the whole local batch unless `accumulate` > 1).
@@ -80,6 +80,8 @@ public final class Pretrainer {
   public internal(set) var position = TrainingPosition()
   public let totalSteps: Int
   public let peakLR: Float
+  /// `--layerwise`: the stages' lengths (each with its own warm-up and cosine decay).
+  public let layerwise: LayerwiseSchedule?
   let sync: StepSync
   let timeline: StepTimeline?
   /// Stop cleanly (with a checkpoint) once this many steps are done, as a pre-empted job
@@ -136,14 +138,24 @@ public final class Pretrainer {
     (method.encoder as? ResNet18)?.computesInputGradient = false
     (method.encoder as? Conv6)?.computesInputGradient = false
     peakLR = config.lrScaling.scaled(config.baseLR, globalBatch: config.globalBatch)
-    totalSteps = config.maxSteps > 0 ? config.maxSteps : config.epochs * data.batchesPerEpoch
+    let perEpoch = data.batchesPerEpoch
+    let stages = config.layerwise ? (method as? LayerwiseTrainable)?.stageCount : nil
+    let layerwise = stages.map { LayerwiseSchedule(config: config, stages: $0, batchesPerEpoch: perEpoch) }
+    self.layerwise = layerwise
+    let runSteps = config.maxSteps > 0 ? config.maxSteps : config.epochs * perEpoch
+    totalSteps = layerwise?.totalSteps ?? runSteps
     (method as? RunLengthAware)?.totalSteps = totalSteps
+    let scheduleSteps = layerwise?.stepsPerStage ?? totalSteps
     schedule = WarmupCosine(
-      baseLR: peakLR, warmupSteps: min(config.warmupSteps, max(totalSteps - 1, 0)),
-      totalSteps: totalSteps)
+      baseLR: peakLR, warmupSteps: min(config.warmupSteps, max(scheduleSteps - 1, 0)),
+      totalSteps: scheduleSteps)
     let n = method.arena.parameterCount
     switch config.optimizer {
     case .sgd: optimizer = SGD(parameterCount: n, momentum: config.momentum, weightDecay: config.weightDecay)
+    case .adam:
+      optimizer = Adam(
+        parameterCount: n, beta1: config.adamBeta1, beta2: config.adamBeta2, epsilon: config.adamEpsilon,
+        weightDecay: config.weightDecay)
     case .lars:
       optimizer = LARS(
         parameterCount: n, momentum: config.momentum, weightDecay: config.weightDecay,
@@ -179,7 +191,7 @@ public final class Pretrainer {
       "training from step \(step) to \(totalSteps) (epoch \(position.epoch), batch \(position.batchInEpoch) of \(perEpoch))")
     while step < totalSteps {
       position.nextBatch(perEpoch: perEpoch)
-      let lr = schedule.lr(at: step)
+      let lr = learningRate(at: step)
       let t = try timedStep(lr: lr)
       // The union of this step's bucket all-reduces, for the share hidden behind backward.
       let allReduce = sync.gradients.map { g in intervalUnion(g.timings.map { (start: $0.start, end: $0.end) }) }
@@ -222,6 +234,13 @@ public final class Pretrainer {
       steps: step - firstStep, finalLoss: last, seconds: seconds,
       samplesPerSecond: Double(step - firstStep) * samplesPerStep / max(seconds, 1e-9),
       checkpoint: lastCheckpoint, stopReason: stopReason, eventFile: log.eventFile)
+  }
+
+  /// The learning rate of the step after `step` steps: the run's schedule, or with
+  /// `--layerwise` the current stage's.
+  func learningRate(at step: Int) -> Float {
+    guard let lw = layerwise else { return schedule.lr(at: step) }
+    return schedule.lr(at: lw.position(ofStep: step).stepInStage)
   }
 
   /// Whether to stop after this step: a signal on any rank (MAX all-reduce of the signal

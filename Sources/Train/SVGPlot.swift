@@ -6,9 +6,10 @@ import Foundation
 /// (widths are estimated at 7 px per character of 12 px sans-serif, a little more than
 /// DejaVu Sans and Liberation Sans need).
 public struct SVGPlot {
-  /// How an axis maps values: linear, or logarithmic in base 2 (rank and node counts).
+  /// How an axis maps values: linear, or logarithmic in base 2 (rank and node counts) or
+  /// base 10 (orders of magnitude: a loss weight α).
   public enum Scale: Sendable {
-    case linear, log2
+    case linear, log2, log10
   }
 
   public struct Series {
@@ -127,7 +128,12 @@ public struct SVGPlot {
       return s + #"<text x="\#(fmt(x0 + pw / 2))" y="\#(fmt(y0 + ph / 2))" text-anchor="middle" fill="\#(SVGPlot.mutedColor)">no data</text>"# + "\n"
     }
     // Value → pixel maps.
-    let tx: (Double) -> Double = xScale == .log2 ? { Foundation.log2($0) } : { $0 }
+    let tx: (Double) -> Double =
+      switch xScale {
+      case .linear: { $0 }
+      case .log2: { Foundation.log2($0) }
+      case .log10: { Foundation.log10($0) }
+      }
     var (a, b) = (tx(xMin), tx(xMax))
     if a == b { (a, b) = (a - 1, b + 1) }
     var (lo, hi) = yRange.map { ($0.lowerBound, $0.upperBound) } ?? (yFromZero && yMinData >= 0 ? 0 : yMinData, yMaxData)
@@ -141,7 +147,15 @@ public struct SVGPlot {
       s += #"<line x1="\#(fmt(x0))" y1="\#(fmt(py(t)))" x2="\#(fmt(x0 + pw))" y2="\#(fmt(py(t)))" stroke="\#(SVGPlot.gridColor)"/>"#
       s += #"<text x="\#(fmt(x0 - 6))" y="\#(fmt(py(t) + 4))" text-anchor="end">\#(Self.label(t))</text>"# + "\n"
     }
-    var ticks = xTicks ?? (xScale == .log2 ? Self.powersOfTwo(xMin, xMax) : Self.niceTicks(xMin, xMax, count: 6))
+    var ticks =
+      xTicks
+      ?? {
+        switch xScale {
+        case .linear: Self.niceTicks(xMin, xMax, count: 6)
+        case .log2: Self.powersOfTwo(xMin, xMax)
+        case .log10: Self.powersOfTen(xMin, xMax)
+        }
+      }()
     // Steps and ranks are whole numbers: no ticks between them.
     if xTicks == nil, xs.allSatisfy({ $0 == $0.rounded() }) { ticks = ticks.filter { $0 == $0.rounded() } }
     for t in ticks where t >= xMin && t <= xMax {
@@ -203,6 +217,17 @@ public struct SVGPlot {
       p *= 2
     }
     return all.count > 12 ? all.enumerated().filter { $0.offset % 2 == 0 }.map(\.element) : all
+  }
+
+  /// Powers of ten in lo…hi.
+  static func powersOfTen(_ lo: Double, _ hi: Double) -> [Double] {
+    var all: [Double] = []
+    var e = floor(Foundation.log10(max(lo, 1e-300)))
+    while pow(10, e) <= hi * 1.0001 && all.count < 40 {
+      if pow(10, e) >= lo * 0.9999 { all.append(pow(10, e)) }
+      e += 1
+    }
+    return all
   }
 
   /// A tick label: integers as such (1k, 2.5M beyond 10 000), others in %g.
