@@ -218,6 +218,7 @@ public enum Method: String, OptionChoice {
   case barlow
   case byol
   case moco
+  case amortised
 
   public var implementation: any SSLMethod.Type {
     switch self {
@@ -232,6 +233,7 @@ public enum Method: String, OptionChoice {
     case .barlow: BarlowTwinsMethod.self
     case .byol: BYOLMethod.self
     case .moco: MoCoMethod.self
+    case .amortised: AmortisedMethod.self
     }
   }
 }
