@@ -54,7 +54,7 @@ extension SimCLRAugment.Config {
     c.blurSigma = (0.1, 0.1 + 1.9 * a)
     c.noiseStd = 0.05 * a
     c.cropScale = (1 - 0.8 * s, 1)
-    let logRatio = logf(4.0 / 3.0) * s
+    let logRatio = Float(log(4.0 / 3.0)) * s
     c.cropRatio = (expf(-logRatio), expf(logRatio))
     c.flipProbability = 0.5 * s
     return c

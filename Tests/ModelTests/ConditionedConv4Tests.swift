@@ -43,6 +43,26 @@ final class ConditionedConv4Tests: XCTestCase {
     return g
   }
 
+  /// Central differences at step 1e-3; an entry more than 2e-2 of the largest magnitude
+  /// away from `analytic` is measured again at 1e-4 and that value kept. The large step
+  /// crosses a ReLU or max-pool kink now and then (measured: 5 of encoder.4.weight's 144
+  /// entries); the small one carries float rounding of L (its worst measured: 2.1e-2 on a
+  /// hypernetwork weight). A wrong gradient is wrong at both steps; at most 5 % of the entries
+  /// may need the second step.
+  func twoStepNumeric(
+    _ analytic: [Float], _ p: UnsafeMutablePointer<Float>, _ count: Int, _ loss: () throws -> Double, what: String
+  ) throws -> [Float] {
+    var g = try numeric(p, count, eps: 1e-3, loss)
+    let scale = max(g.map(abs).max()!, 1e-6)
+    var retried = 0
+    for i in 0..<count where abs(g[i] - analytic[i]) > 2e-2 * scale {
+      g[i] = try numeric(p + i, 1, eps: 1e-4, loss)[0]
+      retried += 1
+    }
+    XCTAssertLessThanOrEqual(retried, max(1, count / 20), "\(what): \(retried) of \(count) entries needed the small step")
+    return g
+  }
+
   /// A small conditioned conv4 (width 4, 16×16 input, k = 2, hidden 5) with training-mode BN.
   func makeEncoder(seed: UInt64) -> (ConditionedConv4, ParameterArena) {
     let arena = ParameterArena()
@@ -79,7 +99,7 @@ final class ConditionedConv4Tests: XCTestCase {
       XCTAssertEqual(dv.count, rows * 2)
       XCTAssertGreaterThan(dv.map(abs).max()!, 1e-4, "v reaches the output")
       let analytic = arena.parameterRanges.map { arena.gradient(of: $0) }
-      assertClose(dv, try numeric(v.data, v.count, eps: 1e-3, loss), tolerance: 2e-2, "dv, rows \(rows)")
+      assertClose(dv, try twoStepNumeric(dv, v.data, v.count, loss, what: "dv"), tolerance: 2e-2, "dv, rows \(rows)")
       for (range, a) in zip(arena.parameterRanges, analytic) {
         // A conv bias feeding training-mode BN has a true gradient of 0: both sides noise.
         if ["encoder.0.bias", "encoder.4.bias", "encoder.8.bias", "encoder.12.bias"].contains(range.name)
@@ -87,9 +107,9 @@ final class ConditionedConv4Tests: XCTestCase {
           XCTAssertLessThan(a.map(abs).max()!, 1e-4, "\(range.name) feeds a BN")
           continue
         }
-        assertClose(
-          a, try numeric(arena.params + range.offset, range.count, eps: 1e-3, loss), tolerance: 2e-2,
-          "d\(range.name), rows \(rows)")
+        let p = arena.params + range.offset
+        let num = try twoStepNumeric(a, p, range.count, loss, what: "d\(range.name), rows \(rows)")
+        assertClose(a, num, tolerance: 2e-2, "d\(range.name), rows \(rows)")
       }
     }
   }
