@@ -144,6 +144,8 @@ public enum AmortisedEval {
     /// The learned v = σ(u), and its trajectory every epoch (first entry: the start, 0.5).
     public var v: [Float]
     public var trajectory: [[Float]]
+    /// Mean training cross-entropy of each epoch's batches (each before its update).
+    public var losses: [Double]
     /// Test accuracy of the jointly learned head at the learned v.
     public var jointAccuracy: Double
     public var seconds: Double
@@ -229,8 +231,10 @@ public enum AmortisedEval {
     let (b1, b2): (Float, Float) = (0.9, 0.999)
     var step = 0
     var trajectory = [v]
+    var losses: [Double] = []
     for _ in 0..<settings.epochs {
       order.shuffle(using: &rng)
+      var epochLoss = 0.0
       for b in 0..<perEpoch {
         let idx = Array(order[(b * batch)..<((b + 1) * batch)])
         try train.load(indices: idx, into: input.data)
@@ -244,9 +248,9 @@ public enum AmortisedEval {
           for j in 0..<d { z.data[r * d + j] = (h.data[r * d + j] - shift[j]) * scale[j] }
         }
         let logits = try fc.forward(Tensor(z.data, Shape(batch, d)), training: true)
-        _ = try labels.withUnsafeBufferPointer {
+        epochLoss += Double(try labels.withUnsafeBufferPointer {
           try softmaxCrossEntropy(dlogits.data, logits.data, $0.baseAddress!, batch, classes)
-        }
+        })
         let dz = try fc.backward(Tensor(dlogits.data, Shape(batch, classes)))
         for r in 0..<batch {
           for j in 0..<d { dh.data[r * d + j] = dz.data[r * d + j] * scale[j] }
@@ -265,6 +269,7 @@ public enum AmortisedEval {
         }
       }
       trajectory.append(v)
+      losses.append(epochLoss / Double(max(perEpoch, 1)))
     }
 
     // The joint head on the test split at the learned v.
@@ -287,7 +292,7 @@ public enum AmortisedEval {
       i += n
     }
     return Learned(
-      v: v, trajectory: trajectory, jointAccuracy: Double(correct) / Double(max(test.count, 1)),
+      v: v, trajectory: trajectory, losses: losses, jointAccuracy: Double(correct) / Double(max(test.count, 1)),
       seconds: Date().timeIntervalSince(t0))
   }
 
