@@ -51,12 +51,24 @@ public final class ContrastiveBatchLoader {
   public var rows: Int { (viewCount + (clean ? 1 : 0)) * sampler.localBatch }
   /// Floats `load` writes: `2·B_local·C·H·W`.
   public var floatsPerBatch: Int { rows * source.pixelsPerImage }
-  /// Columns of the augmentation labels (`ImageAugmentationSet.columns(channels:)`).
-  public var transformCount: Int { ImageAugmentationSet.columns(channels: source.channels) }
+  /// Columns of the augmentation labels (`ImageAugmentationSet.columns(channels:)`); with
+  /// amortised sampling the k = `ImageInvarianceGroup.allCases.count` values of each row's
+  /// invariance vector instead.
+  public var transformCount: Int {
+    sampling.isAmortised ? ImageInvarianceGroup.allCases.count : ImageAugmentationSet.columns(channels: source.channels)
+  }
+  /// The augmenter whose configuration amortised sampling sets per sample (`Config.grouped`
+  /// of `augment.config`).
+  private lazy var grouped = augment.copy()
 
   /// Writes both views of this rank's part of a global batch into `x`, shaped
   /// [2·B_local, C, H, W], and, when non-nil, the multi-hot labels of the augmentations each
   /// row received into `transforms` [2·B_local, `transformCount`].
+  ///
+  /// With `.amortisedCorners`/`.amortisedUniform` sampling each sample draws its invariance
+  /// vector v from `KeyedRandom(seed, epoch, sample, .invariance)` (`ImageInvarianceGroup.draw`),
+  /// both views are made with `Config.grouped(v)` of the augmenter's configuration, and the rows
+  /// of `transforms` (both views' rows) hold v.
   ///
   /// With `.mtslvr` sampling the augmentations of a sample are drawn once from
   /// `KeyedRandom(seed, epoch, sample, .transform)` and both views share them (and the label),
@@ -103,6 +115,19 @@ public final class ContrastiveBatchLoader {
         a2 = viewCount < 2
           ? []
           : augment.apply(pixels, channels: c, height: h, width: w, into: x + (b + row) * n, chosen: chosen, rng: &rng2)
+      case .amortisedCorners, .amortisedUniform:
+        var draw = KeyedRandom(seed: seed, epoch: epoch, sample: sample, purpose: .invariance)
+        let v = ImageInvarianceGroup.draw(rng: &draw, corners: sampling == .amortisedCorners)
+        grouped.config = augment.config.grouped(v)
+        grouped.apply(pixels, channels: c, height: h, width: w, into: x + row * n, rng: &rng1)
+        if viewCount == 2 { grouped.apply(pixels, channels: c, height: h, width: w, into: x + (b + row) * n, rng: &rng2) }
+        if let transforms {
+          for (g, value) in v.enumerated() {
+            transforms[row * t + g] = value
+            if viewCount == 2 { transforms[(b + row) * t + g] = value }
+          }
+        }
+        continue
       }
       if let transforms {
         a1.writeMultiHot(into: transforms + row * t, channels: c)
@@ -124,4 +149,12 @@ public enum AugmentSampling: String, Sendable, CaseIterable {
   /// MT-SLVR's: per sample k ~ U{1…n} distinct augmentations in random order, shared by both
   /// views (each with its own parameters), so both views carry the same label.
   case mtslvr
+  /// Amortised invariance learning: per sample an invariance vector v at a corner of
+  /// [0, 1]^k (the paper's pretraining), each group's augmentations scaled by its entry.
+  case amortisedCorners = "amortised-corners"
+  /// The same with v uniform in [0, 1]^k.
+  case amortisedUniform = "amortised-uniform"
+
+  /// Whether views carry an invariance vector (the `transforms` rows hold v).
+  public var isAmortised: Bool { self == .amortisedCorners || self == .amortisedUniform }
 }

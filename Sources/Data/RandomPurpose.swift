@@ -22,4 +22,6 @@ public struct RandomPurpose: RawRepresentable, Hashable, Sendable {
   public static let initialization = RandomPurpose(rawValue: 7)
   /// Evaluation splits (few-shot episodes, k-means starts).
   public static let evaluation = RandomPurpose(rawValue: 8)
+  /// A sample's invariance vector (amortised invariance learning).
+  public static let invariance = RandomPurpose(rawValue: 9)
 }

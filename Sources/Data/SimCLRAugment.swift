@@ -112,7 +112,9 @@ public final class SimCLRAugment {
   /// Largest blur kernel supported.
   public static let maxKernel = 15
 
-  public let config: Config
+  /// A `var` so one augmenter (and its scratch) can serve per-sample configurations
+  /// (amortised invariance learning: `Config.grouped`).
+  public var config: Config
 
   // Scratch, grown on first use for a given size and then reused.
   private var capacity = 0

@@ -13,7 +13,7 @@ struct Eval: ParsableCommand {
       (--labels, default word language voice): linear probes fit on the train split and score the
       20% held-out split; few-shot tasks draw from all clips.
       """,
-    subcommands: [Linear.self, KNN.self, FewShot.self, KMeansCommand.self])
+    subcommands: [Linear.self, KNN.self, FewShot.self, KMeansCommand.self, Amortised.self])
 
   struct Common: ParsableArguments {
     @Option(help: "Checkpoint directory (e.g. runs/simclr/latest).") var checkpoint: String

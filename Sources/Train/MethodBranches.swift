@@ -8,8 +8,9 @@ import Model
 extension PretrainConfig {
   /// The image augmentation sampling `augmentSampling` resolves to: `auto` is MT-SLVR's
   /// (k ~ U{1…n} per sample, shared by both views) for the methods that predict the
-  /// augmentations, SimCLR's otherwise.
+  /// augmentations, the invariance-vector draws of `amortised`, SimCLR's otherwise.
   public var resolvedAugmentSampling: AugmentSampling {
+    if self.method == .amortised { return self.invarianceDraw == .corners ? .amortisedCorners : .amortisedUniform }
     switch self.augmentSampling {
     case .mtslvr: return .mtslvr
     case .simclr: return .simclr

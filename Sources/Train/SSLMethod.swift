@@ -223,6 +223,7 @@ public enum Method: String, OptionChoice {
   case byol
   case moco
   case supervised
+  case amortised
 
   public var implementation: any SSLMethod.Type {
     switch self {
@@ -238,6 +239,7 @@ public enum Method: String, OptionChoice {
     case .byol: BYOLMethod.self
     case .moco: MoCoMethod.self
     case .supervised: SupervisedMTLMethod.self
+    case .amortised: AmortisedMethod.self
     }
   }
 }

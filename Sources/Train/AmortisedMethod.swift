@@ -1,0 +1,102 @@
+import Data
+import Model
+
+/// How pretraining draws each sample's invariance vector.
+public enum InvarianceDraw: String, OptionChoice {
+  /// A corner of [0, 1]^k (the paper's pretraining).
+  case corners
+  /// Uniform in [0, 1]^k.
+  case uniform
+}
+
+extension Options {
+  public var invarianceDraw: ConfigOption<InvarianceDraw> { ConfigOption(
+    "invarianceDraw", default: .corners, resume: .mustMatch,
+    help:
+      "Amortised: each sample's invariance vector v (appearance, spatial): corners (each entry 0 or 1, as the paper pretrains) or uniform in [0, 1]².") }
+  public var hyperHidden: ConfigOption<Int> { ConfigOption(
+    "hyperHidden", default: 32, resume: .mustMatch,
+    help: "Amortised: hidden width of each block's hypernetwork (v → FiLM scales and shifts).", check: positive) }
+}
+
+/// Amortised invariance learning (Chavhan et al., ICLR 2023) with SimCLR: the encoder is
+/// `ConditionedConv4`, conditioned on each sample's invariance vector v ∈ [0, 1]^k
+/// (k = `ImageInvarianceGroup` count: appearance, spatial). The data side draws v per sample
+/// from `KeyedRandom(seed, epoch, sample, .invariance)` (so the same on any rank count, DESIGN
+/// invariant 6), makes both views with each group's augmentations scaled by its entry
+/// (`SimCLRAugment.Config.grouped`) and hands v in the batch's `transforms` rows; both views of
+/// a sample are encoded with its v, then projection head → NT-Xent over the global batch, as
+/// SimCLR (invariants 3, 4, 9).
+///
+/// Outside training (probes, `eval linear`, export users) the encoder runs at v = 1 (SimCLR's
+/// full invariances) unless told otherwise; `eval amortised` learns v per task.
+/// Arena: `encoder.*` (with `encoder.hyper{i}.*`), `head.*`; no state beyond it.
+public final class AmortisedMethod: SSLMethod {
+  public static var options: [any AnyConfigOption] {
+    [Options().temperature, Options().invarianceDraw, Options().hyperHidden]
+  }
+
+  public static func validate(_ config: PretrainConfig) throws {
+    guard config.model == .conv4 else {
+      throw ConfigError(message: "--method amortised: --model must be conv4 (its conditioned encoder), not \(config.model)")
+    }
+    guard !config.isAudio else {
+      throw ConfigError(
+        message: "--method amortised: --data \(config.data) is audio; only image data has invariance groups so far")
+    }
+    guard config.augmentSampling == .auto else {
+      throw ConfigError(
+        message: "--method amortised: --augment-sampling must be auto (views follow each sample's invariance vector), not \(config.augmentSampling)")
+    }
+  }
+
+  /// The vector the encoder uses outside training steps.
+  public static let defaultInvariance: [Float] = ImageInvarianceGroup.allCases.map { _ in 1 }
+
+  public let arena = ParameterArena()
+  public let conditioned: ConditionedConv4
+  let head: ProjectionHead
+  let loss: NTXentLoss
+
+  public init(config: PretrainConfig, collective: Collective) throws {
+    let world = config.syncBN ? collective : nil
+    let shape = config.sampleShape
+    conditioned = ConditionedConv4(
+      arena: arena, prefix: "encoder", inChannels: shape.c, width: 64, inputSize: shape.h,
+      invarianceDim: ImageInvarianceGroup.allCases.count, hidden: config.hyperHidden,
+      makeNorm: SimCLRNetwork.norm(arena, world))
+    let d = conditioned.featureDim
+    head = ProjectionHead(
+      arena: arena, prefix: "head", inFeatures: d, hidden: d, outFeatures: config.projectionDim,
+      makeNorm: SimCLRNetwork.norm(arena, world))
+    arena.allocate(seed: config.seed)
+    loss = NTXentLoss(temperature: config.temperature, collective: collective)
+    conditioned.setInvariance(Self.defaultInvariance)
+  }
+
+  public var encoder: any Encoder { conditioned }
+  public var progressReporters: [ProgressHooks] { [head, conditioned] }
+
+  public func forwardBackward(_ batch: MethodBatch, lossScale: Float) throws -> TaskLosses {
+    guard let v = batch.transforms else {
+      throw TrainError("amortised: the batch carries no invariance vectors (augment sampling is not amortised)")
+    }
+    let x = batch.views
+    conditioned.setInvariance(v, rows: x.shape.n)
+    defer { conditioned.setInvariance(Self.defaultInvariance) }
+    let h = try conditioned.forward(x, training: true)
+    let z = try head.forward(h.reshaped(Shape(h.shape.n, h.shape.perSample)), training: true)
+    let value = try loss.forward(z)
+    let dz = try loss.backward()
+    scaleInPlace(dz, lossScale)
+    let dh = try head.backward(dz)
+    _ = try conditioned.backward(dh.reshaped(h.shape))
+    return TaskLosses("ntxent", value)
+  }
+
+  public func forwardFLOPs(_ shape: Shape) -> Int? {
+    let (fe, h) = conditioned.forwardFLOPs(shape)
+    let (fh, _) = head.forwardFLOPs(Shape(h.n, h.perSample))
+    return fe + fh
+  }
+}
