@@ -49,7 +49,12 @@ final class GradientSyncThreadTests: XCTestCase {
       readerDone.signal()
     }
     reader.start()
-    for _ in 0..<30 {
+    // At least 30 rounds, and more until the reader has run at least once: on a loaded
+    // machine the reader thread may not be scheduled during the first 30 (bounded: 20 s).
+    let deadline = Date().addingTimeInterval(20)
+    var rounds = 0
+    while rounds < 30 || (box.reads == 0 && Date() < deadline) {
+      rounds += 1
       sync.begin()
       for b in sync.buckets { try sync.gradientsReady(from: b.offset) }
       try sync.finish()
