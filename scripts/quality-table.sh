@@ -2,7 +2,8 @@
 # One quality table for every pretraining method at equal epochs on Fashion-MNIST: each method
 # pretrains with the main job's settings (configs/simclr-fmnist.yaml; the autoencoders on conv6,
 # which they require) for EPOCHS epochs on RANKS ranks, then linear probes its frozen features
-# (`--probe`: 30 epochs of logistic regression on standardised features). Rows for a random
+# (`--probe`: 30 epochs of logistic regression on standardised features, and a weighted kNN
+# with k = 20 on the same features). Rows for a random
 # encoder of each architecture and for raw pixels come from the same probe reports (the first
 # run that has them: a random conv4 row is the plain conv4's, not MT-SLVR's adapted one).
 #
@@ -33,24 +34,28 @@ for m in "${methods[@]}"; do
   }
 done
 
-# The table: one row per method (pooled and pre-pool probe), then the baselines once each.
-printf '| method | model | pooled | pre-pool | final loss | pretraining s |\n|---|---|---:|---:|---:|---:|\n'
+# The table: one row per method (linear probe and weighted kNN, k = 20, on the pooled and the
+# pre-pool features), then the baselines once each.
+printf '| method | model | linear pooled | linear pre-pool | kNN pooled | kNN pre-pool | final loss | pretraining s |\n'
+printf '|---|---|---:|---:|---:|---:|---:|---:|\n'
 baselines=$(mktemp)
 for m in "${methods[@]}"; do
   dir="$root/$m"
-  [ -f "$dir/probes.json" ] || { printf '| %s | – | failed | | | |\n' "$m"; continue; }
+  [ -f "$dir/probes.json" ] || { printf '| %s | – | failed | | | | | |\n' "$m"; continue; }
   jq -r --arg m "$m" --slurpfile run "$dir/run.json" '
     def pct(n): (.probes | map(select(.name == n)) | if length > 0 then (.[0].accuracy * 100 * 100 | round / 100 | tostring) + " %" else "–" end);
     ($run[0] | if type == "array" then .[0] else . end) as $r
-    | "| \($m) | \($r.model) | \(pct("\($m) \($r.model) (pooled)")) | \(pct("\($m) \($r.model) (pre-pool)")) | \($r.finalLoss * 10000 | round / 10000) | \($r.seconds | round) |"
+    | "\($m) \($r.model)" as $n
+    | "| \($m) | \($r.model) | \(pct("\($n) (pooled)")) | \(pct("\($n) (pre-pool)")) | \(pct("\($n) (pooled) kNN")) | \(pct("\($n) (pre-pool) kNN")) | \($r.finalLoss * 10000 | round / 10000) | \($r.seconds | round) |"
   ' "$dir/probes.json"
   jq -r '.probes[] | select(.name | test("^(random|raw|majority)"))
-    | (.name | capture("^(?<n>.*?)( \\((?<l>pooled|pre-pool)\\))?$")) as $c
-    | "\($c.n)\t\($c.l // "pooled")\t\(.accuracy)"' "$dir/probes.json" >> "$baselines"
+    | (.name | capture("^(?<n>.*?)( \\((?<l>pooled|pre-pool)\\))?(?<k> kNN)?$")) as $c
+    | "\($c.n)\t\($c.l // "pooled")\($c.k // "")\t\(.accuracy)"' "$dir/probes.json" >> "$baselines"
 done
-# Baseline rows: the first run's value for each (name, layer); pre-pool in its own column.
+# Baseline rows: the first run's value for each (name, layer, probe kind).
 awk -F'\t' '
   !seen[$1 FS $2]++ { if (!($1 in order)) { order[$1] = ++n; names[n] = $1 } acc[$1 FS $2] = sprintf("%.2f %%", $3 * 100) }
-  END { for (i = 1; i <= n; i++) { k = names[i]; pre = (k FS "pre-pool") in acc ? acc[k FS "pre-pool"] : "–"
-        printf "| %s | | %s | %s | | |\n", k, acc[k FS "pooled"], pre } }' "$baselines"
+  function cell(k, l) { return (k FS l) in acc ? acc[k FS l] : "–" }
+  END { for (i = 1; i <= n; i++) { k = names[i]
+        printf "| %s | | %s | %s | %s | %s | | |\n", k, cell(k, "pooled"), cell(k, "pre-pool"), cell(k, "pooled kNN"), cell(k, "pre-pool kNN") } }' "$baselines"
 rm -f "$baselines"

@@ -140,15 +140,19 @@ enum Peak {
     let rate = gemmSeconds > 0 ? gemmFLOPs / gemmSeconds / 1e9 : 0
     var out = String(
       format:
-        "GEMMs (%@ operands, kernels %@): %.2f GFLOP in %.1f ms per step, %.1f GFLOP/s = %.1f%% of the %@ peak (%.0f FLOP/cycle × %.2f GHz × %d), %.1f%% of the AMX-BF16 peak (1024 FLOP/cycle%@)",
+        "GEMMs (%@ operands, kernels %@): %.2f GFLOP in %.1f ms per step, %.1f GFLOP/s = %.1f%% of the %@ peak (%.0f FLOP/cycle × %.2f GHz × %d)",
       precision.rawValue, precision == .bf16 ? Gemm.bf16PathName : "fp32", gemmFLOPs / 1e9,
-      gemmSeconds * 1000, rate, 100 * rate / peak, name, fpc, ghz, threads, 100 * rate / amx,
-      Gemm.bf16SupportedPathName == "amx" ? "" : "; this CPU has no AMX")
+      gemmSeconds * 1000, rate, 100 * rate / peak, name, fpc, ghz, threads)
+    let otherThanAMX = fpc != 1024
+    if otherThanAMX {
+      out += String(
+        format: ", %.1f%% of the AMX-BF16 peak (1024 FLOP/cycle%@)", 100 * rate / amx,
+        Gemm.bf16SupportedPathName == "amx" ? "" : "; this CPU has no AMX")
+    }
     if let f = stepFLOPs {
       let whole = f / stepSeconds / 1e9
-      out += String(
-        format: "; whole step %.1f GFLOP/s = %.1f%% of the %@ peak, %.2f%% of AMX's", whole,
-        100 * whole / peak, name, 100 * whole / amx)
+      out += String(format: "; whole step %.1f GFLOP/s = %.1f%% of the %@ peak", whole, 100 * whole / peak, name)
+      if otherThanAMX { out += String(format: ", %.2f%% of AMX's", 100 * whole / amx) }
     }
     return out
   }

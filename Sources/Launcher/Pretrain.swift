@@ -36,6 +36,7 @@ struct Pretrain: ParsableCommand {
   @Option(help: "Stop cleanly with a checkpoint after this many steps, as a pre-empted job would (the schedule still spans the whole run; continue with --resume).") var stopAfter: Int?
   @Flag(help: "After pretraining, run linear probes: trained encoder, random encoder, raw pixels (audio: word and language accuracy of the trained and a random encoder).") var probe = false
   @Option(help: "Linear-probe epochs (with --probe).") var probeEpochs: Int = 30
+  @Option(help: "Neighbours of the weighted kNN that --probe runs beside the linear probes (0: none).") var probeKnn: Int = 20
 
   @Argument(
     parsing: .allUnrecognized,
@@ -55,6 +56,7 @@ struct Pretrain: ParsableCommand {
     }
     if threads < 0 { throw ValidationError("--threads must be ≥ 0") }
     if let s = stopAfter, s < 1 { throw ValidationError("--stop-after must be ≥ 1") }
+    if probeKnn < 0 { throw ValidationError("--probe-knn must be ≥ 0 (0: no kNN), got \(probeKnn)") }
   }
 
   func run() throws {
@@ -107,7 +109,7 @@ struct Pretrain: ParsableCommand {
       if probe {
         let rows = try ProbeReport.run(
           config: c, trained: trainer.method.encoder, comm: comm, console: console, epochs: probeEpochs,
-          pretrainSeconds: s.seconds)
+          pretrainSeconds: s.seconds, knnK: probeKnn)
         do { try RunRecord.recordProbes(rows, runDir: c.runDir, eventFile: s.eventFile, step: trainer.step) } catch {
           console.say("warning: \(error); the probe results are not in the run directory")
         }

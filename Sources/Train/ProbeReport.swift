@@ -14,6 +14,8 @@ public enum ProbeReport {
     public var dim: Int
     /// Test accuracy per slot, in the order of the slots the report was asked for.
     public var accuracies: [Double]
+    /// Weighted kNN test accuracy per slot on the same features (`nil`: not computed).
+    public var knn: [Double]?
     public var seconds: Double
   }
 
@@ -50,12 +52,13 @@ public enum ProbeReport {
     return (tr, te)
   }
 
-  /// Linear probes of one encoder on every layer and slot: one row per layer, named
-  /// `name (layer)`, its time including the feature extraction. Rows on rank 0, `[]` elsewhere.
+  /// Linear probes of one encoder on every layer and slot (and a weighted kNN with `knnK`
+  /// neighbours when it is > 0): one row per layer, named `name (layer)`, its time including the
+  /// feature extraction. Rows on rank 0, `[]` elsewhere.
   public static func probe(
     _ name: String, encoder: any Encoder, train: EvalSource, test: EvalSource, layers: [FeatureLayer],
     slots: [(name: String, slot: Int)], comm: Communicator, epochs: Int, batch: Int, limit: Int?,
-    lr: Float = Probes.defaultLR, weightDecay: Float = Probes.defaultWeightDecay
+    lr: Float = Probes.defaultLR, weightDecay: Float = Probes.defaultWeightDecay, knnK: Int = 0
   ) throws -> [Row] {
     let t0 = now()
     guard let (tr, te) = try features(
@@ -68,8 +71,19 @@ public enum ProbeReport {
         try linear(
           train: tr[l]!, of: train, test: te[l]!, of: test, slot: $0.slot, epochs: epochs, lr: lr, weightDecay: weightDecay)
       }
-      return Row(name: "\(name) (\(l.rawValue))", dim: tr[l]!.dim, accuracies: acc, seconds: now() - t1 + extractSeconds)
+      let knn = knnK > 0 ? slots.map { knnAccuracy(train: tr[l]!, of: train, test: te[l]!, of: test, slot: $0.slot, k: knnK) } : nil
+      return Row(
+        name: "\(name) (\(l.rawValue))", dim: tr[l]!.dim, accuracies: acc, knn: knn, seconds: now() - t1 + extractSeconds)
     }
+  }
+
+  /// Weighted kNN test accuracy (`Probes.knn`: cosine similarity, votes exp(sim/0.07)) on `slot`.
+  public static func knnAccuracy(
+    train: FeatureSet, of trainSource: EvalSource, test: FeatureSet, of testSource: EvalSource, slot: Int, k: Int
+  ) -> Double {
+    Probes.knn(
+      train: labelled(train, trainSource, slot: slot), test: labelled(test, testSource, slot: slot), k: k,
+      classes: trainSource.labelSlots[slot].classCount)
   }
 
   /// Linear-probe test accuracy on `slot`, from features of `trainSource` and `testSource`
@@ -107,13 +121,15 @@ public enum ProbeReport {
   public static let maxProbeDim = 8192
 
   /// Trained encoder, random encoder, the raw input and the majority class, printed as a
-  /// table on rank 0.
-  /// - Returns: each row's name (with the slot when there are several) and test accuracy
-  ///   (rank 0; `[]` elsewhere), for the run's records (`RunRecord.recordProbes`).
+  /// table on rank 0; with `knnK` > 0 a second table of weighted kNN accuracies on the same
+  /// features.
+  /// - Returns: each row's name (with the slot when there are several) and test accuracy, then
+  ///   the kNN ones named `<row> kNN` (rank 0; `[]` elsewhere), for the run's records
+  ///   (`RunRecord.recordProbes`).
   @discardableResult
   public static func run(
     config: PretrainConfig, trained: any Encoder, comm: Communicator, console: Console, epochs: Int,
-    pretrainSeconds: Double, limit: Int? = nil
+    pretrainSeconds: Double, limit: Int? = nil, knnK: Int = 0
   ) throws -> [(name: String, accuracy: Double)] {
     let data = try Datasets.open(config)
     let train = try data.evaluation(.train)
@@ -132,20 +148,21 @@ public enum ProbeReport {
       "linear probes (\(epochs) epochs of logistic regression on standardised frozen \(layerNames) features; \(counts))…")
     var rows = try probe(
       "\(config.method) \(config.model)", encoder: trained, train: train, test: test, layers: layers, slots: slots,
-      comm: comm, epochs: epochs, batch: data.evalBatch, limit: limit)
+      comm: comm, epochs: epochs, batch: data.evalBatch, limit: limit, knnK: knnK)
     var randomConfig = config
     randomConfig.seed = config.seed &+ 1
     let random = try Methods.make(randomConfig, collective: LocalCollective())
     rows += try probe(
       "random \(config.model)", encoder: random.encoder, train: train, test: test, layers: layers, slots: slots,
-      comm: comm, epochs: epochs, batch: data.evalBatch, limit: limit)
+      comm: comm, epochs: epochs, batch: data.evalBatch, limit: limit, knnK: knnK)
     guard comm.rank == 0 else { return [] }
     if let rawName = data.rawInputName {
       let t0 = now()
       let tr = try FeatureExtractor.pixels(eval: train, limit: limit)
       let te = try FeatureExtractor.pixels(eval: test, limit: limit)
       let acc = try slots.map { try linear(train: tr, of: train, test: te, of: test, slot: $0.slot, epochs: epochs) }
-      rows.append(Row(name: rawName, dim: tr.dim, accuracies: acc, seconds: now() - t0))
+      let knn = knnK > 0 ? slots.map { knnAccuracy(train: tr, of: train, test: te, of: test, slot: $0.slot, k: knnK) } : nil
+      rows.append(Row(name: rawName, dim: tr.dim, accuracies: acc, knn: knn, seconds: now() - t0))
     }
     rows.append(Row(
       name: "majority class", dim: 0,
@@ -156,9 +173,20 @@ public enum ProbeReport {
       let cells = r.accuracies.map { String(format: "%.2f%%", $0 * 100) }.joined(separator: " | ")
       console.say("| \(r.name) | \(r.dim > 0 ? "\(r.dim)" : "-") | \(cells) | " + String(format: "%.1f s |", r.seconds))
     }
-    console.say(String(format: "pretraining took %.1f s", pretrainSeconds))
-    return rows.flatMap { r in
-      zip(slots, r.accuracies).map { (name: slots.count == 1 ? r.name : "\(r.name) \($0.name)", accuracy: $1) }
+    let knnRows = rows.filter { $0.knn != nil }
+    if !knnRows.isEmpty {
+      console.say("weighted kNN (k = \(knnK), cosine similarity, votes exp(sim / 0.07)) on the same features:")
+      console.say("| features | dim | " + slots.map { "\($0.name) kNN accuracy" }.joined(separator: " | ") + " |")
+      console.say("|---|---:|" + slots.map { _ in "---:|" }.joined())
+      for r in knnRows {
+        console.say("| \(r.name) | \(r.dim) | " + r.knn!.map { String(format: "%.2f%%", $0 * 100) }.joined(separator: " | ") + " |")
+      }
     }
+    console.say(String(format: "pretraining took %.1f s", pretrainSeconds))
+    func named(_ r: Row, _ slot: String, suffix: String = "") -> String {
+      (slots.count == 1 ? r.name : "\(r.name) \(slot)") + suffix
+    }
+    return rows.flatMap { r in zip(slots, r.accuracies).map { (name: named(r, $0.name), accuracy: $1) } }
+      + knnRows.flatMap { r in zip(slots, r.knn!).map { (name: named(r, $0.name, suffix: " kNN"), accuracy: $1) } }
   }
 }

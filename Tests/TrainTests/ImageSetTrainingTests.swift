@@ -76,9 +76,22 @@ final class ImageSetTrainingTests: XCTestCase {
     XCTAssertTrue(r.stdout.contains("| features | dim | class accuracy | probe time |"), r.stdout)
     XCTAssertTrue(r.stdout.contains("| raw pixels | 2352 |"), r.stdout)
     XCTAssertTrue(r.stdout.contains("| majority class | - |"), r.stdout)
-    // 120 images: 80/20 by index, so probes fit on ~96 and score on ~24.
-    let knn = try Processes.parallax(np: 1, ["eval", "knn", "--checkpoint", dir + "/latest", "--k", "5"])
+    XCTAssertTrue(r.stdout.contains("| class kNN accuracy |"), r.stdout)
+    XCTAssertTrue(r.stdout.contains("| raw pixels | 2352 | "), r.stdout)
+    // 120 images: 80/20 by index, so probes fit on ~96 and score on ~24. The report's kNN on the
+    // trained encoder is the one `eval knn` computes from the checkpoint (same features, k = 20).
+    let knn = try Processes.parallax(np: 1, ["eval", "knn", "--checkpoint", dir + "/latest", "--k", "20", "--layer", "pooled"])
     XCTAssertEqual(knn.status, 0, knn.stdout + knn.stderr)
-    XCTAssertTrue(knn.stdout.contains("knn k=5 pooled class: "), knn.stdout)
+    let evalLine = knn.stdout.split(separator: "\n").first { $0.hasPrefix("knn k=20 pooled class: ") }
+    let value = try XCTUnwrap(evalLine?.split(separator: " ").last, knn.stdout)
+    let kNNTable = try XCTUnwrap(r.stdout.range(of: "| class kNN accuracy |"), r.stdout)
+    XCTAssertTrue(
+      r.stdout[kNNTable.upperBound...].contains("| simclr resnet18 (pooled) | 512 | \(value) |"),
+      "eval knn gave \(value): " + r.stdout)
+    let probes = try JSONSerialization.jsonObject(with: XCTUnwrap(FileManager.default.contents(atPath: dir + "/probes.json")))
+    let names = ((probes as? [String: Any])?["probes"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+    for n in ["simclr resnet18 (pooled) kNN", "random resnet18 (pre-pool) kNN", "raw pixels kNN"] {
+      XCTAssertTrue(names.contains(n), "\(n) not in probes.json: \(names)")
+    }
   }
 }
