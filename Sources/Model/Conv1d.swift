@@ -97,9 +97,7 @@ public final class Conv1d: Layer {
       im2col(colp, x.data + s0 * x.shape.perSample, samples: sc, l: x.shape.w, lo: lo)
       // One sample's [O, Lo] block is already NCHW: write it in place.
       let dst = sc == 1 ? y.data + s0 * o * lo : tmp
-      cblas_sgemm(
-        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(o), Int32(cols), Int32(rows),
-        1, w, Int32(rows), colp, Int32(cols), 0, dst, Int32(cols))
+      gemm(false, false, o, cols, rows, w, rows, colp, cols, 0, dst, cols)
       for s in 0..<sc {
         for oc in 0..<o {
           let yo = y.data + ((s0 + s) * o + oc) * lo
@@ -156,17 +154,30 @@ public final class Conv1d: Layer {
       }
       im2col(colp, x.data + s0 * x.shape.perSample, samples: sc, l: x.shape.w, lo: lo)
       // dW [O, C·k] += dY [O, cols] · colᵀ [cols, C·k]
-      cblas_sgemm(
-        CblasRowMajor, CblasNoTrans, CblasTrans, Int32(o), Int32(rows), Int32(cols),
-        1, g, Int32(cols), colp, Int32(cols), 1, dw, Int32(rows))
+      gemm(false, true, o, rows, cols, g, cols, colp, cols, 1, dw, rows)
       // dCol [C·k, cols] = Wᵀ · dY, into the window buffer (no longer needed).
-      cblas_sgemm(
-        CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows), Int32(cols), Int32(o),
-        1, w, Int32(rows), g, Int32(cols), 0, colp, Int32(cols))
+      gemm(true, false, rows, cols, o, w, rows, g, cols, 0, colp, cols)
       col2im(dx.data + s0 * x.shape.perSample, colp, samples: sc, l: x.shape.w, lo: lo)
       s0 += sc
     }
     return dx
+  }
+
+  /// C = op(A)·op(B) + beta·C: OpenBLAS in fp32 (as this layer always ran), Parallax's bf16
+  /// GEMM when the arena asks for bf16 operands (`ParameterArena.gemmPrecision`).
+  private func gemm(
+    _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ a: UnsafePointer<Float>, _ lda: Int,
+    _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+  ) {
+    if arena.gemmPrecision == .bf16 {
+      Gemm.sgemm(
+        transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb, beta: beta,
+        c: c, ldc: ldc, precision: .bf16)
+      return
+    }
+    cblas_sgemm(
+      CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n),
+      Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
   }
 
   /// The output positions `tLo..<tHi` whose input position `t·stride − padding + j` lies in

@@ -39,7 +39,13 @@ public func cosineMomentum(base m0: Double, step k: Int, total K: Int) -> Float 
 final class MomentumTarget<Network> {
   /// The target's own arena (its gradient buffer stays zero).
   let arena = ParameterArena()
-  let network: Network
+  private let built: Network
+  /// The target's layers, at the online arena's GEMM precision (`--precision` is set on the
+  /// trained arena after the method is built, so it is followed here, at each use).
+  var network: Network {
+    arena.gemmPrecision = online.gemmPrecision
+    return built
+  }
   /// Target offset, online offset and size of each parameter range, in target order.
   private var pairs: [(target: Int, online: Int, count: Int)] = []
   private let online: ParameterArena
@@ -54,7 +60,7 @@ final class MomentumTarget<Network> {
     precondition(online.isAllocated, "the online arena must be allocated first")
     self.online = online
     self.statePrefix = statePrefix
-    network = try build(arena)
+    built = try build(arena)
     arena.allocate(seed: 0)
     for r in arena.parameterRanges {
       guard let o = online.parameter(named: r.name), o.shape == r.shape else {

@@ -89,6 +89,22 @@ final class Bf16LayerTests: XCTestCase {
     }
   }
 
+  /// samplecnn's convolutions (raw waveform, stride 3) and a padded one.
+  func testConv1dBf16MatchesFp32WithinBound() throws {
+    // (input N×C×L, out channels, kernel, stride, padding, bias)
+    let cases: [(Shape, Int, Int, Int, Int, Bool)] = [
+      (Shape(2, 1, 1, 729), 32, 3, 3, 0, true),  // samplecnn stem
+      (Shape(2, 32, 1, 81), 64, 3, 1, 1, true),
+      (Shape(3, 130, 1, 20), 5, 3, 1, 1, false),  // dX with more than 128 rows
+    ]
+    for (s, o, kk, st, pad, bias) in cases {
+      let lo = (s.w + 2 * pad - kk) / st + 1
+      try compare("conv1d \(s) → \(o) k \(kk) stride \(st)", input: s, k: (fwd: s.c * kk, dx: o, dw: s.n * lo)) { arena in
+        Conv1d(arena: arena, name: "c", inChannels: s.c, outChannels: o, kernel: kk, stride: st, padding: pad, bias: bias)
+      }
+    }
+  }
+
   func testConvTranspose2dBf16MatchesFp32WithinBound() throws {
     let s = Shape(2, 8, 7, 7)
     try compare("conv-transpose \(s) → 4 k 4 stride 2", input: s, k: (fwd: 8, dx: 4 * 16, dw: 49)) { arena in
