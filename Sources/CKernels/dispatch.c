@@ -149,7 +149,16 @@ int px_bf16_path_force(int path) {
 void px_bgemm_conv PX_BGEMM_PARAMS {
 #if PX_HAVE_AVX512
   switch (px_bf16_path()) {
-  case PX_BF16_AMX: px_amx_bgemm_conv PX_BGEMM_ARGS; return;
+  case PX_BF16_AMX:
+    /* AMX tiles are 32 deep: a shallower product (conv4's stem, K = 9) would multiply mostly
+     * zero padding, so it goes to the AVX-512-BF16 kernel (2 deep) — same operands, rounding
+     * and fp32 accumulation; the CPU has it wherever it has AMX-BF16. */
+    if (K >= 32) {
+      px_amx_bgemm_conv PX_BGEMM_ARGS;
+      return;
+    }
+    px_avx512bf16_bgemm_conv PX_BGEMM_ARGS;
+    return;
   case PX_BF16_AVX512: px_avx512bf16_bgemm_conv PX_BGEMM_ARGS; return;
   default: break;
   }
