@@ -8,6 +8,13 @@
 /// received are kept as multi-hot labels (`transformLabels`), the targets of transformation
 /// prediction and MT-SLVR.
 ///
+/// With `.amortisedCorners`/`.amortisedUniform` sampling (amortised invariance learning) each
+/// clip draws its invariance vector v from `KeyedRandom(seed, epoch, sample, .invariance)`
+/// (`AudioInvarianceGroup.draw`), both views are made with `WaveAugmentConfig.grouped(v)` (the
+/// augmenter passed in is replaced by one built for `grouped([1, 1])`), and the transform rows
+/// hold v instead of the multi-hot labels. Other samplings draw each view's transforms
+/// independently with the augmenter's own probabilities.
+///
 /// Not thread-safe (it owns the augmenter's scratch); use one per thread.
 public final class AudioContrastiveLoader {
   public let source: AudioSource
@@ -15,12 +22,18 @@ public final class AudioContrastiveLoader {
   public let augment: WaveAugment
   /// Seed of the augmentation streams.
   public let seed: UInt64
+  public let sampling: AugmentSampling
   /// The transforms of each row of the last `load`, `[2·B_local]`.
   public private(set) var lastTransforms: [WaveTransformSet] = []
+  /// The invariance vector of each clip of the last `load` (amortised sampling), `[B_local]`.
+  public private(set) var lastInvariance: [[Float]] = []
 
   /// - Throws: `DataError.invalidArgument` if the sampler covers more clips than the source
   ///   holds or the augmenter's sample rate is not the source's.
-  public init(source: AudioSource, sampler: DistributedSampler, augment: WaveAugment, seed: UInt64) throws {
+  public init(
+    source: AudioSource, sampler: DistributedSampler, augment: WaveAugment, seed: UInt64,
+    sampling: AugmentSampling = .simclr
+  ) throws {
     guard sampler.count <= source.count else {
       throw DataError.invalidArgument(
         "AudioContrastiveLoader: sampler covers \(sampler.count) clips, the source holds \(source.count)")
@@ -31,8 +44,12 @@ public final class AudioContrastiveLoader {
     }
     self.source = source
     self.sampler = sampler
-    self.augment = augment
+    self.augment =
+      sampling.isAmortised
+      ? WaveAugment(config: .grouped(AudioInvarianceGroup.allCases.map { _ in 1 }), sampleRate: augment.sampleRate, length: augment.length)
+      : augment
     self.seed = seed
+    self.sampling = sampling
   }
 
   /// Samples per view `L`.
@@ -43,6 +60,9 @@ public final class AudioContrastiveLoader {
   public var floatsPerBatch: Int { rows * length }
   /// Columns of the multi-hot transform labels: `WaveTransform.allCases.count`.
   public static var transformCount: Int { WaveTransform.allCases.count }
+  /// Columns of this loader's transform rows: the multi-hot labels, or with amortised sampling
+  /// the k = `AudioInvarianceGroup.allCases.count` values of v.
+  public var transformColumns: Int { sampling.isAmortised ? AudioInvarianceGroup.allCases.count : Self.transformCount }
 
   /// Writes both views of this rank's part of a global batch into `x`, shaped
   /// [2·B_local, 1, 1, L]; records the transforms in `lastTransforms`.
@@ -50,8 +70,15 @@ public final class AudioContrastiveLoader {
     let indices = try sampler.localIndices(epoch: epoch, batch: batch)
     let b = indices.count, L = length
     var transforms = [WaveTransformSet](repeating: [], count: 2 * b)
+    lastInvariance = []
     for (row, sample) in indices.enumerated() {
       let clip = try source.samples(sample)
+      if sampling.isAmortised {
+        var draw = KeyedRandom(seed: seed, epoch: epoch, sample: sample, purpose: .invariance)
+        let v = AudioInvarianceGroup.draw(rng: &draw, corners: sampling == .amortisedCorners)
+        augment.config = .grouped(v)
+        lastInvariance.append(v)
+      }
       clip.withUnsafeBufferPointer { c in
         var rng1 = KeyedRandom(seed: seed, epoch: epoch, sample: sample, purpose: .view1)
         transforms[row] = augment.apply(c.baseAddress!, count: c.count, into: x + row * L, rng: &rng1)
@@ -62,13 +89,23 @@ public final class AudioContrastiveLoader {
     lastTransforms = transforms
   }
 
-  /// `load`, also writing the multi-hot transform labels into `transforms`
-  /// [2·B_local, `transformCount`] (view 1 rows, then view 2 rows).
+  /// `load`, also writing the transform rows into `transforms` [2·B_local, `transformColumns`]
+  /// (view 1 rows, then view 2 rows): the multi-hot labels, or each clip's v in both its rows.
   public func load(
     epoch: Int, batch: Int, into x: UnsafeMutablePointer<Float>, transforms: UnsafeMutablePointer<Float>
   ) throws {
     try load(epoch: epoch, batch: batch, into: x)
-    let t = Self.transformCount
+    let t = transformColumns
+    if sampling.isAmortised {
+      let b = lastInvariance.count
+      for (row, v) in lastInvariance.enumerated() {
+        for (g, value) in v.enumerated() {
+          transforms[row * t + g] = value
+          transforms[(b + row) * t + g] = value
+        }
+      }
+      return
+    }
     for (row, set) in lastTransforms.enumerated() { set.writeMultiHot(into: transforms + row * t) }
   }
 

@@ -20,7 +20,19 @@
 ///
 /// Holds scratch buffers: one instance per thread.
 public final class WaveAugment {
-  public let config: WaveAugmentConfig
+  /// The transforms and their ranges. Settable between views (amortised invariance learning
+  /// scales them per sample) within the scratch the instance was built for: a stretch rate or
+  /// pitch range wider than the initial configuration's is a programming error.
+  public var config: WaveAugmentConfig {
+    didSet {
+      precondition(
+        max(1, config.timeStretchRate.upperBound) <= maxRate && Self.pitchFactor(config) <= maxPitch,
+        "WaveAugment: a configuration with a wider stretch or pitch range than the one it was built for")
+    }
+  }
+  /// The largest stretch rate and pitch factor the scratch buffers hold.
+  private let maxRate: Float
+  private let maxPitch: Float
   /// Sample rate of the clips, Hz (sets filter cut-offs, delays and reverb sizes).
   public let sampleRate: Int
   /// Samples per output view `L`.
@@ -46,7 +58,9 @@ public final class WaveAugment {
     self.length = length
     stretchFrame = max(4, Int(0.023 * Double(sampleRate)) * 2)
     let maxRate = max(1, config.timeStretchRate.upperBound)
-    let maxPitch = Float(pow(2, Double(max(abs(config.pitchShiftSemitones.lowerBound), abs(config.pitchShiftSemitones.upperBound))) / 12))
+    let maxPitch = Self.pitchFactor(config)
+    self.maxRate = maxRate
+    self.maxPitch = maxPitch
     let windowCount = Int((Float(length) * maxRate).rounded(.up)) + 1
     window = [Float](repeating: 0, count: windowCount)
     let scratchCount = max(windowCount, Int((Float(length) * maxPitch).rounded(.up)) + 1) + stretchFrame + 1
@@ -59,6 +73,12 @@ public final class WaveAugment {
     noise = [Float](repeating: 0, count: n)
     noiseRe = [Float](repeating: 0, count: n / 2 + 1)
     noiseIm = [Float](repeating: 0, count: n / 2 + 1)
+  }
+
+  /// 2^(largest |semitones| / 12) of `config`'s pitch range.
+  static func pitchFactor(_ config: WaveAugmentConfig) -> Float {
+    let r = config.pitchShiftSemitones
+    return Float(pow(2, Double(max(abs(r.lowerBound), abs(r.upperBound))) / 12))
   }
 
   /// A new instance with the same configuration (for another thread).

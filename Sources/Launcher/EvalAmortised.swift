@@ -17,13 +17,18 @@ extension Eval {
         jointly with a linear head (SGD) on the train split through the frozen conditioned encoder (pooled
         features); prints the learned v, the joint head's test accuracy, a linear probe (`eval linear`'s) at the
         learned v, and the same probe at every corner of [0, 1]^k. Any other checkpoint (e.g. plain SimCLR) gets
-        the probe only, as the baseline. Tasks: class, coarse (clothing/footwear/bag), rotation (0/90/180/270,
-        keyed per sample), brightness (darkened to 0.7 or not, keyed per sample). Example:
+        the probe only, as the baseline. Image tasks (--task): class, coarse (clothing/footwear/bag), rotation
+        (0/90/180/270, keyed per sample), brightness (darkened to 0.7 or not, keyed per sample). Audio tasks are
+        the corpus's label slots (--labels; default word language voice gender), v = (spectral, temporal).
+        Examples:
         parallax eval amortised --checkpoint runs/amortised/latest --task class rotation --limit 20000
+        parallax eval amortised --checkpoint runs/amortised-digits/latest --labels word voice
         """)
     @OptionGroup var common: Common
-    @Option(parsing: .upToNextOption, help: "Tasks: \(AmortisedTask.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var task: [AmortisedTask] = [.class]
+    @Option(
+      parsing: .upToNextOption,
+      help: "Image tasks: \(AmortisedTask.allCases.map(\.rawValue).joined(separator: ", ")) (default: class).")
+    var task: [AmortisedTask] = []
     @Option(help: "Epochs of the joint fit of v and the head.") var epochs: Int = 3
     @Option(help: "Adam learning rate of u (v = σ(u)).") var invarianceLR: Float = 0.05
     @Option(help: "SGD learning rate of the joint head.") var headLR: Float = 0.1
@@ -44,23 +49,38 @@ extension Eval {
       try withWorld { comm, console in
         Runtime.configureThreads(requested: common.threads, localSize: comm.localSize)
         let (config, net, data) = try common.load()
-        guard !config.isAudio else {
-          throw ValidationError("eval amortised: --checkpoint \(common.checkpoint) is an audio run; only image tasks exist so far")
-        }
-        let mean = config.data == .fashionMNIST ? FashionMNIST.mean : SimCLRAugment.Config().mean
-        let std = config.data == .fashionMNIST ? FashionMNIST.std : SimCLRAugment.Config().std
         let trainBase = try data.evaluation(.train)
         let testBase = try data.evaluation(.test)
+        // (task name, train, test): the image tasks, or the audio corpus's label slots.
+        var tasks: [(String, EvalSource, EvalSource)] = []
+        if config.isAudio {
+          guard task.isEmpty else {
+            throw ValidationError(
+              "eval amortised: --task is for image checkpoints; \(common.checkpoint) is audio, whose tasks are label slots (--labels)")
+          }
+          let slots = try ProbeReport.slots(
+            trainBase.labelSlots, requested: common.labels, preferred: ["word", "language", "voice", "gender"])
+          for s in slots {
+            tasks.append((
+              s.name, SlotEvalSource(trainBase, slot: s.slot, limit: common.sampleLimit),
+              SlotEvalSource(testBase, slot: s.slot, limit: common.sampleLimit)))
+          }
+        } else {
+          let mean = config.data == .fashionMNIST ? FashionMNIST.mean : SimCLRAugment.Config().mean
+          let std = config.data == .fashionMNIST ? FashionMNIST.std : SimCLRAugment.Config().std
+          for t in task.isEmpty ? [.class] : task {
+            tasks.append((
+              t.rawValue,
+              try TaskEvalSource(trainBase, task: t, seed: taskSeed, split: 0, limit: common.sampleLimit, mean: mean, std: std),
+              try TaskEvalSource(testBase, task: t, seed: taskSeed, split: 1, limit: common.sampleLimit, mean: mean, std: std)))
+          }
+        }
         let conditioned = net.encoder as? ConditionedConv4
         let name = "\(config.method) \(config.model)"
         if conditioned != nil {
-          console.say("\(name): v = (\(ImageInvarianceGroup.allCases.map(\.name).joined(separator: ", ")))")
+          console.say("\(name): v = (\(AmortisedMethod.groupNames(config).joined(separator: ", ")))")
         }
-        for t in task {
-          let train = try TaskEvalSource(
-            trainBase, task: t, seed: taskSeed, split: 0, limit: common.sampleLimit, mean: mean, std: std)
-          let test = try TaskEvalSource(
-            testBase, task: t, seed: taskSeed, split: 1, limit: common.sampleLimit, mean: mean, std: std)
+        for (taskName, train, test) in tasks {
           let classes = train.labelSlots[0].classCount
           let counts = "\(train.count) train / \(test.count) test"
           guard let conditioned else {
@@ -68,7 +88,7 @@ extension Eval {
             let acc = try AmortisedEval.probe(
               encoder: net.encoder, v: nil, train: train, test: test, classes: classes, epochs: probeEpochs, comm: comm)
             if let acc {
-              console.say(String(format: "amortised %@ task %@: probe %.2f%% (%@, %.1f s)", name, t.rawValue, acc * 100, counts, now() - t0))
+              console.say(String(format: "amortised %@ task %@: probe %.2f%% (%@, %.1f s)", name, taskName, acc * 100, counts, now() - t0))
             }
             continue
           }
@@ -80,14 +100,14 @@ extension Eval {
           let learned = try AmortisedEval.learn(
             encoder: conditioned, arena: net.arena, train: train, test: test, classes: classes, settings: settings)
           console.say(String(
-            format: "amortised %@ task %@: learned v %@ (per epoch %@), joint head %.2f%% (%@, %.1f s)", name, t.rawValue,
+            format: "amortised %@ task %@: learned v %@ (per epoch %@), joint head %.2f%% (%@, %.1f s)", name, taskName,
             format(learned.v), learned.trajectory.map(format).joined(separator: " → "), learned.jointAccuracy * 100, counts,
             learned.seconds))
           var t0 = now()
           if let acc = try AmortisedEval.probe(
             encoder: conditioned, v: learned.v, train: train, test: test, classes: classes, epochs: probeEpochs, comm: comm)
           {
-            console.say(String(format: "amortised %@ task %@: probe at learned v %@: %.2f%% (%.1f s)", name, t.rawValue, format(learned.v), acc * 100, now() - t0))
+            console.say(String(format: "amortised %@ task %@: probe at learned v %@: %.2f%% (%.1f s)", name, taskName, format(learned.v), acc * 100, now() - t0))
           }
           guard corners else { continue }
           var best: (Double, [Float])?
@@ -96,12 +116,12 @@ extension Eval {
             if let acc = try AmortisedEval.probe(
               encoder: conditioned, v: c, train: train, test: test, classes: classes, epochs: probeEpochs, comm: comm)
             {
-              console.say(String(format: "amortised %@ task %@: probe at corner %@: %.2f%% (%.1f s)", name, t.rawValue, format(c), acc * 100, now() - t0))
+              console.say(String(format: "amortised %@ task %@: probe at corner %@: %.2f%% (%.1f s)", name, taskName, format(c), acc * 100, now() - t0))
               if best == nil || acc > best!.0 { best = (acc, c) }
             }
           }
           if let best {
-            console.say(String(format: "amortised %@ task %@: best corner %@: %.2f%%", name, t.rawValue, format(best.1), best.0 * 100))
+            console.say(String(format: "amortised %@ task %@: best corner %@: %.2f%%", name, taskName, format(best.1), best.0 * 100))
           }
         }
       }

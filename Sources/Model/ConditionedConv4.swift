@@ -45,9 +45,10 @@ public final class ConditionedConv4: Encoder, ProgressHooks {
   /// - Parameters:
   ///   - invarianceDim: k.
   ///   - hidden: H, the hypernetworks' hidden width.
+  ///   - inputSize, inputWidth: the inputs' height and width (default: square), as `Conv4`'s.
   public init(
     arena: ParameterArena, prefix: String, inChannels: Int = 1, width: Int = 64, inputSize: Int = 28,
-    invarianceDim: Int, hidden: Int = 32, makeNorm: NormFactory
+    inputWidth: Int? = nil, invarianceDim: Int, hidden: Int = 32, makeNorm: NormFactory
   ) rethrows {
     precondition(invarianceDim > 0 && hidden > 0)
     var convs: [Conv2d] = []
@@ -56,6 +57,7 @@ public final class ConditionedConv4: Encoder, ProgressHooks {
     var hyperOut: [Linear] = []
     var convOffsets: [Int] = []
     var size = inputSize
+    var sizeW = inputWidth ?? inputSize
     var prePool = 0
     for i in 0..<4 {
       convOffsets.append(arena.parameterCount)
@@ -66,10 +68,11 @@ public final class ConditionedConv4: Encoder, ProgressHooks {
       norms.append(try makeNorm("\(prefix).\(4 * i + 1)", width))
       hyperIn.append(Linear(arena: arena, name: "\(prefix).hyper\(i).0", inFeatures: invarianceDim, outFeatures: hidden))
       hyperOut.append(Linear(arena: arena, name: "\(prefix).hyper\(i).2", inFeatures: hidden, outFeatures: 2 * width))
-      if i == 3 { prePool = width * size * size }
+      if i == 3 { prePool = width * size * sizeW }
       size /= 2
+      sizeW /= 2
     }
-    precondition(size >= 1, "conv4 needs inputs of at least 16×16, got \(inputSize)")
+    precondition(size >= 1 && sizeW >= 1, "conv4 needs inputs of at least 16×16, got \(inputSize)×\(inputWidth ?? inputSize)")
     self.convs = convs
     self.norms = norms
     self.hyperIn = hyperIn
@@ -80,7 +83,7 @@ public final class ConditionedConv4: Encoder, ProgressHooks {
     hyperReLUs = (0..<4).map { _ in ReLU() }
     relus = (0..<4).map { _ in ReLU() }
     pools = (0..<4).map { _ in MaxPool2d(kernel: 2, stride: 2) }
-    featureDim = width * size * size
+    featureDim = width * size * sizeW
     prePoolDim = prePool
     computesInputGradient = false
   }

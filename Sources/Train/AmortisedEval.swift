@@ -136,6 +136,28 @@ public final class TaskEvalSource: EvalSource {
   }
 }
 
+/// One label slot of an evaluation source as its slot 0, over its first `limit` samples: an
+/// audio label (word, language, voice, gender) as a task of `eval amortised`.
+public final class SlotEvalSource: EvalSource {
+  public let base: EvalSource
+  public let slot: Int
+  public let count: Int
+
+  public init(_ base: EvalSource, slot: Int, limit: Int? = nil) {
+    precondition(base.labelSlots.indices.contains(slot), "no label slot \(slot)")
+    self.base = base
+    self.slot = slot
+    count = min(base.count, limit ?? base.count)
+  }
+
+  public var inputShape: InputShape { base.inputShape }
+  public var labelSlots: [LabelSlot] { [base.labelSlots[slot]] }
+  public func label(_ i: Int, slot _: Int) -> Int { base.label(i, slot: slot) }
+  public func load<S: Sequence>(indices: S, into x: UnsafeMutablePointer<Float>) throws where S.Element == Int {
+    try base.load(indices: indices, into: x)
+  }
+}
+
 /// `eval amortised`: learn the invariance vector of a task by gradient descent through the
 /// frozen conditioned encoder, jointly with a linear head.
 public enum AmortisedEval {

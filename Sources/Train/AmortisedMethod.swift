@@ -21,10 +21,12 @@ extension Options {
 
 /// Amortised invariance learning (Chavhan et al., ICLR 2023) with SimCLR: the encoder is
 /// `ConditionedConv4`, conditioned on each sample's invariance vector v ∈ [0, 1]^k
-/// (k = `ImageInvarianceGroup` count: appearance, spatial). The data side draws v per sample
-/// from `KeyedRandom(seed, epoch, sample, .invariance)` (so the same on any rank count, DESIGN
+/// (k = 2: images' `ImageInvarianceGroup` appearance, spatial; audio's `AudioInvarianceGroup`
+/// spectral, temporal, on log-mel spectrograms). The data side draws v per sample from
+/// `KeyedRandom(seed, epoch, sample, .invariance)` (so the same on any rank count, DESIGN
 /// invariant 6), makes both views with each group's augmentations scaled by its entry
-/// (`SimCLRAugment.Config.grouped`) and hands v in the batch's `transforms` rows; both views of
+/// (`SimCLRAugment.Config.grouped`, `WaveAugmentConfig.grouped`) and hands v in the batch's
+/// `transforms` rows; both views of
 /// a sample are encoded with its v, then projection head → NT-Xent over the global batch, as
 /// SimCLR (invariants 3, 4, 9).
 ///
@@ -40,18 +42,20 @@ public final class AmortisedMethod: SSLMethod {
     guard config.model == .conv4 else {
       throw ConfigError(message: "--method amortised: --model must be conv4 (its conditioned encoder), not \(config.model)")
     }
-    guard !config.isAudio else {
-      throw ConfigError(
-        message: "--method amortised: --data \(config.data) is audio; only image data has invariance groups so far")
-    }
     guard config.augmentSampling == .auto else {
       throw ConfigError(
         message: "--method amortised: --augment-sampling must be auto (views follow each sample's invariance vector), not \(config.augmentSampling)")
     }
   }
 
-  /// The vector the encoder uses outside training steps.
-  public static let defaultInvariance: [Float] = ImageInvarianceGroup.allCases.map { _ in 1 }
+  /// The vector the encoder uses outside training steps: every entry 1.
+  public var defaultInvariance: [Float] { [Float](repeating: 1, count: conditioned.invarianceDim) }
+
+  /// The names of v's entries for the configured data: images' (appearance, spatial) or
+  /// audio's (spectral, temporal); both have k = 2.
+  public static func groupNames(_ config: PretrainConfig) -> [String] {
+    config.isAudio ? AudioInvarianceGroup.allCases.map(\.name) : ImageInvarianceGroup.allCases.map(\.name)
+  }
 
   public let arena = ParameterArena()
   public let conditioned: ConditionedConv4
@@ -62,8 +66,8 @@ public final class AmortisedMethod: SSLMethod {
     let world = config.syncBN ? collective : nil
     let shape = config.sampleShape
     conditioned = ConditionedConv4(
-      arena: arena, prefix: "encoder", inChannels: shape.c, width: 64, inputSize: shape.h,
-      invarianceDim: ImageInvarianceGroup.allCases.count, hidden: config.hyperHidden,
+      arena: arena, prefix: "encoder", inChannels: shape.c, width: 64, inputSize: shape.h, inputWidth: shape.w,
+      invarianceDim: Self.groupNames(config).count, hidden: config.hyperHidden,
       makeNorm: SimCLRNetwork.norm(arena, world))
     let d = conditioned.featureDim
     head = ProjectionHead(
@@ -71,7 +75,7 @@ public final class AmortisedMethod: SSLMethod {
       makeNorm: SimCLRNetwork.norm(arena, world))
     arena.allocate(seed: config.seed)
     loss = NTXentLoss(temperature: config.temperature, collective: collective)
-    conditioned.setInvariance(Self.defaultInvariance)
+    conditioned.setInvariance(defaultInvariance)
   }
 
   public var encoder: any Encoder { conditioned }
@@ -83,7 +87,7 @@ public final class AmortisedMethod: SSLMethod {
     }
     let x = batch.views
     conditioned.setInvariance(v, rows: x.shape.n)
-    defer { conditioned.setInvariance(Self.defaultInvariance) }
+    defer { conditioned.setInvariance(defaultInvariance) }
     let h = try conditioned.forward(x, training: true)
     let z = try head.forward(h.reshaped(Shape(h.shape.n, h.shape.perSample)), training: true)
     let value = try loss.forward(z)

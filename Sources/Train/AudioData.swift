@@ -106,9 +106,9 @@ public final class AudioViewSource: ViewBatchSource {
 
   public init(
     source: AudioSource, sampler: DistributedSampler, augment: WaveAugment, seed: UInt64,
-    mel: LogMelSpectrogram? = nil
+    mel: LogMelSpectrogram? = nil, sampling: AugmentSampling = .simclr
   ) throws {
-    loader = try AudioContrastiveLoader(source: source, sampler: sampler, augment: augment, seed: seed)
+    loader = try AudioContrastiveLoader(source: source, sampler: sampler, augment: augment, seed: seed, sampling: sampling)
     self.mel = mel
     wave = mel == nil ? nil : Storage(loader.floatsPerBatch)
   }
@@ -120,7 +120,7 @@ public final class AudioViewSource: ViewBatchSource {
   }
   public var localBatch: Int { loader.sampler.localBatch }
   public var batchesPerEpoch: Int { loader.sampler.batchesPerEpoch }
-  public var transformCount: Int { AudioContrastiveLoader.transformCount }
+  public var transformCount: Int { loader.transformColumns }
 
   public func load(epoch: Int, batch: Int, into x: UnsafeMutablePointer<Float>, transforms: UnsafeMutablePointer<Float>?) throws {
     let target = wave?.data ?? x

@@ -177,8 +177,10 @@ public struct AudioDataset: SSLDataset {
       count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: config.seed)
     let augment = WaveAugment(
       config: try AudioData.augmentConfig(config), sampleRate: config.sampleRate, length: config.resolvedAudioLength)
+    let sampling = config.resolvedAugmentSampling
     return try AudioViewSource(
-      source: train, sampler: sampler, augment: augment, seed: config.seed, mel: AudioData.melFrontEnd(config))
+      source: train, sampler: sampler, augment: augment, seed: config.seed, mel: AudioData.melFrontEnd(config),
+      sampling: sampling.isAmortised ? sampling : .simclr)
   }
 
   public func evaluation(_ split: EvalSplit) throws -> EvalSource {

@@ -29,7 +29,7 @@ final class AmortisedEvalTests: XCTestCase {
         try method.forwardBackward(MethodBatch(views: Tensor(x.data, Shape(2 * b, 1, 28, 28)), transforms: $0.baseAddress!), lossScale: 1)
       }
       losses.append(loss.total)
-      XCTAssertEqual(method.conditioned.invarianceValues, AmortisedMethod.defaultInvariance)
+      XCTAssertEqual(method.conditioned.invarianceValues, method.defaultInvariance)
     }
     XCTAssertGreaterThan(abs(losses[0] - losses[1]), 1e-4, "v = 0 and v = 1 gave the same loss \(losses)")
     // No invariance vectors: a clear error, not a silent default.

@@ -24,6 +24,34 @@ final class AmortisedTests: XCTestCase {
     }
   }
 
+  /// Audio (issue 16's second modality): conv4 conditioned on v = (spectral, temporal) over
+  /// log-mel spectrograms of spoken digits, each clip's v keyed by its global index — 2 ranks
+  /// give one rank's SGD step; then `eval amortised` takes the corpus's label slots as its tasks
+  /// and refuses the image tasks.
+  func testAudioSGDGradientOfTwoRanksIsOneRanksAndEvalTakesLabelSlots() throws {
+    let audio = [
+      "--data", "spoken-digits", "--data-dir", AudioPretrainTests.corpus, "--sample-rate", "8000", "--audio-length", "8000",
+      "--front-end", "logmel", "--n-fft", "256", "--hop", "250", "--n-mels", "16",
+    ]
+    let (g1, p1, dir) = try sgdGradientStep(np: 1, name: "am1-audio", Self.base + audio)
+    let (g2, p2, _) = try sgdGradientStep(np: 2, name: "am2-audio", Self.base + audio)
+    assertSameTensors(g1, g2, rel: 2e-4, "amortised audio gradient, 2 ranks")
+    assertSameTensors(p1, p2, rel: 1e-4, "amortised audio parameters, 2 ranks")
+    XCTAssertGreaterThan(g1["encoder.hyper0.2.weight"]?.values.map(abs).max() ?? 0, 1e-6, "the hypernetworks train on audio")
+
+    let common = ["eval", "amortised", "--checkpoint", dir + "/latest", "--epochs", "1", "--probe-epochs", "2", "--threads", "1"]
+    let r = try Processes.run(Processes.parallax, common + ["--labels", "word", "voice", "--no-corners"], timeout: 300)
+    XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+    XCTAssertTrue(r.stdout.contains("v = (spectral, temporal)"), r.stdout)
+    for task in ["word", "voice"] {
+      XCTAssertTrue(r.stdout.contains("task \(task): learned v ("), r.stdout)
+      XCTAssertTrue(r.stdout.contains("task \(task): probe at learned v ("), r.stdout)
+    }
+    let bad = try Processes.run(Processes.parallax, common + ["--task", "rotation"], timeout: 120)
+    XCTAssertNotEqual(bad.status, 0)
+    XCTAssertTrue(bad.stderr.contains("--task is for image checkpoints"), bad.stderr)
+  }
+
   func pretrain(np: Int, dir: String, _ extra: [String]) throws {
     let r = try Processes.parallax(
       np: np,
