@@ -9,7 +9,20 @@ public enum InvarianceDraw: String, OptionChoice {
   case uniform
 }
 
+/// The contrastive objective on top of the conditioned encoder.
+public enum AmortisedObjective: String, OptionChoice {
+  /// NT-Xent over the global batch (`AmortisedMethod`).
+  case simclr
+  /// MoCo-v2: a momentum copy of the conditioned encoder and head gives the keys, InfoNCE
+  /// against the queue (`MoCoMethod` with a conditioned encoder; MoCo's options apply).
+  case moco
+}
+
 extension Options {
+  public var amortisedObjective: ConfigOption<AmortisedObjective> { ConfigOption(
+    "amortisedObjective", default: .simclr, resume: .mustMatch,
+    help:
+      "Amortised: the objective on the conditioned encoder: simclr (NT-Xent over the global batch) or moco (MoCo-v2's momentum key encoder and queue; the moco options apply, --key-bn sync only).") }
   public var invarianceDraw: ConfigOption<InvarianceDraw> { ConfigOption(
     "invarianceDraw", default: .corners, resume: .mustMatch,
     help:
@@ -35,7 +48,15 @@ extension Options {
 /// Arena: `encoder.*` (with `encoder.hyper{i}.*`), `head.*`; no state beyond it.
 public final class AmortisedMethod: SSLMethod {
   public static var options: [any AnyConfigOption] {
-    [Options().temperature, Options().invarianceDraw, Options().hyperHidden]
+    [Options().amortisedObjective, Options().temperature, Options().invarianceDraw, Options().hyperHidden]
+  }
+
+  /// The conditioned encoder of a configuration (on the trained arena, or a momentum copy's).
+  static func makeEncoder(_ config: PretrainConfig, arena: ParameterArena, collective: Collective?) -> ConditionedConv4 {
+    let shape = config.sampleShape
+    return ConditionedConv4(
+      arena: arena, prefix: "encoder", inChannels: shape.c, width: 64, inputSize: shape.h, inputWidth: shape.w,
+      invarianceDim: groupNames(config).count, hidden: config.hyperHidden, makeNorm: SimCLRNetwork.norm(arena, collective))
   }
 
   public static func validate(_ config: PretrainConfig) throws {
@@ -45,6 +66,13 @@ public final class AmortisedMethod: SSLMethod {
     guard config.augmentSampling == .auto else {
       throw ConfigError(
         message: "--method amortised: --augment-sampling must be auto (views follow each sample's invariance vector), not \(config.augmentSampling)")
+    }
+    if config.amortisedObjective == .moco {
+      guard config.keyBN == .sync else {
+        throw ConfigError(
+          message: "--method amortised --amortised-objective moco: --key-bn must be sync (shuffling would have to permute the invariance vectors with the key views)")
+      }
+      try MoCoMethod.validate(config)
     }
   }
 
@@ -64,11 +92,7 @@ public final class AmortisedMethod: SSLMethod {
 
   public init(config: PretrainConfig, collective: Collective) throws {
     let world = config.syncBN ? collective : nil
-    let shape = config.sampleShape
-    conditioned = ConditionedConv4(
-      arena: arena, prefix: "encoder", inChannels: shape.c, width: 64, inputSize: shape.h, inputWidth: shape.w,
-      invarianceDim: Self.groupNames(config).count, hidden: config.hyperHidden,
-      makeNorm: SimCLRNetwork.norm(arena, world))
+    conditioned = Self.makeEncoder(config, arena: arena, collective: world)
     let d = conditioned.featureDim
     head = ProjectionHead(
       arena: arena, prefix: "head", inFeatures: d, hidden: d, outFeatures: config.projectionDim,

@@ -44,6 +44,10 @@ extension Options {
 /// the keys are gathered and put back in global-batch order. (An all-gather of the inputs
 /// stands in for the paper's all-to-all: W times the bytes, no new collective.)
 ///
+/// With `--method amortised --amortised-objective moco` the query and key encoders are
+/// `ConditionedConv4` (amortised invariance learning): each sample's invariance vector
+/// conditions its query and its key, and the EMA carries the hypernetworks too.
+///
 /// Arena (trained, exported): `encoder.*`, `head.0`, `head.2`. Method state: `target.*` (the
 /// key network), `queue` [K, D] (normalised keys), `queue_ptr` (the next row to write) and,
 /// with `shuffle`, `key_step` (optimizer steps done, the permutation's key).
@@ -97,8 +101,12 @@ public final class MoCoMethod: SSLMethod, RunLengthAware {
     seed = config.seed
     let bnWorld = config.syncBN ? collective : nil
     let out = config.projectionDim
+    let amortised = config.method == .amortised
     func build(_ a: ParameterArena, _ world: Collective?) throws -> (encoder: any Encoder, head: MLPHead) {
-      let e = try SimCLRNetwork.makeEncoder(config.model, arena: a, prefix: "encoder", collective: world, input: config.sampleShape)
+      let e: any Encoder =
+        amortised
+        ? AmortisedMethod.makeEncoder(config, arena: a, collective: world)
+        : try SimCLRNetwork.makeEncoder(config.model, arena: a, prefix: "encoder", collective: world, input: config.sampleShape)
       let d = e.featureDim
       let h = MLPHead(
         arena: a, prefix: "head", inFeatures: d,
@@ -121,14 +129,39 @@ public final class MoCoMethod: SSLMethod, RunLengthAware {
     var rng = SplitMix64(seed: config.seed ^ 0x6D6F_636F_7175_6575)
     for i in 0..<queueCount * dim { queue.data[i] = rng.nextUnitFloat() * 2 - 1 }
     InfoNCEQueueLoss.normalize(queue.data, rows: queueCount, dim, into: queue.data, norms: nil)
+    resetInvariance()
+  }
+
+  /// Outside training steps a conditioned encoder runs at v = 1 (every invariance), as
+  /// `AmortisedMethod`'s.
+  private func resetInvariance() {
+    guard let conditioned else { return }
+    let full = [Float](repeating: 1, count: conditioned.invarianceDim)
+    conditioned.setInvariance(full)
+    (key.network.encoder as? ConditionedConv4)?.setInvariance(full)
   }
 
   public var progressReporters: [ProgressHooks] { [head, encoder as? ProgressHooks].compactMap { $0 } }
+
+  /// The conditioned query encoder of `--method amortised --amortised-objective moco` (nil:
+  /// plain MoCo-v2).
+  var conditioned: ConditionedConv4? { encoder as? ConditionedConv4 }
 
   public func forwardBackward(_ batch: MethodBatch, lossScale: Float) throws -> TaskLosses {
     let v = batch.views.shape
     let b = v.n / 2
     let one = Shape(b, v.c, v.h, v.w)
+    if let conditioned {
+      // Rows 0..<B of the invariance vectors go with the queries (view 1), B..<2B with the
+      // keys (view 2: the same vectors, one per sample); every rank's own samples (sync BN).
+      guard let t = batch.transforms else {
+        throw TrainError("amortised moco: the batch carries no invariance vectors (augment sampling is not amortised)")
+      }
+      let k = conditioned.invarianceDim
+      conditioned.setInvariance(t, rows: b)
+      (key.network.encoder as? ConditionedConv4)?.setInvariance(t + b * k, rows: b)
+    }
+    defer { resetInvariance() }
     let h = try encoder.forward(Tensor(batch.views.data, one), training: true)
     let q = try head.forward(h.reshaped(Shape(b, h.shape.perSample)), training: true)
     let k = try keys(Tensor(batch.views.data + one.count, one))

@@ -247,6 +247,9 @@ public enum Method: String, OptionChoice {
 /// The one place a configuration becomes a method.
 public enum Methods {
   public static func make(_ config: PretrainConfig, collective: Collective) throws -> SSLMethod {
-    try config.method.implementation.init(config: config, collective: collective)
+    if config.method == .amortised && config.amortisedObjective == .moco {
+      return try MoCoMethod(config: config, collective: collective)
+    }
+    return try config.method.implementation.init(config: config, collective: collective)
   }
 }

@@ -52,6 +52,36 @@ final class AmortisedTests: XCTestCase {
     XCTAssertTrue(bad.stderr.contains("--task is for image checkpoints"), bad.stderr)
   }
 
+  /// MoCo-v2 on the conditioned encoder: 2 ranks ≡ 1 rank on the SGD step (each sample's v
+  /// conditions its query and its key), the key network with its hypernetworks and the queue
+  /// are the method's state, `eval amortised` learns v on the checkpoint, and shuffling BN is
+  /// refused.
+  func testMoCoObjectiveIsRankInvariantAndEvaluates() throws {
+    let args = Self.base + ["--amortised-objective", "moco", "--queue-size", "64"]
+    let (g1, p1, dir) = try sgdGradientStep(np: 1, name: "am1-moco", args)
+    let (g2, p2, _) = try sgdGradientStep(np: 2, name: "am2-moco", args)
+    assertSameTensors(g1, g2, rel: 2e-4, "amortised moco gradient, 2 ranks")
+    assertSameTensors(p1, p2, rel: 1e-4, "amortised moco parameters, 2 ranks")
+    XCTAssertGreaterThan(g1["encoder.hyper3.2.weight"]?.values.map(abs).max() ?? 0, 1e-6, "the hypernetworks train")
+    let state = try SafeTensors.read(URL(fileURLWithPath: dir + "/latest/method.safetensors")).entries
+    XCTAssertNotNil(state["target.encoder.hyper0.0.weight"], "the key network's hypernetworks are method state")
+    XCTAssertNotNil(state["queue"])
+    let r = try Processes.run(
+      Processes.parallax,
+      [
+        "eval", "amortised", "--checkpoint", dir + "/latest", "--task", "rotation", "--limit", "256", "--epochs", "1",
+        "--probe-epochs", "2", "--no-corners", "--threads", "1",
+      ], timeout: 300)
+    XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+    XCTAssertTrue(r.stdout.contains("task rotation: learned v ("), r.stdout)
+    let bad = try Processes.run(
+      Processes.parallax,
+      ["pretrain", "--max-steps", "1", "--run-dir", Processes.temporaryDirectory("am-moco-bad"), "--key-bn", "shuffle"] + args,
+      timeout: 120)
+    XCTAssertNotEqual(bad.status, 0)
+    XCTAssertTrue(bad.stderr.contains("--key-bn must be sync"), bad.stderr)
+  }
+
   func pretrain(np: Int, dir: String, _ extra: [String]) throws {
     let r = try Processes.parallax(
       np: np,
