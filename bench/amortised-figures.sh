@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's amortised-invariance table (issue 16), images: pretrain `amortised` (conv4
-# conditioned by FiLM on v = (appearance, spatial)) and plain `simclr` (conv4) with the main
+# conditioned by FiLM on v = (appearance, spatial)) with SimCLR's and with MoCo-v2's objective,
+# and plain `simclr` and `moco` (conv4) as baselines, with the main
 # job's settings for EPOCHS epochs on 2 ranks, then `eval amortised` on every image task:
 # learned v, accuracy at the learned v, a probe at every corner of [0, 1]^2; the SimCLR
 # checkpoint gets the same probe as the baseline. Raw outputs in runs/amortised-eEPOCHS/.
@@ -15,20 +16,28 @@ epochs=${EPOCHS:-2} limit=${LIMIT:-20000}
 P=.build/release/parallax
 root=runs/amortised-e$epochs
 mkdir -p "$root"
-for m in amortised simclr; do
+# run name → pretrain flags
+method_flags() {
+  case $1 in
+    amortised-moco) echo "--method amortised --amortised-objective moco" ;;
+    *) echo "--method $1" ;;
+  esac
+}
+for m in amortised amortised-moco simclr moco; do
   [ -f "$root/$m/run.json" ] && continue
   echo "== pretrain $m ($epochs epochs)" >&2
-  "$P" launch -n 2 -- pretrain --config configs/simclr-fmnist.yaml --method "$m" --epochs "$epochs" \
+  # shellcheck disable=SC2046
+  "$P" launch -n 2 -- pretrain --config configs/simclr-fmnist.yaml $(method_flags "$m") --epochs "$epochs" \
     --run-dir "$root/$m" > "$root/$m.pretrain.out" 2>&1
 done
-for m in amortised simclr; do
+for m in amortised amortised-moco simclr moco; do
   [ -s "$root/$m.eval.out" ] && continue
   echo "== eval amortised $m" >&2
   "$P" launch -n 2 -- eval amortised --checkpoint "$root/$m/latest" --task class coarse rotation brightness \
     --limit "$limit" > "$root/$m.eval.tmp" 2>&1
   mv "$root/$m.eval.tmp" "$root/$m.eval.out"
 done
-cat "$root/amortised.eval.out" "$root/simclr.eval.out"
+cat "$root/amortised.eval.out" "$root/amortised-moco.eval.out" "$root/simclr.eval.out" "$root/moco.eval.out"
 [ -n "${DIGITS:-}" ] || exit 0
 aepochs=${AUDIO_EPOCHS:-4}
 aroot=runs/amortised-audio-e$aepochs
