@@ -43,7 +43,8 @@ for m in "${methods[@]}"; do
   dir="$root/$m"
   [ -f "$dir/probes.json" ] || { printf '| %s | – | failed | | | | | |\n' "$m"; continue; }
   jq -r --arg m "$m" --slurpfile run "$dir/run.json" '
-    def pct(n): (.probes | map(select(.name == n)) | if length > 0 then (.[0].accuracy * 100 * 100 | round / 100 | tostring) + " %" else "–" end);
+    def two(x): (x * 100 | round) as $c | "\($c / 100 | floor).\($c % 100 | tostring | if length < 2 then "0" + . else . end)";
+    def pct(n): (.probes | map(select(.name == n)) | if length > 0 then two(.[0].accuracy * 100) + " %" else "–" end);
     ($run[0] | if type == "array" then .[0] else . end) as $r
     | "\($m) \($r.model)" as $n
     | "| \($m) | \($r.model) | \(pct("\($n) (pooled)")) | \(pct("\($n) (pre-pool)")) | \(pct("\($n) (pooled) kNN")) | \(pct("\($n) (pre-pool) kNN")) | \($r.finalLoss * 10000 | round / 10000) | \($r.seconds | round) |"
