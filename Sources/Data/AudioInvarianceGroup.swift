@@ -18,7 +18,7 @@ public enum AudioInvarianceGroup: Int, CaseIterable, Sendable {
   /// One sample's invariance vector from its `.invariance` stream, as the image groups draw
   /// theirs (`ImageInvarianceGroup.draw`): a corner of [0, 1]^k or uniform in [0, 1]^k.
   public static func draw(rng: inout KeyedRandom, corners: Bool) -> [Float] {
-    allCases.map { _ in corners ? (rng.bernoulli(0.5) ? 1 : 0) : rng.nextFloat() }
+    drawInvariance(count: allCases.count, rng: &rng, corners: corners)
   }
 }
 

@@ -22,8 +22,13 @@ public enum ImageInvarianceGroup: Int, CaseIterable, Sendable {
   /// One sample's invariance vector from its `.invariance` stream: a corner of [0, 1]^k, each
   /// entry 0 or 1 with probability ½ (the paper pretrains on corners), or uniform in [0, 1]^k.
   public static func draw(rng: inout KeyedRandom, corners: Bool) -> [Float] {
-    allCases.map { _ in corners ? (rng.bernoulli(0.5) ? 1 : 0) : rng.nextFloat() }
+    drawInvariance(count: allCases.count, rng: &rng, corners: corners)
   }
+}
+
+/// `count` entries, each 0 or 1 with probability ½ (`corners`) or uniform in [0, 1].
+func drawInvariance(count: Int, rng: inout KeyedRandom, corners: Bool) -> [Float] {
+  (0..<count).map { _ in corners ? (rng.bernoulli(0.5) ? 1 : 0) : rng.nextFloat() }
 }
 
 extension SimCLRAugment.Config {
