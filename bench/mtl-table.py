@@ -4,7 +4,7 @@ per benchmark, method × (per-task test accuracy, Δm %, seconds per step relati
 import json, os, sys
 
 out = sys.argv[1] if len(sys.argv) > 1 else "runs/mtl-tables"
-order = "ew uw dwa rlw gls gradnorm pcgrad mgda mgda-ub cagrad graddrop imtl gradvac nash-mtl moco aligned-mtl".split()
+order = "ew uw dwa rlw gls gradnorm pcgrad mgda mgda-ub cagrad graddrop imtl gradvac nash-mtl moco aligned-mtl recon-ew recon-pcgrad".split()
 for bench in ("multifashion", "digits"):
     root = os.path.join(out, bench)
     if not os.path.isdir(root):
@@ -24,6 +24,9 @@ for bench in ("multifashion", "digits"):
     for m, r in runs.items():
         rel = f"{r['seconds_per_step'] / ew:.2f}" if ew else "–"
         name = "mgda (representation, MGDA-UB)" if m == "mgda-ub" else m
+        if m.startswith("recon-"):
+            layers = ", ".join(r.get("task_specific", [])) or "none"
+            name = f"recon + {m[6:]} (task-specific: {layers})"
         print(f"| {name} | " + " | ".join(f"{100 * r['accuracy'][t]:.2f}" for t in tasks)
               + f" | {r.get('delta_m_percent', float('nan')):+.2f} | {rel} |")
     if ew:

@@ -13,7 +13,7 @@ METHODS=${METHODS:-"ew uw dwa rlw gls gradnorm pcgrad mgda cagrad graddrop imtl 
 SGD="--optimizer sgd --base-lr 0.05 --lr-scaling none --momentum 0.9 --weight-decay 0 --warmup-steps 0 --seed 0 --threads 2"
 MF="--data multi-fashion --model conv4 --global-batch 64 --max-steps 100 $SGD"
 SD="--data spoken-digits --data-dir $DIGITS --model conv4 --sample-rate 8000 --audio-length 8000 --front-end logmel --n-fft 256 --hop 250 --n-mels 16 --global-batch 32 --epochs 3 $SGD"
-run() { echo "== $*"; nice "$P" "$@" 2>&1 | grep -E "^mtl |single-task|error|Δm" ; }
+run() { echo "== $*"; nice "$P" "$@" 2>&1 | grep -E "^mtl |single-task|error|Δm|^recon: conflicts" ; }
 table() {  # name, options
   local name=$1; shift
   run mtl --single-task --run-dir "$OUT/$name/single" "$@"
@@ -21,6 +21,12 @@ table() {  # name, options
     run mtl --mtl "$m" --baselines "$OUT/$name/single/baselines.json" --run-dir "$OUT/$name/$m" "$@"
   done
   run mtl --mtl mgda --mgda-on representation --baselines "$OUT/$name/single/baselines.json" --run-dir "$OUT/$name/mgda-ub" "$@"
+  # Recon: a conflict search of RECON_STEPS steps, the RECON_LAYERS most conflicting layers
+  # task-specific, then the usual training (the base method in both).
+  for m in ${RECON_BASES:-ew pcgrad}; do
+    run mtl --mtl "$m" --recon-search "${RECON_STEPS:-20}" --recon-layers "${RECON_LAYERS:-2}" \
+      --baselines "$OUT/$name/single/baselines.json" --run-dir "$OUT/$name/recon-$m" "$@"
+  done
 }
 fewshot() {
   for m in ${FEWSHOT:-ew uw dwa pcgrad cagrad nash-mtl}; do

@@ -27,7 +27,7 @@ public final class MultiTaskEncoder: Encoder, ProgressHooks {
   /// From the pre-pool map to `[T·N, d, …]` (may hold parameters registered before the
   /// final norms; reported with them).
   private let pool: Layer
-  private let finalNorm: TaskSplit
+  private let finalNorm: TaskSplit?
   private let finalOffset: Int
   /// Set when the first shared layer is a convolution on the data.
   private let firstConv: Conv2d?
@@ -46,13 +46,14 @@ public final class MultiTaskEncoder: Encoder, ProgressHooks {
   /// - Parameters:
   ///   - shared, adapted: units with their first arena offsets, in registration order.
   ///   - pool: pre-pool map → pooled features.
-  ///   - finalNorm: per-task norms on the pooled features (registered last).
+  ///   - finalNorm: per-task norms on the pooled features (registered last); nil: none
+  ///     (Recon's branched conv4, whose last norms are per task already).
   public init(
     mode: AdapterMode, tasks: Int, taskFeatureDim: Int, taskPrePoolDim: Int,
-    shared: [(Layer, Int)], adapted: [(Layer, Int)], pool: Layer, finalNorm: TaskSplit,
+    shared: [(Layer, Int)], adapted: [(Layer, Int)], pool: Layer, finalNorm: TaskSplit?,
     finalOffset: Int, firstConv: Conv2d? = nil
   ) {
-    precondition(tasks >= 1 && finalNorm.tasks.count == tasks)
+    precondition(tasks >= 1 && (finalNorm?.tasks.count ?? tasks) == tasks)
     self.mode = mode
     taskCount = tasks
     self.taskFeatureDim = taskFeatureDim
@@ -95,7 +96,8 @@ public final class MultiTaskEncoder: Encoder, ProgressHooks {
       throw LayerShapeError(
         layer: "MultiTaskEncoder", reason: "pooled \(h.shape), expected \(taskFeatureDim) features per task")
     }
-    h = try finalNorm.forward(h.reshaped(Shape(T * n, taskFeatureDim)), training: training)
+    h = h.reshaped(Shape(T * n, taskFeatureDim))
+    if let finalNorm { h = try finalNorm.forward(h, training: training) }
     onForward?(finalOffset)
     return Self.concatenate(h, tasks: T, into: out)
   }
@@ -112,7 +114,7 @@ public final class MultiTaskEncoder: Encoder, ProgressHooks {
         (g0.data + (t * n + i) * d).update(from: dy.data + i * T * d + t * d, count: d)
       }
     }
-    var g = try finalNorm.backward(g0)
+    var g = try finalNorm?.backward(g0) ?? g0
     g = try pool.backward(g.reshaped(pooledShape))
     onBackward?(finalOffset)
     for (u, o) in adapted.reversed() {

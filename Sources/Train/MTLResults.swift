@@ -78,6 +78,20 @@ public enum MTLResults {
       "tasks": r.tasks,
     ]
     if let d = deltaM { object["delta_m_percent"] = d }
+    let specific = SupervisedMTLMethod.taskSpecificLayers(c)
+    if !specific.isEmpty { object["task_specific"] = specific }
+    try AtomicFile.write(try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), to: path)
+  }
+
+  /// `conflicts.json` / `recon.json`: Recon's S-conflict counts per shared layer (ranked),
+  /// the steps and task pairs they are out of, the threshold S, and (`chosen`) the layers
+  /// made task-specific.
+  public static func writeRecon(_ c: LayerConflicts, chosen: [String]?, to path: String) throws {
+    var object: [String: Any] = [
+      "threshold": c.threshold, "steps": c.steps, "pairs_per_step": c.pairs,
+      "layers": c.ranked.map { ["layer": $0.layer, "conflicts": $0.conflicts] as [String: Any] },
+    ]
+    if let chosen { object["task_specific"] = chosen }
     try AtomicFile.write(try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), to: path)
   }
 }

@@ -18,6 +18,16 @@ extension Options {
   public var mgdaOn: ConfigOption<MGDATarget> { ConfigOption(
     "mgdaOn", default: .parameters, resume: .mustMatch,
     help: "With --mtl mgda: the min-norm weights from the shared parameters' task gradients, or (representation) MGDA-UB's upper bound from the task gradients of the encoder output (one encoder backward; needs accumulate 1).") }
+  public var taskSpecific: ConfigOption<String> { ConfigOption(
+    "taskSpecific", default: "", resume: .mustMatch,
+    help: "Supervised, conv4: Recon's branched encoder — these conv4 layers (encoder.0, .1, .4, .5, .8, .9, .12, .13; comma-separated) become one copy per task, and every norm after the first of them too; empty: the encoder is shared. parallax mtl --recon-search picks them.") }
+  public var conflictScores: ConfigOption<Bool> { ConfigOption(
+    "conflictScores", default: false, resume: .mustMatch,
+    help: "Supervised: count Recon's S-conflicts of every shared layer each step (task pairs whose gradients of the layer, summed over the ranks, have a cosine below --recon-threshold); parallax mtl writes them to RUN_DIR/conflicts.json. Runs the per-task backward, also with --mtl ew.") }
+  public var reconThreshold: ConfigOption<Float> { ConfigOption(
+    "reconThreshold", default: 0,
+    help: "Recon's S: a task pair conflicts on a layer when the cosine of their gradients of it is below S.",
+    check: { (-1...1).contains($0) ? nil : "must be in [-1, 1]" }) }
 }
 
 /// Supervised multi-task learning: a shared encoder (`--model`, conv4 by default) and one
@@ -34,12 +44,43 @@ extension Options {
 /// batch, summed over the ranks), then one encoder backward of Σₜ αₜ ∂Lₜ/∂Z and every head's
 /// gradient times its αₜ (the gradient of Σₜ αₜLₜ, as Sener & Koltun's code steps).
 ///
+/// **Recon** (Shi et al., ICLR 2023) is two options: `--conflict-scores` counts, per shared
+/// layer, the task pairs whose gradients of it point apart (`LayerConflicts`), and
+/// `--task-specific` trains the branched conv4 (`MultiTaskEncoder.branchedConv4`) where the
+/// chosen layers are one copy per task. Head t then reads task t's features (columns
+/// t·d ..< (t+1)·d of the encoder output), and the task copies are task t's own parameters
+/// for the balancing (scaled by wₜ like its head). `parallax mtl --recon-search` runs both.
+///
 /// Arena: `encoder.*`, then `head.<task>.weight` [classes, d] and `.bias` per task.
 public final class SupervisedMTLMethod: MultiTaskMethod {
   public static var inputs: MethodInputs { .labelled }
-  public static var options: [any AnyConfigOption] { [Options().tasks, Options().mgdaOn] + Options.balancing }
+  public static var options: [any AnyConfigOption] {
+    [Options().tasks, Options().mgdaOn, Options().taskSpecific, Options().conflictScores, Options().reconThreshold]
+      + Options.balancing
+  }
+
+  /// The layers of `--task-specific`, in the order given.
+  public static func taskSpecificLayers(_ config: PretrainConfig) -> [String] {
+    config.taskSpecific.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+  }
 
   public static func validate(_ config: PretrainConfig) throws {
+    let layers = taskSpecificLayers(config)
+    if !layers.isEmpty {
+      guard config.model == .conv4 else {
+        throw ConfigError(message: "--task-specific: the branched encoder is conv4's (got --model \(config.model))")
+      }
+      let known = MultiTaskEncoder.conv4LayerNames(prefix: "encoder")
+      if let bad = layers.first(where: { !known.contains($0) }) {
+        throw ConfigError(message: "--task-specific: '\(bad)' is not a conv4 layer (layers: \(known.joined(separator: ", ")))")
+      }
+      guard config.mgdaOn == .parameters else {
+        throw ConfigError(message: "--task-specific: MGDA-UB (--mgda-on representation) needs one shared representation")
+      }
+    }
+    if config.conflictScores && config.mgdaOn == .representation {
+      throw ConfigError(message: "--conflict-scores needs the parameters' task gradients, not MGDA-UB's (--mgda-on representation)")
+    }
     if config.mgdaOn == .representation {
       guard config.mtl == .mgda else {
         throw ConfigError(message: "--mgda-on representation is MGDA-UB: it needs --mtl mgda (got --mtl \(config.mtl))")
@@ -60,6 +101,14 @@ public final class SupervisedMTLMethod: MultiTaskMethod {
   /// Label columns per sample in a batch: every slot of the data, in its order.
   let slotCount: Int
   let heads: [Linear]
+  /// Features a head reads: the encoder's, or (branched) one task's.
+  let headDim: Int
+  /// Recon's branched encoder: head t reads columns t·headDim ..< (t+1)·headDim.
+  public let branched: Bool
+  /// `--conflict-scores`: Recon's per-layer counts, recorded every step.
+  public private(set) var conflicts: LayerConflicts?
+  /// Branched: each head's input (Linear keeps it for backward).
+  private let headInputs: [Storage]
   let collective: Collective
   let logEvery: Int
   /// MGDA-UB on the representation instead of the parameters' balancing.
@@ -101,30 +150,89 @@ public final class SupervisedMTLMethod: MultiTaskMethod {
     classCounts = counts
     let arena = ParameterArena()
     self.arena = arena
-    encoder = try SimCLRNetwork.makeEncoder(
-      config.model, arena: arena, prefix: "encoder", collective: config.syncBN ? collective : nil,
-      input: config.sampleShape)
-    let d = encoder.featureDim
+    let specific = Self.taskSpecificLayers(config)
+    branched = !specific.isEmpty
+    if branched {
+      guard names.count >= 2 else {
+        throw ConfigError(message: "--task-specific branches the encoder per task; --tasks \(config.tasks) names one")
+      }
+      let s = config.sampleShape
+      encoder = try MultiTaskEncoder.branchedConv4(
+        arena: arena, prefix: "encoder", inChannels: s.c, inputSize: s.h, inputWidth: s.w, tasks: names.count,
+        taskSpecific: Set(specific), makeNorm: SimCLRNetwork.norm(arena, config.syncBN ? collective : nil))
+    } else {
+      encoder = try SimCLRNetwork.makeEncoder(
+        config.model, arena: arena, prefix: "encoder", collective: config.syncBN ? collective : nil,
+        input: config.sampleShape)
+    }
+    let d = branched ? encoder.featureDim / names.count : encoder.featureDim
+    headDim = d
+    headInputs = branched ? names.map { _ in Storage() } : []
     heads = zip(names, counts).map { name, k in
       Linear(arena: arena, name: "head.\(name)", inFeatures: d, outFeatures: k)
     }
     arena.allocate(seed: config.seed)
     representationMGDA = config.mtl == .mgda && config.mgdaOn == .representation
-    if config.mtl != .ew && !representationMGDA {
-      balancing = TaskBalancing(
+    if (config.mtl != .ew || config.conflictScores) && !representationMGDA {
+      let b = TaskBalancing(
         name: config.mtl, shared: sharedRanges, taskRanges: taskRanges,
         termWeights: Array(repeating: 1, count: names.count), config: config)
+      if config.conflictScores {
+        let c = LayerConflicts(shared: sharedRanges, tasks: names.count, threshold: Double(config.reconThreshold))
+        conflicts = c
+        b.observe = { c.record($0) }
+      }
+      balancing = b
     }
   }
 
   public var progressReporters: [ProgressHooks] { [encoder as? ProgressHooks].compactMap { $0 } }
 
-  /// The encoder's parameters: every task's loss reaches them.
-  public var sharedRanges: [NamedRange] { arena.parameterRanges.filter { $0.name.hasPrefix("encoder.") } }
+  /// The encoder's parameters every task's loss reaches (all but the branches' `.task{t}`
+  /// copies).
+  public var sharedRanges: [NamedRange] {
+    arena.parameterRanges.filter { $0.name.hasPrefix("encoder.") && !$0.name.contains(".task") }
+  }
 
-  /// Task t's head.
+  /// Task t's head and (branched) its encoder copies.
   public var taskRanges: [[NamedRange]] {
-    taskNames.map { n in arena.parameterRanges.filter { $0.name.hasPrefix("head.\(n).") } }
+    taskNames.indices.map { t in
+      arena.parameterRanges.filter {
+        $0.name.hasPrefix("head.\(taskNames[t]).") || ($0.name.hasPrefix("encoder.") && $0.name.contains(".task\(t)."))
+      }
+    }
+  }
+
+  /// What head t reads from the encoder output `[n, featureDim]`.
+  func headInput(_ flat: Tensor, task t: Int) -> Tensor {
+    guard branched else { return flat }
+    let n = flat.shape.n
+    let d = headDim
+    let y = headInputs[t].tensor(Shape(n, d))
+    for i in 0..<n { (y.data + i * d).update(from: flat.data + i * encoder.featureDim + t * d, count: d) }
+    return y
+  }
+
+  /// The encoder output's gradient `[n, featureDim]` from the heads' input gradients:
+  /// Σₜ wₜ·dOut[t] (shared features), or task t's columns wₜ·dOut[t] (branched); `only`:
+  /// task `only`'s part alone.
+  func encoderGradient(_ dOut: [Tensor], weights: [Float], only: Int? = nil, into g: Tensor) {
+    let n = g.shape.n
+    let d = headDim
+    g.data.update(repeating: 0, count: g.count)
+    for t in taskNames.indices where only == nil || only == t {
+      let w = weights[t]
+      let src = dOut[t].data
+      if branched {
+        let f = encoder.featureDim
+        for i in 0..<n {
+          let row = g.data + i * f + t * d
+          for j in 0..<d { row[j] = w * src[i * d + j] }
+        }
+      } else {
+        for i in 0..<n * d { g.data[i] += w * src[i] }
+      }
+    }
   }
 
   public func forwardBackward(_ batch: MethodBatch, lossScale: Float) throws -> TaskLosses {
@@ -149,6 +257,7 @@ public final class SupervisedMTLMethod: MultiTaskMethod {
     let n = h.shape.n
     let d = encoder.featureDim
     let flat = h.reshaped(Shape(n, d))
+    let ones = [Float](repeating: 1, count: taskNames.count)
     // Each rank's rows are 1/W of the global batch: the share of the gradient of the global
     // mean is (1/N)(p − y), N = n·W, and the loss is the sum of the ranks' sums over N.
     let globalRows = Float(n * collective.size)
@@ -158,7 +267,7 @@ public final class SupervisedMTLMethod: MultiTaskMethod {
     for (t, head) in heads.enumerated() {
       let k = classCounts[t]
       for i in 0..<n { labels[i] = Int(columns[i * slotCount + slots[t]]) }
-      let logits = try head.forward(flat, training: true)
+      let logits = try head.forward(headInput(flat, task: t), training: true)
       let g = dlogits.tensor(Shape(n, k))
       let mean = try labels.withUnsafeBufferPointer { try softmaxCrossEntropy(g.data, logits.data, $0.baseAddress!, n, k) }
       sums[t] = mean * Float(n)
@@ -178,7 +287,7 @@ public final class SupervisedMTLMethod: MultiTaskMethod {
       let before = shared.map { arena.gradient(of: $0) }
       for r in shared { (arena.grads + r.offset).update(repeating: 0, count: r.count) }
       for t in taskNames.indices.reversed() {
-        g.data.update(from: dOut[t].data, count: n * d)
+        encoderGradient(dOut, weights: ones, only: t, into: g)
         _ = try encoder.backward(g.reshaped(h.shape))
         perTask.take(t, from: arena, ranges: shared)
       }
@@ -186,7 +295,7 @@ public final class SupervisedMTLMethod: MultiTaskMethod {
         v.withUnsafeBufferPointer { (arena.grads + r.offset).update(from: $0.baseAddress!, count: r.count) }
       }
     } else {
-      var weights = [Float](repeating: 1, count: taskNames.count)
+      var weights = ones
       if representationMGDA {
         weights = try representationWeights(dOut, rows: n, dim: d)
         // The heads' gradients of this batch are all the arena holds (accumulate 1).
@@ -198,12 +307,7 @@ public final class SupervisedMTLMethod: MultiTaskMethod {
         }
         lastWeights = weights
       }
-      g.data.update(repeating: 0, count: n * d)
-      for t in taskNames.indices {
-        let w = weights[t]
-        let src = dOut[t].data
-        for i in 0..<n * d { g.data[i] += w * src[i] }
-      }
+      encoderGradient(dOut, weights: weights, into: g)
       _ = try encoder.backward(g.reshaped(h.shape))
     }
     let total = representationMGDA ? zip(losses, lastWeights).reduce(0) { $0 + $1.0 * $1.1 } : losses.reduce(0, +)
@@ -256,7 +360,7 @@ public final class SupervisedMTLMethod: MultiTaskMethod {
   public func forwardFLOPs(_ shape: Shape) -> Int? {
     guard let enc = encoder as? FLOPCounting else { return nil }
     let (fe, _) = enc.forwardFLOPs(shape)
-    return fe + shape.n * classCounts.reduce(0) { $0 + 2 * encoder.featureDim * $1 }
+    return fe + shape.n * classCounts.reduce(0) { $0 + 2 * headDim * $1 }
   }
 
   // MARK: Evaluation
@@ -277,7 +381,7 @@ public final class SupervisedMTLMethod: MultiTaskMethod {
       let h = try encoder.forward(Tensor(x.data, Shape(m, s.channels, s.height, s.width)), training: false)
       let flat = h.reshaped(Shape(m, encoder.featureDim))
       for (t, head) in heads.enumerated() {
-        let logits = try head.forward(flat, training: false)
+        let logits = try head.forward(headInput(flat, task: t), training: false)
         let k = classCounts[t]
         for i in 0..<m {
           let row = logits.data + i * k

@@ -43,6 +43,9 @@ public final class TaskBalancing {
   private let direction: Storage
   /// The last step's task weights (for the log).
   public private(set) var lastWeights: [Float]
+  /// Called every step with the balancer's input (the global task gradients) before it is
+  /// balanced: Recon's conflict scores.
+  public var observe: ((BalancingInput) -> Void)?
 
   public init(
     name: BalancerName, shared: [NamedRange], taskRanges: [[NamedRange]], termWeights: [Float], config: PretrainConfig
@@ -97,6 +100,7 @@ public final class TaskBalancing {
       tasks: tasks, count: accumulated.sharedCount, gradients: accumulated.values.data, losses: losses, step: step,
       epoch: epoch, seed: seed)
     try inspect?(input)
+    observe?(input)
     let weights = try balancer.balance(input, into: direction.data)
     guard weights.count == tasks, weights.allSatisfy(\.isFinite) else {
       throw TrainError("--mtl \(name): task weights \(weights) at step \(step) are not finite")
