@@ -12,7 +12,7 @@ DIGITS=${DIGITS:-/tmp/mtl-data/digits}
 METHODS=${METHODS:-"ew uw dwa rlw gls gradnorm pcgrad mgda cagrad graddrop imtl gradvac nash-mtl moco aligned-mtl"}
 SGD="--optimizer sgd --base-lr 0.05 --lr-scaling none --momentum 0.9 --weight-decay 0 --warmup-steps 0 --seed 0 --threads 2"
 MF="--data multi-fashion --model conv4 --global-batch 64 --max-steps 100 $SGD"
-SD="--data spoken-digits --data-dir $DIGITS --model conv4 --sample-rate 8000 --audio-length 8000 --front-end logmel --n-fft 256 --hop 250 --n-mels 16 --global-batch 32 --epochs 3 $SGD"
+SD="--data spoken-digits --data-dir $DIGITS --tasks word,language,voice,gender --model conv4 --sample-rate 8000 --audio-length 8000 --front-end logmel --n-fft 256 --hop 250 --n-mels 16 --global-batch 32 --epochs 3 $SGD"
 run() { echo "== $*"; nice "$P" "$@" 2>&1 | grep -E "^mtl |single-task|error|Δm|^recon: conflicts" ; }
 table() {  # name, options
   local name=$1; shift
