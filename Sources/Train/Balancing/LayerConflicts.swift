@@ -18,7 +18,7 @@ public final class LayerConflicts {
   let spans: [[Range<Int>]]
   public private(set) var counts: [Int]
   public private(set) var steps = 0
-  /// Task pairs scored per step (pairs with a zero gradient are skipped).
+  /// Task pairs per step, T(T−1)/2 (a pair where a gradient is zero is not counted).
   public let pairs: Int
 
   public init(shared: [NamedRange], tasks: Int, threshold: Double) {
