@@ -58,7 +58,11 @@ struct MTL: ParsableCommand {
   }
 
   func validate() throws {
-    do { try resolved().validate() } catch let e as ConfigError {
+    let c: PretrainConfig
+    do {
+      c = try resolved()
+      try c.validate()
+    } catch let e as ConfigError {
       throw ValidationError(e.message)
     }
     if threads < 0 { throw ValidationError("--threads must be ≥ 0") }
@@ -70,7 +74,6 @@ struct MTL: ParsableCommand {
         throw ValidationError("--recon-layers must be in 1…\(known) (conv4's convolutions and norms)")
       }
       if singleTask { throw ValidationError("--recon-search balances several tasks; drop --single-task") }
-      let c = try resolved()
       if !c.taskSpecific.isEmpty {
         throw ValidationError("--recon-search chooses the task-specific layers; drop --task-specific \(c.taskSpecific)")
       }

@@ -145,15 +145,7 @@ final class ReconTests: XCTestCase {
   }
 
   func testBadReconSettingsNameTheirOption() throws {
-    func error(_ args: [String]) -> String {
-      var c = PretrainConfig()
-      do {
-        try OptionArguments.apply(SupervisedMTLTests.multiFashion + args, to: &c)
-        try c.validate()
-        _ = try Methods.make(c, collective: LocalCollective())
-        return ""
-      } catch { return "\(error)" }
-    }
+    let error = SupervisedMTLTests.settingError
     XCTAssertTrue(error(["--task-specific", "encoder.4,encoder.6"]).contains("'encoder.6' is not a conv4 layer"))
     XCTAssertTrue(error(["--task-specific", "encoder.4", "--model", "resnet18"]).contains("--task-specific"))
     XCTAssertTrue(error(["--task-specific", "encoder.4", "--tasks", "left"]).contains("names one"))

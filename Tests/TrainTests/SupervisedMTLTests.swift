@@ -113,16 +113,20 @@ final class SupervisedMTLTests: XCTestCase {
     XCTAssertThrowsError(try MTLResults.readBaselines(dir + "/missing.json")) { XCTAssertTrue("\($0)".contains("missing.json")) }
   }
 
+  /// The error a supervised MultiFashion configuration with `args` gives when validated and
+  /// built ("" when none).
+  static func settingError(_ args: [String]) -> String {
+    var c = PretrainConfig()
+    do {
+      try OptionArguments.apply(multiFashion + args, to: &c)
+      try c.validate()
+      _ = try Methods.make(c, collective: LocalCollective())
+      return ""
+    } catch { return "\(error)" }
+  }
+
   func testBadSettingsNameTheirOption() throws {
-    func error(_ args: [String]) -> String {
-      var c = PretrainConfig()
-      do {
-        try OptionArguments.apply(Self.multiFashion + args, to: &c)
-        try c.validate()
-        _ = try Methods.make(c, collective: LocalCollective())
-        return ""
-      } catch { return "\(error)" }
-    }
+    let error = Self.settingError
     XCTAssertTrue(error(["--tasks", "left,top"]).contains("--tasks: 'top' is not a label slot"), error(["--tasks", "left,top"]))
     XCTAssertTrue(error(["--tasks", "left,top"]).contains("left, right"))
     XCTAssertTrue(error(["--tasks", "left", "--mtl", "pcgrad"]).contains("--mtl pcgrad"))
