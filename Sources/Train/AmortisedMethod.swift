@@ -55,7 +55,7 @@ public final class AmortisedMethod: SSLMethod {
   static func makeEncoder(_ config: PretrainConfig, arena: ParameterArena, collective: Collective?) -> ConditionedConv4 {
     let shape = config.sampleShape
     return ConditionedConv4(
-      arena: arena, prefix: "encoder", inChannels: shape.c, width: 64, inputSize: shape.h, inputWidth: shape.w,
+      arena: arena, prefix: "encoder", inChannels: shape.c, width: config.conv4Width, inputSize: shape.h, inputWidth: shape.w,
       invarianceDim: groupNames(config).count, hidden: config.hyperHidden, makeNorm: SimCLRNetwork.norm(arena, collective))
   }
 

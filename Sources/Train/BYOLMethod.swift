@@ -41,7 +41,7 @@ public final class BYOLMethod: SSLMethod, RunLengthAware {
     baseMomentum = config.byolMomentum
     let bnWorld = config.syncBN ? collective : nil
     func build(_ a: ParameterArena) throws -> (encoder: any Encoder, projector: ProjectionHead) {
-      let e = try SimCLRNetwork.makeEncoder(config.model, arena: a, prefix: "encoder", collective: bnWorld, input: config.sampleShape)
+      let e = try SimCLRNetwork.makeEncoder(config: config, arena: a, collective: bnWorld)
       let p = ProjectionHead(
         arena: a, prefix: "projector", inFeatures: e.featureDim, hidden: config.byolHidden,
         outFeatures: config.projectionDim, makeNorm: SimCLRNetwork.norm(a, bnWorld))

@@ -67,8 +67,7 @@ public final class MTSLVRMethod: MultiTaskMethod {
     arena = ParameterArena()
     let bnWorld = config.syncBN ? collective : nil
     if mode == .none {
-      encoder = try SimCLRNetwork.makeEncoder(
-        config.model, arena: arena, prefix: "encoder", collective: bnWorld, input: config.sampleShape)
+      encoder = try SimCLRNetwork.makeEncoder(config: config, arena: arena, collective: bnWorld)
       tasks = 1
       taskDim = encoder.featureDim
     } else {
@@ -78,7 +77,8 @@ public final class MTSLVRMethod: MultiTaskMethod {
       case .conv4:
         let input = config.sampleShape
         enc = MultiTaskEncoder.conv4(
-          arena: arena, prefix: "encoder", inChannels: input.c, inputSize: input.h, inputWidth: input.w, mode: mode,
+          arena: arena, prefix: "encoder", inChannels: input.c, width: config.conv4Width, inputSize: input.h,
+          inputWidth: input.w, mode: mode,
           makeNorm: norm)
       case .resnet18:
         let input = config.sampleShape

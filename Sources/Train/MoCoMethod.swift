@@ -106,7 +106,7 @@ public final class MoCoMethod: SSLMethod, RunLengthAware {
       let e: any Encoder =
         amortised
         ? AmortisedMethod.makeEncoder(config, arena: a, collective: world)
-        : try SimCLRNetwork.makeEncoder(config.model, arena: a, prefix: "encoder", collective: world, input: config.sampleShape)
+        : try SimCLRNetwork.makeEncoder(config: config, arena: a, collective: world)
       let d = e.featureDim
       let h = MLPHead(
         arena: a, prefix: "head", inFeatures: d,

@@ -88,7 +88,7 @@ public enum ModelCard {
     var o: [String: Any] = ["in_channels": config.sampleShape.c, "norm": "BatchNorm2d", "bn_eps": 1e-5]
     switch config.model {
     case .conv4:
-      o["width"] = 64
+      o["width"] = config.conv4Width
       o["blocks"] = "4 x [Conv2d 3x3 pad 1 (bias), BatchNorm2d, ReLU, MaxPool2d 2]"
     case .resnet18:
       o["stem"] = "Conv2d 3x3 stride 1 (no bias), BatchNorm2d, ReLU, no max pool"
@@ -121,13 +121,15 @@ public enum ModelCard {
       : "x = (images / 255 - m) / s  # m, s: [C, 1, 1] of the metadata's normalization"
     switch config.model {
     case .conv4:
+      let w = config.conv4Width
+      let s = config.sampleShape
       return [
         "from torch.nn import *; from safetensors.torch import load_file",
-        "L = lambda c: [Conv2d(c, 64, 3, 1, 1), BatchNorm2d(64), ReLU(), MaxPool2d(2)]",
-        "net = Sequential(*L(\(c)), *L(64), *L(64), *L(64)).eval()",
+        "L = lambda c: [Conv2d(c, \(w), 3, 1, 1), BatchNorm2d(\(w)), ReLU(), MaxPool2d(2)]",
+        "net = Sequential(*L(\(c)), *L(\(w)), *L(\(w)), *L(\(w))).eval()",
         "net.load_state_dict(load_file(\"\(path)\"), strict=True)",
-        norm + "  # float [N, \(c), 28, 28], 0..255",
-        "pooled, pre_pool = net(x).flatten(1), net[:-1](x).flatten(1)  # 64, 576",
+        norm + "  # float [N, \(c), \(s.h), \(s.w)], 0..255",
+        "pooled, pre_pool = net(x).flatten(1), net[:-1](x).flatten(1)  # \(w * (s.h / 16) * (s.w / 16)), \(w * (s.h / 8) * (s.w / 8))",
       ]
     case .resnet18:
       return [

@@ -62,7 +62,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
         Options().larsEta, Options().warmupSteps, Options().adamBeta1, Options().adamBeta2, Options().adamEpsilon,
       ]
     ),
-    ("Model", [Options().syncBN, Options().projectionDim, Options().precision]),
+    ("Model", [Options().syncBN, Options().projectionDim, Options().conv4Width, Options().precision]),
     ("Image augmentation", [Options().augmentStrength, Options().augmentSampling]),
     (
       "Audio",
@@ -146,6 +146,9 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
       if self.model == .conv4 && sampleShape.h < 16 {
         throw bad("model conv4 needs images of at least 16×16 (the set is \(sampleShape.h)×\(sampleShape.w))")
       }
+    }
+    if self.conv4Width != 64 && self.model != .conv4 {
+      throw bad("conv4-width \(self.conv4Width) applies to model conv4 only (model is \(self.model.rawValue))")
     }
     switch self.model {
     case .samplecnn:
@@ -372,6 +375,10 @@ extension Options {
     "syncBN", default: true, help: "BatchNorm statistics over the global batch (all ranks).") }
   public var projectionDim: ConfigOption<Int> { ConfigOption(
     "projectionDim", default: 128, resume: .mustMatch, help: "Output width of projection heads.", check: positive) }
+  public var conv4Width: ConfigOption<Int> { ConfigOption(
+    "conv4Width", default: 64, resume: .mustMatch,
+    help: "Channels of every conv4 block (64 is DESIGN.md's conv4; the pooled feature is this wide, the pre-pool map 9× on 28×28).",
+    check: { (1...1024).contains($0) ? nil : "must be in 1…1024" }) }
 
   public var augmentStrength: ConfigOption<Float> { ConfigOption(
     "augmentStrength", default: 1,

@@ -12,9 +12,14 @@ public final class SimCLRNetwork {
   ///   - input: one input sample's shape (`config.sampleShape`); it fixes the encoder's
   ///     `prePoolDim` (and samplecnn's input length). nil: the model's reference input
   ///     (28×28 images, 59049 samples).
-  public init(model: EncoderKind, projectionDim: Int, collective: Collective?, seed: UInt64, input: Shape? = nil) throws {
+  ///   - conv4Width: the channels of conv4's blocks (`--conv4-width`; other models ignore it).
+  public init(
+    model: EncoderKind, projectionDim: Int, collective: Collective?, seed: UInt64, input: Shape? = nil,
+    conv4Width: Int = 64
+  ) throws {
     arena = ParameterArena()
-    encoder = try Self.makeEncoder(model, arena: arena, prefix: "encoder", collective: collective, input: input)
+    encoder = try Self.makeEncoder(
+      model, arena: arena, prefix: "encoder", collective: collective, input: input, conv4Width: conv4Width)
     let d = encoder.featureDim
     head = ProjectionHead(
       arena: arena, prefix: "head", inFeatures: d, hidden: d, outFeatures: projectionDim,
@@ -26,24 +31,34 @@ public final class SimCLRNetwork {
   public convenience init(config: PretrainConfig, collective: Collective?) throws {
     try self.init(
       model: config.model, projectionDim: config.projectionDim, collective: collective, seed: config.seed,
-      input: config.sampleShape)
+      input: config.sampleShape, conv4Width: config.conv4Width)
   }
 
   static func norm(_ arena: ParameterArena, _ collective: Collective?) -> (String, Int) -> Layer {
     { name, channels in BatchNorm(arena: arena, name: name, channels: channels, collective: collective) }
   }
 
+  /// The encoder of a configuration (its model, input shape and conv4 width), named `encoder.…`.
+  public static func makeEncoder(config: PretrainConfig, arena: ParameterArena, collective: Collective?) throws -> any Encoder {
+    try makeEncoder(
+      config.model, arena: arena, prefix: "encoder", collective: collective, input: config.sampleShape,
+      conv4Width: config.conv4Width)
+  }
+
   /// Builds a named encoder on `arena` (names from DESIGN.md's reference models).
-  /// - Parameter input: one input sample's shape, `Shape(1, C, H, W)` (nil: the model's
-  ///   reference input). It sets resnet18's `prePoolDim` on non-square log-mel inputs
-  ///   (`1 × nMels × frames`) and samplecnn's input length (`1 × 1 × L`).
+  /// - Parameters:
+  ///   - input: one input sample's shape, `Shape(1, C, H, W)` (nil: the model's reference
+  ///     input). It sets resnet18's `prePoolDim` on non-square log-mel inputs
+  ///     (`1 × nMels × frames`) and samplecnn's input length (`1 × 1 × L`).
+  ///   - conv4Width: the channels of conv4's blocks (other models ignore it).
   public static func makeEncoder(
-    _ model: EncoderKind, arena: ParameterArena, prefix: String, collective: Collective?, input: Shape? = nil
+    _ model: EncoderKind, arena: ParameterArena, prefix: String, collective: Collective?, input: Shape? = nil,
+    conv4Width: Int = 64
   ) throws -> any Encoder {
     switch model {
     case .conv4:
       return Conv4(
-        arena: arena, prefix: prefix, inChannels: input?.c ?? 1, width: 64, inputSize: input?.h ?? 28,
+        arena: arena, prefix: prefix, inChannels: input?.c ?? 1, width: conv4Width, inputSize: input?.h ?? 28,
         inputWidth: input?.w, makeNorm: norm(arena, collective))
     case .resnet18:
       return ResNet18(

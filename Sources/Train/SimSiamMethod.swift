@@ -17,9 +17,7 @@ public class SingleBranchMethod {
 
   init(config: PretrainConfig, collective: Collective, makeBranch: (ParameterArena, Int) -> MethodBranch) throws {
     arena = ParameterArena()
-    encoder = try SimCLRNetwork.makeEncoder(
-      config.model, arena: arena, prefix: "encoder", collective: config.syncBN ? collective : nil,
-      input: config.sampleShape)
+    encoder = try SimCLRNetwork.makeEncoder(config: config, arena: arena, collective: config.syncBN ? collective : nil)
     branch = makeBranch(arena, encoder.featureDim)
     arena.allocate(seed: config.seed)
   }

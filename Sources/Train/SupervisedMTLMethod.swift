@@ -158,12 +158,10 @@ public final class SupervisedMTLMethod: MultiTaskMethod {
       }
       let s = config.sampleShape
       encoder = try MultiTaskEncoder.branchedConv4(
-        arena: arena, prefix: "encoder", inChannels: s.c, inputSize: s.h, inputWidth: s.w, tasks: names.count,
+        arena: arena, prefix: "encoder", inChannels: s.c, width: config.conv4Width, inputSize: s.h, inputWidth: s.w, tasks: names.count,
         taskSpecific: Set(specific), makeNorm: SimCLRNetwork.norm(arena, config.syncBN ? collective : nil))
     } else {
-      encoder = try SimCLRNetwork.makeEncoder(
-        config.model, arena: arena, prefix: "encoder", collective: config.syncBN ? collective : nil,
-        input: config.sampleShape)
+      encoder = try SimCLRNetwork.makeEncoder(config: config, arena: arena, collective: config.syncBN ? collective : nil)
     }
     let d = branched ? encoder.featureDim / names.count : encoder.featureDim
     headDim = d
