@@ -126,11 +126,24 @@ public final class Conv2d: Layer {
     }
     let chunk = chunkSamples(n, rows, hw)
     let colp = col.ensure(rows * chunk * hw)
+    // One call per sample where the GEMM's rounding depends on the call's width, so that a
+    // sample's output does not depend on the per-rank batch (`Gemm.dependsOnCallShape`).
+    let perSample = Gemm.dependsOnCallShape(arena.gemmPrecision)
     var s0 = 0
     while s0 < n {
       let sc = min(chunk, n - s0)
       let cols = sc * hw
       im2col(colp, x.data + s0 * x.shape.perSample, samples: sc, x.shape, ys)
+      for s in 0..<sc where perSample {
+        Gemm.sgemm(
+          transA: false, transB: false, m: o, n: hw, k: rows, alpha: 1,
+          a: w, lda: rows, aColumns: .plain, b: colp + s * hw, ldb: cols, bColumns: .plain, beta: 0,
+          c: y.data + (s0 + s) * o * hw, ldc: hw, cColumns: .plain, bias: b, precision: .fp32)
+      }
+      if perSample {
+        s0 += sc
+        continue
+      }
       Gemm.sgemm(
         transA: false, transB: false, m: o, n: cols, k: rows, alpha: 1,
         a: w, lda: rows, aColumns: .plain, b: colp, ldb: cols, bColumns: .plain, beta: 0,

@@ -174,6 +174,19 @@ public enum Gemm {
       ldc: ldc, cColumns: cColumns, bias: bias)
   }
 
+  /// Whether an fp32 call's result for one row or column depends on the call's other rows and
+  /// columns. OpenBLAS's does, by rounding (its edge kernels handle the last rows and columns
+  /// of a call in another order), so a sample's activations would depend on which samples
+  /// share its call, i.e. on the per-rank batch: then 1 rank and 2 ranks disagree by
+  /// rounding in forward, and a ReLU or max-pool input within rounding of a tie downstream
+  /// routes the gradient elsewhere (measured: resnet18's SimCLR gradient moved by 3.5e-4 of
+  /// a tensor between 1 and 2 ranks, by one flip). Layers then give each sample a call of its
+  /// own (`Conv2d`, `Linear` forward). Parallax's kernel computes each element in the same
+  /// order whatever the call's size.
+  public static func dependsOnCallShape(_ precision: GemmPrecision) -> Bool {
+    precision == .fp32 && !(useBuiltin && builtinAvailable)
+  }
+
   /// Whether `sgemmImplicitConv` can run here (the built-in kernel is available and in use).
   public static var implicitConvAvailable: Bool { useBuiltin && builtinAvailable }
 

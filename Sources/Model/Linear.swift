@@ -51,11 +51,16 @@ public final class Linear: Layer {
     input = x
     let n = x.shape.n
     let y = out.tensor(Shape(n, outFeatures))
-    // y [N, out] = x [N, in] · Wᵀ
-    Gemm.sgemm(
-      transA: false, transB: true, m: n, n: outFeatures, k: inFeatures, alpha: 1,
-      a: x.data, lda: inFeatures, b: arena.params + weightOffset, ldb: inFeatures, beta: 0,
-      c: y.data, ldc: outFeatures, precision: arena.gemmPrecision)
+    // y [N, out] = x [N, in] · Wᵀ; a call per row where the GEMM's rounding depends on the
+    // call's height, so that a row's output does not depend on the per-rank batch
+    // (`Gemm.dependsOnCallShape`).
+    let rows = Gemm.dependsOnCallShape(arena.gemmPrecision) ? (0..<n).map { ($0, 1) } : [(0, n)]
+    for (r0, m) in rows {
+      Gemm.sgemm(
+        transA: false, transB: true, m: m, n: outFeatures, k: inFeatures, alpha: 1,
+        a: x.data + r0 * inFeatures, lda: inFeatures, b: arena.params + weightOffset, ldb: inFeatures, beta: 0,
+        c: y.data + r0 * outFeatures, ldc: outFeatures, precision: arena.gemmPrecision)
+    }
     if let bo = biasOffset {
       let b = arena.params + bo
       for i in 0..<n {

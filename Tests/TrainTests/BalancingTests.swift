@@ -207,6 +207,16 @@ final class BalancingTests: XCTestCase {
     let (od, ow) = try run(n, opposite)
     XCTAssertEqual(ow, [1, 1])
     assertClose(od, zero, 1e-6, "opposite")
+    // Near-orthogonal task gradients (cosine 0.006), the Gram matrix of a 2-rank MT-SLVR step
+    // that once stalled the solver at rounding's floor and fell back to the previous α:
+    // the solution satisfies (Mα)ₜ = 1/αₜ, about (1/‖g₁‖, 1/‖g₂‖).
+    let m = [[543.3268627900449, 0.2059772059486947], [0.2059772059486947, 2.081488934335635]]
+    let a = try XCTUnwrap(NashMTL(tasks: 2).solve(m), "near-orthogonal Gram matrix: no solution")
+    for t in 0..<2 {
+      XCTAssertEqual((m[t][0] * a[0] + m[t][1] * a[1]) * a[t], 1, accuracy: 1e-9, "near-orthogonal, task \(t)")
+    }
+    XCTAssertEqual(a[0], 1 / m[0][0].squareRoot(), accuracy: 1e-2 * a[0])
+    XCTAssertEqual(a[1], 1 / m[1][1].squareRoot(), accuracy: 1e-2 * a[1])
     // Three tasks: the bargaining condition gₜ·d = 1/αₜ.
     let (rows, _) = try fixture()
     let (d3, w3) = try run(NashMTL(tasks: 3), rows)

@@ -297,11 +297,18 @@ public final class NashMTL: GradientCombination {
       var h = a
       for i in 0..<t { h[i][i] += 1 / (x[i] * x[i]) }
       guard let step = TaskAlgebra.solve(h, grad.map { -$0 }) else { return nil }
-      // The Newton decrement λ² (λ²/2 estimates f − min f): converged well below float
-      // precision of α.
+      // The Newton decrement λ² (λ²/2 estimates f − min f; λ is about the relative error of
+      // α). Below 1e-14 (α good to ~1e-7) one more full step converges quadratically to
+      // double rounding, far below float precision of α. Waiting for a fixed smaller decrement
+      // instead can stall at rounding's floor: a Gram matrix of two near-orthogonal task
+      // gradients sat at λ² ≈ 3e-18 for 200 iterations, so one rank count fell back to the
+      // previous α while another converged.
       let decrement = -zip(grad, step).reduce(0) { $0 + $1.0 * $1.1 }
       let solution = x.map { $0 / frobenius.squareRoot() }
-      if decrement < 1e-18 { return solution }
+      if decrement < 1e-14 {
+        let last = (0..<t).map { x[$0] + step[$0] }
+        return last.allSatisfy({ $0 > 0 }) ? last.map { $0 / frobenius.squareRoot() } : solution
+      }
       var s = 1.0
       while s > 1e-20 {
         let candidate = (0..<t).map { x[$0] + s * step[$0] }
