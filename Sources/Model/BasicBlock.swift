@@ -28,11 +28,10 @@ public final class BasicBlock: Layer {
   /// [N, inChannels, H, W]
   private let dInput = Storage()
   private var output: Tensor?
-  /// The add + ReLU tail and its backward through the AVX-512 kernels (`px_add_relu`,
+  /// The add + ReLU tail and its backward through the C kernels (`px_add_relu`,
   /// `px_relu_backward`; the branches' input gradients summed by conv1 accumulating into the
-  /// shortcut's) when the CPU has them; `false` runs the Swift loops, which tests compare
-  /// against.
-  public var usesFastKernels = Gemm.builtinAvailable
+  /// shortcut's; `Gemm.cKernels`); `false` runs the Swift loops, which tests compare against.
+  public var usesFastKernels = Gemm.cKernels
 
   public init(
     arena: ParameterArena, prefix: String, inChannels: Int, outChannels: Int, stride: Int = 1,

@@ -23,10 +23,10 @@ public final class BatchNorm: Layer {
   public let momentum: Float
   public let eps: Float
   public let collective: Collective?
-  /// Per-plane AVX-512 kernels (Float lanes, Double across planes) when the CPU has them and
-  /// planes hold ≥ 16 values; `false` runs the portable loops (Double per element), which
-  /// tests compare against.
-  public var usesFastKernels = Gemm.builtinAvailable
+  /// Per-plane C kernels (`Gemm.cKernels`; Float lanes, Double across planes) when planes
+  /// hold ≥ 16 values; `false` runs the Swift loops (Double per element), which tests compare
+  /// against.
+  public var usesFastKernels = Gemm.cKernels
   /// `true`: the layer is BatchNorm followed by ReLU in one pass, `y = max(γ·x̂ + β, 0)`, and
   /// backward masks `dy` where `γ·x̂ + β ≤ 0` (recomputed from x̂, so no ReLU output is kept).
   /// Parameters and buffers are those of the plain layer. Encoders set it when a ReLU follows.

@@ -22,10 +22,10 @@ public final class Conv2d: Layer {
   /// `false` skips dX (`Wᵀ·dY` and col2im) for a first layer whose input needs no gradient;
   /// `backward` then returns zeros.
   public var computesInputGradient = true
-  /// Stride-1 and stride-2 im2col/col2im through the AVX-512 kernels (`px_im2col_s1`/`_s2`,
-  /// `px_col2im_s1`/`_s2`) when the CPU has them; `false` runs the portable loops, which tests
+  /// Stride-1 and stride-2 im2col/col2im through the C kernels (`px_im2col_s1`/`_s2`,
+  /// `px_col2im_s1`/`_s2`; `Gemm.cKernels`); `false` runs the Swift loops, which tests
   /// compare against.
-  public var usesFastKernels = Gemm.builtinAvailable
+  public var usesFastKernels = Gemm.cKernels
   /// With the fast kernels, forward packs the GEMM's B straight from x
   /// (`Gemm.sgemmImplicitConv`) and the weight gradient packs colᵀ straight from x
   /// (`sgemmImplicitConvWeightGradient`): no column buffer (kernels up to 7; strided and
@@ -199,6 +199,9 @@ public final class Conv2d: Layer {
       }
     }
     let precision = arena.gemmPrecision
+    // Per-sample calls as in forward (their operands are then plain, so OpenBLAS takes them
+    // as they are), summing dW over the samples in a fixed order.
+    let perSample = !implicit && Gemm.dependsOnCallShape(precision)
     // The NHWC weight-gradient kernel is fp32 only; bf16 packs colᵀ from x in the implicit GEMM.
     if implicit && precision == .fp32
       && Gemm.weightGradientNHWCApplies(m: o, samples: n, geometry(x.shape))
@@ -218,6 +221,14 @@ public final class Conv2d: Layer {
       let g = dy.data + s0 * o * hw
       if !implicit {
         im2col(colp, x.data + s0 * x.shape.perSample, samples: sc, x.shape, ys)
+      }
+      for s in 0..<sc where perSample {
+        Gemm.sgemm(
+          transA: false, transB: true, m: o, n: rows, k: hw, alpha: 1,
+          a: g + s * o * hw, lda: hw, aColumns: .plain, b: colp + s * hw, ldb: cols, bColumns: .plain, beta: 1,
+          c: dw, ldc: rows, cColumns: .plain, bias: nil, precision: precision)
+      }
+      if !implicit && !perSample {
         // dW [O, C·k·k] += dY [O, cols] · colᵀ [cols, C·k·k]
         Gemm.sgemm(
           transA: false, transB: true, m: o, n: rows, k: cols, alpha: 1,
@@ -229,10 +240,18 @@ public final class Conv2d: Layer {
         continue
       }
       // dCol [C·k·k, cols] = Wᵀ · dY, into the patch buffer (no longer needed).
-      Gemm.sgemm(
-        transA: true, transB: false, m: rows, n: cols, k: o, alpha: 1,
-        a: w, lda: rows, aColumns: .plain, b: g, ldb: hw, bColumns: nchw, beta: 0,
-        c: colp, ldc: cols, cColumns: .plain, bias: nil, precision: precision)
+      for s in 0..<sc where perSample {
+        Gemm.sgemm(
+          transA: true, transB: false, m: rows, n: hw, k: o, alpha: 1,
+          a: w, lda: rows, aColumns: .plain, b: g + s * o * hw, ldb: hw, bColumns: .plain, beta: 0,
+          c: colp + s * hw, ldc: cols, cColumns: .plain, bias: nil, precision: precision)
+      }
+      if !perSample {
+        Gemm.sgemm(
+          transA: true, transB: false, m: rows, n: cols, k: o, alpha: 1,
+          a: w, lda: rows, aColumns: .plain, b: g, ldb: hw, bColumns: nchw, beta: 0,
+          c: colp, ldc: cols, cColumns: .plain, bias: nil, precision: precision)
+      }
       col2im(dx.data + s0 * x.shape.perSample, colp, samples: sc, x.shape, ys)
       s0 += sc
     }

@@ -16,6 +16,12 @@ import Synchronization
 public enum Gemm {
   /// Whether the built-in AVX-512 kernel can run here.
   public static let builtinAvailable = px_sgemm_available() != 0
+  /// The default of the layers' `usesFastKernels`: their memory-bound passes (im2col, BN,
+  /// pooling, add + ReLU) run in Parallax's C kernels — AVX-512 where the CPU has it, else
+  /// the kernels' portable C twins, built -O3 in every configuration — not in the Swift
+  /// reference loops, which a debug build runs many times slower. (The implicit-GEMM
+  /// convolution still needs the built-in GEMM: `implicitConvAvailable`.)
+  public static let cKernels = true
   /// Use the built-in kernel when available (false: always OpenBLAS; for comparisons).
   public static var useBuiltin: Bool {
     get { useBuiltinState.load(ordering: .relaxed) }
@@ -149,7 +155,16 @@ public enum Gemm {
         ldc: ldc, cColumns: cColumns, bias: bias, precision: .bf16)
       return
     }
-    let general = aColumns.isBlocked || bColumns.isBlocked || cColumns.isBlocked || bias != nil
+    let blocked = aColumns.isBlocked || bColumns.isBlocked || cColumns.isBlocked
+    if let bias, !blocked && beta == 0 && !(useBuiltin && builtinAvailable) {
+      // Plain operands with a bias: C's rows start as the bias, OpenBLAS adds α·op(A)·op(B).
+      for i in 0..<m { (c + i * ldc).update(repeating: bias[i], count: n) }
+      cblas_sgemm(
+        CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), 1, c, Int32(ldc))
+      return
+    }
+    let general = blocked || bias != nil
     if general && !(useBuiltin && builtinAvailable) {
       GemmReference.viaDense(
         transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,

@@ -19,9 +19,9 @@ public final class MaxPool2d: Layer {
   /// 2×2 stride-2 windows take a specialised forward (`pool2x2`) and backward (each window
   /// written once, no zero fill + scatter); `false` runs the general loops (tests compare).
   public var usesFastPath = true
-  /// With `usesFastPath`, the AVX-512 kernels (`px_maxpool2_plane…`) when the CPU has them;
-  /// `false` runs the Swift 2×2 loops.
-  public var usesFastKernels = Gemm.builtinAvailable
+  /// With `usesFastPath`, the C kernels (`px_maxpool2_plane…`; `Gemm.cKernels`); `false`
+  /// runs the Swift 2×2 loops.
+  public var usesFastKernels = Gemm.cKernels
 
   public init(kernel: Int = 2, stride: Int? = nil) {
     precondition(kernel > 0 && (stride ?? kernel) > 0)
