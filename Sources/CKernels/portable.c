@@ -197,19 +197,31 @@ static void px_im2col(int add, long st, float *col, float *img, long samples, lo
     for (long ki = 0; ki < k; ki++)
       for (long kj = 0; kj < k; kj++) {
         float *row = col + ((c * k + ki) * k + kj) * cols;
+        /* The output columns j0..<j1 read inside the image: 0 <= j·st − pad + kj < w. */
+        long lo = pad - kj, hi = w - 1 + pad - kj;
+        long j0 = lo <= 0 ? 0 : (lo + st - 1) / st, j1 = hi < 0 ? 0 : hi / st + 1;
+        if (j0 > wo) j0 = wo;
+        if (j1 > wo) j1 = wo;
+        if (j1 < j0) j1 = j0;
         for (long s = 0; s < samples; s++) {
           float *plane = img + (s * C + c) * h * w;
           for (long i = 0; i < ho; i++) {
             float *r = row + (s * ho + i) * wo;
             long y = i * st - pad + ki;
-            for (long j = 0; j < wo; j++) {
-              long x = j * st - pad + kj;
-              int inside = y >= 0 && y < h && x >= 0 && x < w;
-              if (add) {
-                if (inside) plane[y * w + x] += r[j];
-              } else {
-                r[j] = inside ? plane[y * w + x] : 0;
-              }
+            if (y < 0 || y >= h) {
+              if (!add) memset(r, 0, (size_t)wo * sizeof(float));
+              continue;
+            }
+            long b = y * w + kj - pad; /* plane[b + j·st] is column j's input */
+            if (add) {
+              for (long j = j0; j < j1; j++) plane[b + j * st] += r[j];
+            } else {
+              for (long j = 0; j < j0; j++) r[j] = 0;
+              if (st == 1)
+                for (long j = j0; j < j1; j++) r[j] = plane[b + j];
+              else
+                for (long j = j0; j < j1; j++) r[j] = plane[b + j * st];
+              for (long j = j1; j < wo; j++) r[j] = 0;
             }
           }
         }

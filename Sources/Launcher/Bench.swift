@@ -100,7 +100,7 @@ struct Bench: ParsableCommand {
 }
 
 /// Peak arithmetic rates of one core, to put achieved GFLOP/s in proportion. Per cycle:
-/// fp32 AVX-512 two 16-lane FMAs (64 FLOP); AVX-512-BF16 two `vdpbf16ps` of 16 lanes × 2
+/// fp32 AVX-512 two 16-lane FMAs (64 FLOP), on CPUs without it AVX2's two 8-lane FMAs (32); AVX-512-BF16 two `vdpbf16ps` of 16 lanes × 2
 /// products (128 FLOP); AMX-BF16 one 16×16×32 `tdpbf16ps` every 16 cycles (1024 FLOP, Intel's
 /// figure for Sapphire Rapids). The clock is /proc/cpuinfo's "cpu MHz" (the nominal clock a
 /// VM reports, not the turbo), so a share can exceed what the clock suggests.
@@ -115,10 +115,22 @@ enum Peak {
     return 0
   }
 
+  /// Whether /proc/cpuinfo lists AVX2 and FMA.
+  static var hasAVX2FMA: Bool {
+    guard let s = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+      let flags = s.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+    else { return false }
+    let set = Set(flags.split(separator: " "))
+    return set.contains("avx2") && set.contains("fma")
+  }
+
   /// FLOP per cycle of the GEMM path `precision` runs here, and that path's name.
   static func perCycle(_ precision: GemmPrecision) -> (Double, String) {
     switch precision {
-    case .fp32: return (64, "fp32 AVX-512")
+    case .fp32:
+      // Without AVX-512 the fp32 GEMM is OpenBLAS's: two 8-lane FMAs per cycle with AVX2.
+      if Gemm.builtinAvailable { return (64, "fp32 AVX-512") }
+      return hasAVX2FMA ? (32, "fp32 AVX2 (OpenBLAS)") : (8, "fp32 SSE (OpenBLAS)")
     case .bf16:
       switch Gemm.bf16PathName {
       case "amx": return (1024, "AMX-BF16")

@@ -72,8 +72,8 @@ final class FusedKernelTests: XCTestCase {
     }
   }
 
+  /// The C im2col/col2im (AVX-512, or the portable C twins on other CPUs) against the Swift loops.
   func testConvFastIm2colMatchesPortable() throws {
-    try XCTSkipUnless(Gemm.builtinAvailable, "no AVX-512 on this CPU: only the portable path runs")
     // (input shape, out channels, kernel, padding, column budget forcing chunks of 1 or 3,
     // stride): odd and even planes, rows longer than one 16-lane step, 1×1 projections.
     let cases = [
@@ -196,7 +196,6 @@ final class FusedKernelTests: XCTestCase {
   /// shortcuts and a count that is not a multiple of 16: the forward exactly, the gradients
   /// to rounding (the branches are summed in another order).
   func testBasicBlockFastTailMatchesPortable() throws {
-    try XCTSkipUnless(Gemm.builtinAvailable, "no AVX-512 on this CPU: only the portable path runs")
     for (cin, cout, stride, size) in [(4, 4, 1, 5), (3, 6, 2, 7)] {
       var runs: [[[Float]]] = []
       for fast in [true, false] {
