@@ -100,10 +100,11 @@ struct Bench: ParsableCommand {
 }
 
 /// Peak arithmetic rates of one core, to put achieved GFLOP/s in proportion. Per cycle:
-/// fp32 AVX-512 two 16-lane FMAs (64 FLOP), on CPUs without it AVX2's two 8-lane FMAs (32); AVX-512-BF16 two `vdpbf16ps` of 16 lanes × 2
-/// products (128 FLOP); AMX-BF16 one 16×16×32 `tdpbf16ps` every 16 cycles (1024 FLOP, Intel's
-/// figure for Sapphire Rapids). The clock is /proc/cpuinfo's "cpu MHz" (the nominal clock a
-/// VM reports, not the turbo), so a share can exceed what the clock suggests.
+/// fp32 AVX-512 two 16-lane FMAs (64 FLOP), on CPUs without it AVX2's two 8-lane FMAs (32);
+/// AVX-512-BF16 two `vdpbf16ps` of 16 lanes × 2 products (128 FLOP); AMX-BF16 one 16×16×32
+/// `tdpbf16ps` every 16 cycles (1024 FLOP, Intel's figure for Sapphire Rapids). The clock is
+/// /proc/cpuinfo's "cpu MHz" (the nominal clock a VM reports, not the turbo), so a share can
+/// exceed what the clock suggests.
 enum Peak {
   static var gigahertz: Double {
     guard let s = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return 0 }
