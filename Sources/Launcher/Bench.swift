@@ -106,9 +106,12 @@ struct Bench: ParsableCommand {
 /// /proc/cpuinfo's "cpu MHz" (the nominal clock a VM reports, not the turbo), so a share can
 /// exceed what the clock suggests.
 enum Peak {
+  /// /proc/cpuinfo's lines (none where it cannot be read).
+  static let cpuinfo: [Substring] =
+    ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "").split(separator: "\n")
+
   static var gigahertz: Double {
-    guard let s = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return 0 }
-    for line in s.split(separator: "\n") where line.hasPrefix("cpu MHz") {
+    for line in cpuinfo where line.hasPrefix("cpu MHz") {
       if let v = line.split(separator: ":").last.flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }) {
         return v / 1000
       }
@@ -118,9 +121,7 @@ enum Peak {
 
   /// Whether /proc/cpuinfo lists AVX2 and FMA.
   static var hasAVX2FMA: Bool {
-    guard let s = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-      let flags = s.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
-    else { return false }
+    guard let flags = cpuinfo.first(where: { $0.hasPrefix("flags") }) else { return false }
     let set = Set(flags.split(separator: " "))
     return set.contains("avx2") && set.contains("fma")
   }

@@ -134,21 +134,20 @@ public final class Conv2d: Layer {
       let sc = min(chunk, n - s0)
       let cols = sc * hw
       im2col(colp, x.data + s0 * x.shape.perSample, samples: sc, x.shape, ys)
-      for s in 0..<sc where perSample {
-        Gemm.sgemm(
-          transA: false, transB: false, m: o, n: hw, k: rows, alpha: 1,
-          a: w, lda: rows, aColumns: .plain, b: colp + s * hw, ldb: cols, bColumns: .plain, beta: 0,
-          c: y.data + (s0 + s) * o * hw, ldc: hw, cColumns: .plain, bias: b, precision: .fp32)
-      }
       if perSample {
-        s0 += sc
-        continue
+        for s in 0..<sc {
+          Gemm.sgemm(
+            transA: false, transB: false, m: o, n: hw, k: rows, alpha: 1,
+            a: w, lda: rows, aColumns: .plain, b: colp + s * hw, ldb: cols, bColumns: .plain, beta: 0,
+            c: y.data + (s0 + s) * o * hw, ldc: hw, cColumns: .plain, bias: b, precision: .fp32)
+        }
+      } else {
+        Gemm.sgemm(
+          transA: false, transB: false, m: o, n: cols, k: rows, alpha: 1,
+          a: w, lda: rows, aColumns: .plain, b: colp, ldb: cols, bColumns: .plain, beta: 0,
+          c: y.data + s0 * o * hw, ldc: hw, cColumns: nchw, bias: b,
+          precision: arena.gemmPrecision)
       }
-      Gemm.sgemm(
-        transA: false, transB: false, m: o, n: cols, k: rows, alpha: 1,
-        a: w, lda: rows, aColumns: .plain, b: colp, ldb: cols, bColumns: .plain, beta: 0,
-        c: y.data + s0 * o * hw, ldc: hw, cColumns: nchw, bias: b,
-        precision: arena.gemmPrecision)
       s0 += sc
     }
     return y

@@ -54,8 +54,8 @@ public final class Linear: Layer {
     // y [N, out] = x [N, in] · Wᵀ; a call per row where the GEMM's rounding depends on the
     // call's height, so that a row's output does not depend on the per-rank batch
     // (`Gemm.dependsOnCallShape`).
-    let rows = Gemm.dependsOnCallShape(arena.gemmPrecision) ? (0..<n).map { ($0, 1) } : [(0, n)]
-    for (r0, m) in rows {
+    let m = Gemm.dependsOnCallShape(arena.gemmPrecision) ? 1 : max(n, 1)
+    for r0 in stride(from: 0, to: n, by: m) {
       Gemm.sgemm(
         transA: false, transB: true, m: m, n: outFeatures, k: inFeatures, alpha: 1,
         a: x.data + r0 * inFeatures, lda: inFeatures, b: arena.params + weightOffset, ldb: inFeatures, beta: 0,
