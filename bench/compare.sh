@@ -30,3 +30,11 @@ echo "$pt"
 a=$(echo "$px" | sed -n 's/.*, \([0-9.]*\) samples\/s.*/\1/p' | head -1)
 b=$(echo "$pt" | sed -n 's/.*, \([0-9.]*\) samples\/s.*/\1/p' | head -1)
 python3 -c "print(f'ratio Parallax/PyTorch samples/s: {$a / $b:.2f}x ($model, batch $batch, $precision, $threads thread(s))')"
+# The ceiling: the step's counted FLOPs at the measured peak of the unit Parallax's GEMMs run on
+# (bench step's "measured … peak (P GFLOP/s per thread × T)"), against PyTorch's median step.
+f=$(echo "$px" | sed -n 's/.* \([0-9.]*\) GFLOP\/step counted.*/\1/p' | head -1)
+p=$(echo "$px" | sed -n 's/.*peak (\([0-9.]*\) GFLOP\/s per thread × \([0-9]*\)).*/\1 * \2/p' | head -1)
+t=$(echo "$pt" | sed -n 's/.*median \([0-9.]*\) ms\/step.*/\1/p' | head -1)
+if [ -n "$f" ] && [ -n "$p" ] && [ -n "$t" ]; then
+  python3 -c "pk = $p; g = $f / ($t / 1000); print(f'PyTorch runs the counted {$f} GFLOP/step at {g:.1f} GFLOP/s = {100 * g / pk:.1f}% of the measured peak ({pk:.1f} GFLOP/s); a step at that peak would be {pk / g:.2f}x PyTorch')"
+fi

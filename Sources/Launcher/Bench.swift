@@ -7,7 +7,7 @@ import Train
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Benchmarks that print figures (nothing here asserts).",
-    subcommands: [Step.self, BenchAllreduce.self, GemmShapes.self, BenchData.self])
+    subcommands: [Step.self, BenchAllreduce.self, GemmShapes.self, BenchData.self, BenchPeak.self])
 
   struct Step: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -41,6 +41,8 @@ struct Bench: ParsableCommand {
         c.maxSteps = steps + warmup
         c.runDir = NSTemporaryDirectory() + "parallax-bench-\(getpid())"
         let trainer = try Pretrainer(config: c, comm: comm, console: console)
+        // Measured before the steps, while the caches and the core are this process's alone.
+        let peaks = Peak.measureAll()
         var timings: [StepTiming] = []
         for i in 0..<(steps + warmup) {
           if i == warmup { Gemm.resetCounters() }
@@ -83,7 +85,7 @@ struct Bench: ParsableCommand {
         console.say("  " + Peak.note(
           precision: precision, threads: threads, gemmFLOPs: gemm.flops / Double(steps),
           gemmSeconds: gemm.seconds / Double(steps), stepFLOPs: trainer.stepFLOPs.map(Double.init),
-          stepSeconds: step))
+          stepSeconds: step, peaks: peaks))
         let m = trainer.memoryEstimate
         let mib = 1.0 / Double(1 << 20)
         let need = Double(m.parameters + m.optimizer + m.activations) * mib
@@ -99,76 +101,67 @@ struct Bench: ParsableCommand {
   }
 }
 
-/// Peak arithmetic rates of one core, to put achieved GFLOP/s in proportion. Per cycle:
-/// fp32 AVX-512 two 16-lane FMAs (64 FLOP), on CPUs without it AVX2's two 8-lane FMAs (32);
-/// AVX-512-BF16 two `vdpbf16ps` of 16 lanes × 2 products (128 FLOP); AMX-BF16 one 16×16×32
-/// `tdpbf16ps` every 16 cycles (1024 FLOP, Intel's figure for Sapphire Rapids). The clock is
-/// /proc/cpuinfo's "cpu MHz" (the nominal clock a VM reports, not the turbo), so a share can
-/// exceed what the clock suggests.
+/// Achieved GFLOP/s in proportion to the measured peak of the unit the GEMMs run on
+/// (`PeakUnit`, one thread's loop times the threads), and to AMX's where the CPU has it and the
+/// GEMMs do not use it.
 enum Peak {
-  /// /proc/cpuinfo's lines (none where it cannot be read).
-  static let cpuinfo: [Substring] =
-    ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "").split(separator: "\n")
-
-  static var gigahertz: Double {
-    for line in cpuinfo where line.hasPrefix("cpu MHz") {
-      if let v = line.split(separator: ":").last.flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }) {
-        return v / 1000
-      }
-    }
-    return 0
-  }
-
-  /// Whether /proc/cpuinfo lists AVX2 and FMA.
-  static var hasAVX2FMA: Bool {
-    guard let flags = cpuinfo.first(where: { $0.hasPrefix("flags") }) else { return false }
-    let set = Set(flags.split(separator: " "))
-    return set.contains("avx2") && set.contains("fma")
-  }
-
-  /// FLOP per cycle of the GEMM path `precision` runs here, and that path's name.
-  static func perCycle(_ precision: GemmPrecision) -> (Double, String) {
-    switch precision {
-    case .fp32:
-      // Without AVX-512 the fp32 GEMM is OpenBLAS's: two 8-lane FMAs per cycle with AVX2.
-      if Gemm.builtinAvailable { return (64, "fp32 AVX-512") }
-      return hasAVX2FMA ? (32, "fp32 AVX2 (OpenBLAS)") : (8, "fp32 SSE (OpenBLAS)")
-    case .bf16:
-      switch Gemm.bf16PathName {
-      case "amx": return (1024, "AMX-BF16")
-      case "avx512-bf16": return (128, "AVX-512-BF16")
-      default: return (64, "portable bf16 (fp32 FMA)")
-      }
-    }
-  }
-
-  /// "GEMMs …: x GFLOP/s = p % of <path> peak, q % of AMX peak; whole step …" for one rank.
+  /// "GEMMs …: x GFLOP/s = p % of the measured <unit> peak (…); whole step …" for one rank.
   static func note(
     precision: GemmPrecision, threads: Int, gemmFLOPs: Double, gemmSeconds: Double,
-    stepFLOPs: Double?, stepSeconds: Double
+    stepFLOPs: Double?, stepSeconds: Double, peaks: [PeakUnit: Double]
   ) -> String {
-    let ghz = gigahertz
-    let (fpc, name) = perCycle(precision)
-    let peak = fpc * ghz * Double(threads)
-    let amx = 1024 * ghz * Double(threads)
     let rate = gemmSeconds > 0 ? gemmFLOPs / gemmSeconds / 1e9 : 0
     var out = String(
-      format:
-        "GEMMs (%@ operands, kernels %@): %.2f GFLOP in %.1f ms per step, %.1f GFLOP/s = %.1f%% of the %@ peak (%.0f FLOP/cycle × %.2f GHz × %d)",
+      format: "GEMMs (%@ operands, kernels %@): %.2f GFLOP in %.1f ms per step, %.1f GFLOP/s",
       precision.rawValue, precision == .bf16 ? Gemm.bf16PathName : "fp32", gemmFLOPs / 1e9,
-      gemmSeconds * 1000, rate, 100 * rate / peak, name, fpc, ghz, threads)
-    let otherThanAMX = fpc != 1024
-    if otherThanAMX {
-      out += String(
-        format: ", %.1f%% of the AMX-BF16 peak (1024 FLOP/cycle%@)", 100 * rate / amx,
-        Gemm.bf16SupportedPathName == "amx" ? "" : "; this CPU has no AMX")
+      gemmSeconds * 1000, rate)
+    guard let unit = PeakUnit.forGemm(precision), let one = peaks[unit], one > 0 else {
+      return out + " (no peak measured for this CPU's GEMM unit)"
     }
+    let peak = one * Double(threads)
+    out += String(
+      format: " = %.1f%% of the measured %@ peak (%.1f GFLOP/s per thread × %d)", 100 * rate / peak,
+      unit.name, one, threads)
+    let amx = unit != .bf16AMX ? (peaks[.bf16AMX] ?? 0) * Double(threads) : 0
+    if amx > 0 { out += String(format: ", %.1f%% of AMX's (%.1f GFLOP/s)", 100 * rate / amx, amx) }
     if let f = stepFLOPs {
       let whole = f / stepSeconds / 1e9
-      out += String(format: "; whole step %.1f GFLOP/s = %.1f%% of the %@ peak", whole, 100 * whole / peak, name)
-      if otherThanAMX { out += String(format: ", %.2f%% of AMX's", 100 * whole / amx) }
+      out += String(format: "; whole step %.1f GFLOP/s = %.1f%% of that peak", whole, 100 * whole / peak)
+      if amx > 0 { out += String(format: ", %.2f%% of AMX's", 100 * whole / amx) }
     }
     return out
+  }
+
+  /// One thread's peak of every unit this CPU supports (about 0.06 s each).
+  static func measureAll() -> [PeakUnit: Double] {
+    var out: [PeakUnit: Double] = [:]
+    for u in PeakUnit.allCases where u.isSupported { out[u] = u.measure() }
+    return out
+  }
+}
+
+/// `bench peak`: the measured arithmetic peak of one core on each multiply-add unit.
+struct BenchPeak: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "peak",
+    abstract: "Measure one core's peak GFLOP/s on each multiply-add unit (fp32 FMA, AVX-512-BF16, AMX).")
+  @Option(help: "Seconds per unit (three runs, the fastest counts).") var seconds: Double = 0.3
+
+  func validate() throws {
+    guard seconds > 0, seconds <= 60 else { throw ValidationError("--seconds must be in (0, 60]") }
+  }
+
+  func run() throws {
+    for u in PeakUnit.allCases {
+      if u.isSupported {
+        print(String(format: "peak %@: %.1f GFLOP/s (one thread)", u.name, u.measure(seconds: seconds)))
+      } else {
+        print("peak \(u.name): not supported on this CPU")
+      }
+    }
+    for p in GemmPrecision.allCases {
+      print("\(p.rawValue) GEMMs run on: \(PeakUnit.forGemm(p)?.name ?? "none of these units")")
+    }
   }
 }
 

@@ -121,6 +121,21 @@ void px_bgemm_conv(int transA, int transB, long M, long N, long K, float alpha, 
                    const px_conv *bconv, float beta, float *C, long ldc, px_cols ccols, long jorg,
                    const float *bias, float *packA, float *packB);
 
+/* ---- Measured peak of one core (peak.c) ----------------------------------------------------- */
+
+/* The multiply-add units a peak can be measured for. */
+enum {
+  PX_PEAK_FP32_AVX512 = 0, /* vfmadd…ps on zmm: the fp32 GEMM of the AVX-512 path */
+  PX_PEAK_FP32_AVX2 = 1,   /* vfmadd…ps on ymm: OpenBLAS's fp32 GEMM on AVX2 CPUs */
+  PX_PEAK_BF16_AVX512 = 2, /* vdpbf16ps on zmm: the AVX-512-BF16 bf16 GEMM */
+  PX_PEAK_BF16_AMX = 3     /* tdpbf16ps on tiles: the AMX bf16 GEMM */
+};
+/* 1 when this build and CPU (and, for AMX, the OS permission) can run `unit`'s loop. */
+int px_peak_supported(int unit);
+/* GFLOP/s of one thread on `unit`: a loop of independent multiply-adds on register (or tile)
+ * operands, the fastest of three runs of about seconds/3 each; 0 where unsupported. */
+double px_peak_gflops(int unit, double seconds);
+
 /* ---- BatchNorm (one plane of n floats per call) ------------------------------------------- */
 
 /* *sum += Σx, *sumsq += Σx². */
