@@ -40,9 +40,9 @@ struct Bench: ParsableCommand {
         c.precision = precision
         c.maxSteps = steps + warmup
         c.runDir = NSTemporaryDirectory() + "parallax-bench-\(getpid())"
-        let trainer = try Pretrainer(config: c, comm: comm, console: console)
-        // Measured before the steps, while the caches and the core are this process's alone.
+        // Measured first, before the trainer's data loader starts threads of its own.
         let peaks = Peak.measureAll()
+        let trainer = try Pretrainer(config: c, comm: comm, console: console)
         var timings: [StepTiming] = []
         for i in 0..<(steps + warmup) {
           if i == warmup { Gemm.resetCounters() }
