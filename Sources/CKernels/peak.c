@@ -10,6 +10,11 @@
  * tiles, so memory plays no part. */
 #include "internal.h"
 
+#if PX_HAVE_AVX512
+#include <cpuid.h>
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 /* The thread's CPU time, not the wall clock: time the scheduler gives another process while
@@ -19,12 +24,6 @@ static double px_now(void) {
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
-
-#if PX_HAVE_AVX512
-#include <cpuid.h>
-#include <immintrin.h>
-#include <stdint.h>
-#include <string.h>
 
 /* AVX2 and FMA, and the OS saving the YMM state (XCR0 bits 1 and 2). */
 static int px_cpu_has_avx2_fma(void) {
