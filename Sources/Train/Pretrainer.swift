@@ -129,10 +129,7 @@ public final class Pretrainer {
     batch = InputBuffers(source: micro ?? data, microBatches: k)
     method = try Methods.make(config, collective: comm)
     method.arena.gemmPrecision = config.precision
-    if config.precision == .bf16 {
-      console.say(
-        "precision bf16: convolution and linear GEMM operands rounded to bf16 (\(Gemm.bf16PathName) kernels), fp32 accumulation, weights and optimizer")
-    }
+    for line in Self.precisionLines(config.precision, bf16Path: Gemm.bf16PathName) { console.say(line) }
     // The input is data: its gradient is never used.
     (method.encoder as? Conv4)?.computesInputGradient = false
     (method.encoder as? ResNet18)?.computesInputGradient = false
@@ -363,5 +360,23 @@ struct StepLog {
   private func warn(_ error: Error, _ what: String) {
     console.say("warning: \(error); \(what) stop here, training continues")
     RankLog.note("warning: \(error)")
+  }
+}
+
+extension Pretrainer {
+  /// What the start of a run says about `precision` with the bf16 kernels `bf16Path`
+  /// (`Gemm.bf16PathName`): nothing for fp32; for bf16 what is rounded, and where the CPU has
+  /// no bf16 multiply-add units a warning that the portable loop is slower than fp32.
+  static func precisionLines(_ precision: GemmPrecision, bf16Path: String) -> [String] {
+    guard precision == .bf16 else { return [] }
+    var lines = [
+      "precision bf16: convolution and linear GEMM operands rounded to bf16 (\(bf16Path) kernels), fp32 accumulation, weights and optimizer"
+    ]
+    if bf16Path == "portable" {
+      lines.append(
+        "precision bf16: this CPU has no bf16 multiply-add units (AVX-512-BF16, AMX), so bf16 runs the portable reference loop, slower than fp32; --precision fp32 is the faster choice here"
+      )
+    }
+    return lines
   }
 }

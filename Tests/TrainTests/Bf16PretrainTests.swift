@@ -15,6 +15,17 @@ final class Bf16PretrainTests: XCTestCase {
     XCTAssertTrue(r.stderr.contains("--precision: unknown precision 'fp16' (known: fp32, bf16)"), r.stderr)
   }
 
+  /// A bf16 run names its kernels, and warns where they are the portable loop (no bf16 units).
+  func testBf16RunWarnsWhereTheKernelsArePortable() {
+    XCTAssertEqual(Pretrainer.precisionLines(.fp32, bf16Path: "portable"), [])
+    let fast = Pretrainer.precisionLines(.bf16, bf16Path: "avx512-bf16")
+    XCTAssertEqual(fast.count, 1)
+    XCTAssertTrue(fast[0].contains("(avx512-bf16 kernels)"), fast[0])
+    let slow = Pretrainer.precisionLines(.bf16, bf16Path: "portable")
+    XCTAssertEqual(slow.count, 2)
+    XCTAssertTrue((slow.last ?? "").contains("slower than fp32; --precision fp32"), "\(slow)")
+  }
+
   /// A checkpoint of an fp32 run does not resume in bf16 (`precision` must match).
   func testResumeRefusesAnotherPrecision() throws {
     let dir = Processes.temporaryDirectory("prec-resume")
