@@ -54,6 +54,7 @@ __attribute__((target("avx512f,fma"))) static double px_loop_fp32_avx512(long n)
     __asm__ volatile("" : "+v"(x));
   }
   double t = px_now() - t0;
+  if (!(t > 0)) return 0; /* below the clock's resolution: no figure (the caller runs longer) */
   float s = 0;
   for (int i = 0; i < 16; i++) s += _mm512_reduce_add_ps(c[i]);
   __asm__ volatile("" : : "x"(s));
@@ -72,6 +73,7 @@ __attribute__((target("avx2,fma"))) static double px_loop_fp32_avx2(long n) {
     __asm__ volatile("" : "+x"(x));
   }
   double t = px_now() - t0;
+  if (!(t > 0)) return 0; /* below the clock's resolution: no figure (the caller runs longer) */
   float s = 0;
   for (int i = 0; i < 16; i++) {
     float v[8];
@@ -95,6 +97,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static double px
     __asm__ volatile("" : "+v"(a));
   }
   double t = px_now() - t0;
+  if (!(t > 0)) return 0; /* below the clock's resolution: no figure (the caller runs longer) */
   float s = 0;
   for (int i = 0; i < 16; i++) s += _mm512_reduce_add_ps(c[i]);
   __asm__ volatile("" : : "x"(s));
@@ -139,7 +142,8 @@ __attribute__((target("amx-tile,amx-bf16"))) static double px_loop_amx(long n) {
   static float ct[16 * 16] __attribute__((aligned(64)));
   _tile_stored(0, ct, 64);
   _tile_release();
-  __asm__ volatile("" : : "r"(ct[0]) : "memory");
+  __asm__ volatile("" : : "m"(ct[0]) : "memory");
+  if (!(t > 0)) return 0; /* below the clock's resolution: no figure (the caller runs longer) */
   return (double)n * 4 * 16 * 16 * 32 * 2 / t / 1e9;
 }
 #endif
@@ -166,8 +170,8 @@ double px_peak_gflops(int unit, double seconds) {
                          : unit == PX_PEAK_FP32_AVX2    ? px_loop_fp32_avx2
                          : unit == PX_PEAK_BF16_AVX512  ? px_loop_bf16_avx512
                                                         : px_loop_amx;
-  /* Calibrate on a short run, then three runs of about seconds/3 each; the fastest counts (a
-   * slower one lost the core to something else for part of its time). */
+  /* Calibrate on a short run, then three runs of about seconds/3 each; the fastest counts (CPU
+   * time leaves out preemption, not a sibling hyper-thread or a lower clock for a while). */
   double perIter = unit == PX_PEAK_FP32_AVX512   ? 16.0 * 32
                    : unit == PX_PEAK_FP32_AVX2   ? 16.0 * 16
                    : unit == PX_PEAK_BF16_AVX512 ? 16.0 * 64
