@@ -166,7 +166,7 @@ typedef struct {
   uint8_t rows[16];
 } px_tilecfg;
 
-__attribute__((target("amx-tile"))) static void px_amx_configure(void) {
+__attribute__((target("amx-tile"))) void px_amx_configure(void) {
   px_tilecfg cfg;
   memset(&cfg, 0, sizeof cfg);
   cfg.palette = 1;

@@ -87,6 +87,9 @@ void px_portable_bgemm_conv PX_BGEMM_PARAMS;
 #if PX_HAVE_AVX512
 void px_avx512bf16_bgemm_conv PX_BGEMM_PARAMS;
 void px_amx_bgemm_conv PX_BGEMM_PARAMS;
+/* Loads the AMX tile configuration both AMX users need (bgemm_avx512.c, peak.c): palette 1,
+ * tiles 0–7 of 16 rows × 64 bytes. Only where px_bf16_path_supported() is PX_BF16_AMX. */
+void px_amx_configure(void);
 #endif
 
 #endif

@@ -104,24 +104,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static double px
   return (double)n * 16 * 64 / t / 1e9; /* 16 lanes × 2 pairs × 2 */
 }
 
-typedef struct {
-  uint8_t palette, start_row, reserved0[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-} px_peak_tilecfg;
-
 /* Four 16×16 fp32 accumulator tiles fed by two A and two B tiles (the bf16 GEMM's 32×32
  * block), `tdpbf16ps` on resident tiles: 16 × 16 × 32 products each. */
 __attribute__((target("amx-tile,amx-bf16"))) static double px_loop_amx(long n) {
-  px_peak_tilecfg cfg;
-  memset(&cfg, 0, sizeof cfg);
-  cfg.palette = 1;
-  for (int t = 0; t < 8; t++) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
-  _tile_loadconfig(&cfg);
-  static uint16_t ab[16 * 32] __attribute__((aligned(64)));
+  px_amx_configure();
+  uint16_t ab[16 * 32] __attribute__((aligned(64)));
   for (int i = 0; i < 16 * 32; i++) ab[i] = 0x3000;
   _tile_loadd(4, ab, 64);
   _tile_loadd(5, ab, 64);
@@ -139,7 +126,7 @@ __attribute__((target("amx-tile,amx-bf16"))) static double px_loop_amx(long n) {
     _tile_dpbf16ps(3, 5, 7);
   }
   double t = px_now() - t0;
-  static float ct[16 * 16] __attribute__((aligned(64)));
+  float ct[16 * 16] __attribute__((aligned(64)));
   _tile_stored(0, ct, 64);
   _tile_release();
   __asm__ volatile("" : : "m"(ct[0]) : "memory");

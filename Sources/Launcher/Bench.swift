@@ -41,7 +41,7 @@ struct Bench: ParsableCommand {
         c.maxSteps = steps + warmup
         c.runDir = NSTemporaryDirectory() + "parallax-bench-\(getpid())"
         // Measured first, before the trainer's data loader starts threads of its own.
-        let peaks = Peak.measureAll()
+        let peaks = Peak.measure(for: precision)
         let trainer = try Pretrainer(config: c, comm: comm, console: console)
         var timings: [StepTiming] = []
         for i in 0..<(steps + warmup) {
@@ -132,10 +132,13 @@ enum Peak {
     return out
   }
 
-  /// One thread's peak of every unit this CPU supports (about 0.06 s each).
-  static func measureAll() -> [PeakUnit: Double] {
+  /// One thread's peak of the units `note` quotes for `precision`: the GEMMs' and AMX's
+  /// (about 0.06 s each, unsupported ones skipped).
+  static func measure(for precision: GemmPrecision) -> [PeakUnit: Double] {
     var out: [PeakUnit: Double] = [:]
-    for u in PeakUnit.allCases where u.isSupported { out[u] = u.measure() }
+    for u in [PeakUnit.forGemm(precision), .bf16AMX].compactMap({ $0 }) where u.isSupported && out[u] == nil {
+      out[u] = u.measure()
+    }
     return out
   }
 }
