@@ -29,6 +29,7 @@
     (long M, long S, const px_conv *cv, float alpha, const float *dy, px_cols acols,          \
      const float *xt, float beta, float *G, long j0, long j1, float *packA, float *packB),    \
     (M, S, cv, alpha, dy, acols, xt, beta, G, j0, j1, packA, packB))                          \
+  X(sum, (const float *x, long n, double *sum), (x, n, sum))                                 \
   X(sum_sumsq, (const float *x, long n, double *sum, double *sumsq), (x, n, sum, sumsq))      \
   X(sum_dot, (const float *dy, const float *xh, long n, double *sum, double *dot),            \
     (dy, xh, n, sum, dot))                                                                    \
@@ -56,7 +57,24 @@
   X(col2im_s2, PX_IM2COL_PARAMS, PX_IM2COL_ARGS)                                              \
   X(maxpool2_plane, (float *y, int *idx, const float *x, long h, long w), (y, idx, x, h, w))  \
   X(maxpool2_plane_backward, (float *dx, const int *idx, const float *dy, long h, long w),    \
-    (dx, idx, dy, h, w))
+    (dx, idx, dy, h, w))                                                                      \
+  X(bn_relu_pool2_forward,                                                                    \
+    (float *y, int *idx, const float *x, long h, long w, float mu, float r, float g, float b), \
+    (y, idx, x, h, w, mu, r, g, b))                                                           \
+  X(sum_dot_relu_pool2,                                                                       \
+    (const float *dy, const int *idx, const float *x, long h, long w, float mu, float r,      \
+     float g, float b, double *sum, double *dot),                                             \
+    (dy, idx, x, h, w, mu, r, g, b, sum, dot))                                                \
+  X(bn_relu_pool2_backward,                                                                   \
+    (float *dx, const float *dy, const int *idx, const float *x, long h, long w, float mu,    \
+     float r, float k, float mdy, float mdx, float g, float b),                               \
+    (dx, dy, idx, x, h, w, mu, r, k, mdy, mdx, g, b))                                         \
+  X(conv3_plane,                                                                              \
+    (float *y, const float *x, long C, long h, long w, const float *wt, float bias),          \
+    (y, x, C, h, w, wt, bias))                                                                \
+  X(conv3_wgrad_plane,                                                                        \
+    (float *dw, const float *g, const float *x, long C, long h, long w, int round),           \
+    (dw, g, x, C, h, w, round))
 
 #define PX_IM2COL_PARAMS                                                                      \
   (float *dst, const float *src, long samples, long C, long h, long w, long k, long pad,      \

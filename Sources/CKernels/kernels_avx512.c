@@ -11,6 +11,22 @@ static inline __mmask16 px_tail_mask(long n) { return (__mmask16)((1u << n) - 1)
 static inline __mmask16 px_tail_mask16(long n) { return (__mmask16)((1u << n) - 1); }
 
 /* *sum += Σx, *sumsq += Σx² over n floats (Float lanes, Double result). */
+__attribute__((target("avx512f,fma"))) void px_avx512_sum(const float *x, long n,
+                                                          double *sum) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  __m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+  long i = 0;
+  for (; i + 64 <= n; i += 64) {
+    s0 = _mm512_add_ps(s0, _mm512_loadu_ps(x + i));
+    s1 = _mm512_add_ps(s1, _mm512_loadu_ps(x + i + 16));
+    s2 = _mm512_add_ps(s2, _mm512_loadu_ps(x + i + 32));
+    s3 = _mm512_add_ps(s3, _mm512_loadu_ps(x + i + 48));
+  }
+  for (; i < n; i += 16)
+    s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(px_tail_mask(n - i < 16 ? n - i : 16), x + i));
+  *sum += (double)_mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
 __attribute__((target("avx512f,fma"))) void px_avx512_sum_sumsq(
     const float *x, long n, double *sum, double *sumsq) {
   __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
@@ -373,6 +389,202 @@ __attribute__((target("avx512f"))) void px_avx512_maxpool2_plane_backward(
   }
   if (h > 2 * ho)
     for (long j = 0; j < w; j++) dx[(h - 1) * w + j] = 0;
+}
+
+
+/* ---- BatchNorm + ReLU + 2×2 max pooling --------------------------------------------------- */
+
+/* max(g·(x − mu)·r + b, 0), the operations of px_avx512_bn_relu_forward. */
+__attribute__((target("avx512f,fma"))) static inline __m512 px_bn_relu_v(__m512 x, __m512 vm,
+                                                                         __m512 vr, __m512 vg,
+                                                                         __m512 vb) {
+  __m512 h = _mm512_mul_ps(_mm512_sub_ps(x, vm), vr);
+  return _mm512_max_ps(_mm512_fmadd_ps(vg, h, vb), _mm512_setzero_ps());
+}
+
+/* px_avx512_maxpool2_plane on the BN-ReLU values (never NaN, so no NaN cases). */
+__attribute__((target("avx512f,fma"))) void px_avx512_bn_relu_pool2_forward(
+    float *y, int *idx, const float *x, long h, long w, float mu, float r, float g, float b) {
+  long ho = h / 2, wo = w / 2;
+  const __m512 vm = _mm512_set1_ps(mu), vr = _mm512_set1_ps(r), vg = _mm512_set1_ps(g),
+               vb = _mm512_set1_ps(b);
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  for (long i = 0; i < ho; i++) {
+    const float *r0 = x + 2 * i * w, *r1 = r0 + w;
+    for (long j = 0; j < wo; j += 16) {
+      long n = wo - j < 16 ? wo - j : 16;
+      __mmask16 m = px_tail_mask16(n);
+      __mmask16 lo = px_tail_mask16(2 * n < 16 ? 2 * n : 16);
+      __mmask16 hi = px_tail_mask16(2 * n > 16 ? 2 * n - 16 : 0);
+      __m512 a0 = px_bn_relu_v(_mm512_maskz_loadu_ps(lo, r0 + 2 * j), vm, vr, vg, vb);
+      __m512 a1 = px_bn_relu_v(_mm512_maskz_loadu_ps(hi, r0 + 2 * j + 16), vm, vr, vg, vb);
+      __m512 b0 = px_bn_relu_v(_mm512_maskz_loadu_ps(lo, r1 + 2 * j), vm, vr, vg, vb);
+      __m512 b1 = px_bn_relu_v(_mm512_maskz_loadu_ps(hi, r1 + 2 * j + 16), vm, vr, vg, vb);
+      __m512 a = _mm512_permutex2var_ps(a0, even, a1), bb = _mm512_permutex2var_ps(a0, odd, a1);
+      __m512 c = _mm512_permutex2var_ps(b0, even, b1), d = _mm512_permutex2var_ps(b0, odd, b1);
+      __m512 best = a;
+      __m512i base = _mm512_add_epi32(_mm512_set1_epi32((int)(2 * i * w + 2 * j)), even);
+      __m512i at = base;
+#define PX_POOL_STEP(v, delta)                                                                  \
+  {                                                                                             \
+    __mmask16 take = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);                                   \
+    best = _mm512_mask_blend_ps(take, best, v);                                                 \
+    at = _mm512_mask_blend_epi32(take, at, _mm512_add_epi32(base, _mm512_set1_epi32(delta)));   \
+  }
+      PX_POOL_STEP(bb, 1)
+      PX_POOL_STEP(c, (int)w)
+      PX_POOL_STEP(d, (int)w + 1)
+#undef PX_POOL_STEP
+      _mm512_mask_storeu_ps(y + i * wo + j, m, best);
+      _mm512_mask_storeu_epi32(idx + i * wo + j, m, at);
+    }
+  }
+}
+
+/* The pooled gradient routed to row rr, columns c0 … c0 + 15 (c0 even): dy [ho, wo] of each
+ * position's window where idx names the position, zero elsewhere and outside every window. */
+__attribute__((target("avx512f"))) static inline __m512 px_pool2_route(const float *dy,
+                                                                       const int *idx, long rr,
+                                                                       long c0, long w, long ho,
+                                                                       long wo) {
+  long j0 = c0 / 2;
+  if (rr >= 2 * ho || j0 >= wo) return _mm512_setzero_ps();
+  long i = rr / 2, n = wo - j0 < 8 ? wo - j0 : 8;
+  __mmask16 m = px_tail_mask16(n);
+  const __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  __m512 g = _mm512_permutexvar_ps(dup, _mm512_maskz_loadu_ps(m, dy + i * wo + j0));
+  __m512i at = _mm512_permutexvar_epi32(dup, _mm512_maskz_loadu_epi32(m, idx + i * wo + j0));
+  __m512i pos = _mm512_add_epi32(_mm512_set1_epi32((int)(rr * w + c0)), lane);
+  __mmask16 hit = _mm512_mask_cmpeq_epi32_mask(px_tail_mask16(2 * n), at, pos);
+  return _mm512_maskz_mov_ps(hit, g);
+}
+
+__attribute__((target("avx512f,fma"))) void px_avx512_sum_dot_relu_pool2(
+    const float *dy, const int *idx, const float *x, long h, long w, float mu, float r, float g,
+    float b, double *sum, double *dot) {
+  long ho = h / 2, wo = w / 2;
+  const __m512 vm = _mm512_set1_ps(mu), vr = _mm512_set1_ps(r), vg = _mm512_set1_ps(g),
+               vb = _mm512_set1_ps(b);
+  __m512 s0 = _mm512_setzero_ps(), d0 = _mm512_setzero_ps();
+  for (long rr = 0; rr < h; rr++)
+    for (long c0 = 0; c0 < w; c0 += 16) {
+      __mmask16 m = px_tail_mask16(w - c0 < 16 ? w - c0 : 16);
+      __m512 hx = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + rr * w + c0), vm), vr);
+      __m512 a = _mm512_maskz_mov_ps(px_relu_mask(m, hx, vg, vb),
+                                     px_pool2_route(dy, idx, rr, c0, w, ho, wo));
+      s0 = _mm512_add_ps(s0, a);
+      d0 = _mm512_fmadd_ps(a, hx, d0);
+    }
+  *sum += (double)_mm512_reduce_add_ps(s0);
+  *dot += (double)_mm512_reduce_add_ps(d0);
+}
+
+__attribute__((target("avx512f,fma"))) void px_avx512_bn_relu_pool2_backward(
+    float *dx, const float *dy, const int *idx, const float *x, long h, long w, float mu,
+    float r, float k, float mdy, float mdx, float g, float b) {
+  long ho = h / 2, wo = w / 2;
+  const __m512 vm = _mm512_set1_ps(mu), vr = _mm512_set1_ps(r), vg = _mm512_set1_ps(g),
+               vb = _mm512_set1_ps(b), vk = _mm512_set1_ps(k), vmdy = _mm512_set1_ps(mdy),
+               vmdx = _mm512_set1_ps(mdx);
+  for (long rr = 0; rr < h; rr++)
+    for (long c0 = 0; c0 < w; c0 += 16) {
+      __mmask16 m = px_tail_mask16(w - c0 < 16 ? w - c0 : 16);
+      __m512 hx = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + rr * w + c0), vm), vr);
+      __m512 a = _mm512_maskz_mov_ps(px_relu_mask(m, hx, vg, vb),
+                                     px_pool2_route(dy, idx, rr, c0, w, ho, wo));
+      __m512 d = _mm512_fnmadd_ps(hx, vmdx, _mm512_sub_ps(a, vmdy));
+      _mm512_mask_storeu_ps(dx + rr * w + c0, m, _mm512_mul_ps(vk, d));
+    }
+}
+
+/* ---- 3×3 same convolution, one plane ------------------------------------------------------ */
+
+/* Lanes l of a 16-column chunk at j0 (n valid) whose input column j0 + l + kj − 1 is inside
+ * 0 ..< w. */
+static inline __mmask16 px_conv3_cols(long j0, long n, long kj, long w) {
+  long lo = 1 - kj - j0, hi = w - j0 - kj + 1;
+  if (lo < 0) lo = 0;
+  if (hi > n) hi = n;
+  if (hi <= lo) return 0;
+  return (__mmask16)(px_tail_mask16(hi) & ~px_tail_mask16(lo));
+}
+
+/* px_bf16_round on 16 lanes: ±0 for zero and denormal inputs, quiet NaN, else nearest even. */
+__attribute__((target("avx512f"))) static inline __m512 px_bf16_round_ps(__m512 v) {
+  __m512i b = _mm512_castps_si512(v);
+  __m512i mag = _mm512_and_si512(b, _mm512_set1_epi32(0x7FFFFFFF));
+  __mmask16 nan = _mm512_cmpgt_epi32_mask(mag, _mm512_set1_epi32(0x7F800000));
+  __mmask16 tiny = _mm512_cmplt_epi32_mask(mag, _mm512_set1_epi32(0x00800000));
+  __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), lsb));
+  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(b, _mm512_set1_epi32(0x00400000)));
+  r = _mm512_mask_mov_epi32(r, tiny, _mm512_and_si512(b, _mm512_set1_epi32((int)0x80000000u)));
+  return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32((int)0xFFFF0000u)));
+}
+
+/* Four output rows at a time, so four independent multiply-add chains run and each loaded
+ * input row serves every output row it touches; each output still sums its taps in the
+ * (c, ki, kj) order of the portable loop. */
+__attribute__((target("avx512f,fma"))) void px_avx512_conv3_plane(
+    float *y, const float *x, long C, long h, long w, const float *wt, float bias) {
+  const __m512 vb = _mm512_set1_ps(bias);
+  for (long i0 = 0; i0 < h; i0 += 4) {
+    long nb = h - i0 < 4 ? h - i0 : 4;
+    for (long j0 = 0; j0 < w; j0 += 16) {
+      long n = w - j0 < 16 ? w - j0 : 16;
+      __mmask16 m0 = px_conv3_cols(j0, n, 0, w), m1 = px_conv3_cols(j0, n, 1, w),
+                m2 = px_conv3_cols(j0, n, 2, w);
+      __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                       _mm512_setzero_ps()};
+      for (long c = 0; c < C; c++)
+        for (long r = i0 - 1; r <= i0 + nb; r++) {
+          if (r < 0 || r >= h) continue;
+          /* Lanes outside the plane are masked: the load never touches them. */
+          const float *row = x + (c * h + r) * w + j0 - 1;
+          __m512 v0 = _mm512_maskz_loadu_ps(m0, row), v1 = _mm512_maskz_loadu_ps(m1, row + 1),
+                 v2 = _mm512_maskz_loadu_ps(m2, row + 2);
+#define PX_CONV3_ROW(ii)                                                                      \
+  if ((ii) < nb && r - (i0 + (ii)) + 1 >= 0 && r - (i0 + (ii)) + 1 <= 2) {                      \
+    const float *t = wt + (c * 3 + r - (i0 + (ii)) + 1) * 3;                                  \
+    acc[ii] = _mm512_fmadd_ps(_mm512_set1_ps(t[0]), v0, acc[ii]);                             \
+    acc[ii] = _mm512_fmadd_ps(_mm512_set1_ps(t[1]), v1, acc[ii]);                             \
+    acc[ii] = _mm512_fmadd_ps(_mm512_set1_ps(t[2]), v2, acc[ii]);                             \
+  }
+          PX_CONV3_ROW(0) PX_CONV3_ROW(1) PX_CONV3_ROW(2) PX_CONV3_ROW(3)
+#undef PX_CONV3_ROW
+        }
+      for (long ii = 0; ii < nb; ii++)
+        _mm512_mask_storeu_ps(y + (i0 + ii) * w + j0, px_tail_mask16(n),
+                              _mm512_add_ps(acc[ii], vb));
+    }
+  }
+}
+
+__attribute__((target("avx512f,fma"))) void px_avx512_conv3_wgrad_plane(
+    float *dw, const float *g, const float *x, long C, long h, long w, int round) {
+  for (long c = 0; c < C; c++) {
+    __m512 acc[9];
+    for (int t = 0; t < 9; t++) acc[t] = _mm512_setzero_ps();
+    for (long i = 0; i < h; i++)
+      for (long j0 = 0; j0 < w; j0 += 16) {
+        long n = w - j0 < 16 ? w - j0 : 16;
+        __m512 gv = _mm512_maskz_loadu_ps(px_tail_mask16(n), g + i * w + j0);
+        if (round) gv = px_bf16_round_ps(gv);
+        __mmask16 m[3] = {px_conv3_cols(j0, n, 0, w), px_conv3_cols(j0, n, 1, w),
+                          px_conv3_cols(j0, n, 2, w)};
+        for (long ki = 0; ki < 3; ki++) {
+          long r = i + ki - 1;
+          if (r < 0 || r >= h) continue;
+          const float *row = x + (c * h + r) * w + j0 - 1;
+          for (long kj = 0; kj < 3; kj++)
+            acc[ki * 3 + kj] =
+                _mm512_fmadd_ps(gv, _mm512_maskz_loadu_ps(m[kj], row + kj), acc[ki * 3 + kj]);
+        }
+      }
+    for (int t = 0; t < 9; t++) dw[c * 9 + t] += _mm512_reduce_add_ps(acc[t]);
+  }
 }
 
 #endif

@@ -110,6 +110,12 @@ void px_portable_conv_wgrad_nhwc(long M, long S, const px_conv *cv, float alpha,
 
 /* ---- BatchNorm ---------------------------------------------------------------------------- */
 
+void px_portable_sum(const float *x, long n, double *sum) {
+  double s = 0;
+  for (long i = 0; i < n; i++) s += x[i];
+  *sum += s;
+}
+
 void px_portable_sum_sumsq(const float *x, long n, double *sum, double *sumsq) {
   double s = 0, q = 0;
   for (long i = 0; i < n; i++) {
@@ -275,4 +281,110 @@ void px_portable_maxpool2_plane_backward(float *dx, const int *idx, const float 
   long ho = h / 2, wo = w / 2;
   for (long p = 0; p < h * w; p++) dx[p] = 0;
   for (long o = 0; o < ho * wo; o++) dx[idx[o]] = dy[o];
+}
+
+/* ---- BatchNorm + ReLU + 2×2 max pooling --------------------------------------------------- */
+
+static inline float px_bn_relu_value(float x, float mu, float r, float g, float b) {
+  float h = (x - mu) * r, v = g * h + b;
+  return v > 0 ? v : 0;
+}
+
+void px_portable_bn_relu_pool2_forward(float *y, int *idx, const float *x, long h, long w,
+                                       float mu, float r, float g, float b) {
+  long ho = h / 2, wo = w / 2;
+  for (long i = 0; i < ho; i++)
+    for (long j = 0; j < wo; j++) {
+      long at = 2 * i * w + 2 * j;
+      long taps[3] = {at + 1, at + w, at + w + 1};
+      float best = px_bn_relu_value(x[at], mu, r, g, b);
+      for (int t = 0; t < 3; t++) {
+        float v = px_bn_relu_value(x[taps[t]], mu, r, g, b);
+        if (v > best) { /* v is never NaN after the ReLU; the first wins ties */
+          best = v;
+          at = taps[t];
+        }
+      }
+      y[i * wo + j] = best;
+      idx[i * wo + j] = (int)at;
+    }
+}
+
+/* The pooled gradient at position p = rr·w + c of the plane: dy of p's window where idx names
+ * p, else (and outside every window) 0. */
+static inline float px_pool2_routed(const float *dy, const int *idx, long rr, long c, long w,
+                                    long ho, long wo) {
+  if (rr >= 2 * ho || c >= 2 * wo) return 0;
+  long o = rr / 2 * wo + c / 2;
+  return idx[o] == rr * w + c ? dy[o] : 0;
+}
+
+void px_portable_sum_dot_relu_pool2(const float *dy, const int *idx, const float *x, long h,
+                                    long w, float mu, float r, float g, float b, double *sum,
+                                    double *dot) {
+  long ho = h / 2, wo = w / 2;
+  double s = 0, d = 0;
+  for (long rr = 0; rr < h; rr++)
+    for (long c = 0; c < w; c++) {
+      float hx = (x[rr * w + c] - mu) * r;
+      if (!(g * hx + b > 0)) continue;
+      float dv = px_pool2_routed(dy, idx, rr, c, w, ho, wo);
+      s += dv;
+      d += (double)dv * hx;
+    }
+  *sum += s;
+  *dot += d;
+}
+
+void px_portable_bn_relu_pool2_backward(float *dx, const float *dy, const int *idx,
+                                        const float *x, long h, long w, float mu, float r,
+                                        float k, float mdy, float mdx, float g, float b) {
+  long ho = h / 2, wo = w / 2;
+  for (long rr = 0; rr < h; rr++)
+    for (long c = 0; c < w; c++) {
+      float hx = (x[rr * w + c] - mu) * r;
+      float d = g * hx + b > 0 ? px_pool2_routed(dy, idx, rr, c, w, ho, wo) : 0;
+      dx[rr * w + c] = k * (d - mdy - hx * mdx);
+    }
+}
+
+/* ---- 3×3 same convolution, one plane ------------------------------------------------------ */
+
+void px_portable_conv3_plane(float *y, const float *x, long C, long h, long w, const float *wt,
+                             float bias) {
+  for (long i = 0; i < h; i++)
+    for (long j = 0; j < w; j++) {
+      float acc = 0;
+      for (long c = 0; c < C; c++)
+        for (long ki = 0; ki < 3; ki++) {
+          long r = i + ki - 1;
+          if (r < 0 || r >= h) continue;
+          for (long kj = 0; kj < 3; kj++) {
+            long q = j + kj - 1;
+            if (q < 0 || q >= w) continue;
+            acc += wt[(c * 3 + ki) * 3 + kj] * x[(c * h + r) * w + q];
+          }
+        }
+      y[i * w + j] = acc + bias;
+    }
+}
+
+void px_portable_conv3_wgrad_plane(float *dw, const float *g, const float *x, long C, long h,
+                                   long w, int round) {
+  for (long c = 0; c < C; c++)
+    for (long ki = 0; ki < 3; ki++)
+      for (long kj = 0; kj < 3; kj++) {
+        float acc = 0;
+        for (long i = 0; i < h; i++) {
+          long r = i + ki - 1;
+          if (r < 0 || r >= h) continue;
+          for (long j = 0; j < w; j++) {
+            long q = j + kj - 1;
+            if (q < 0 || q >= w) continue;
+            float gv = round ? px_bf16_round(g[i * w + j]) : g[i * w + j];
+            acc += gv * x[(c * h + r) * w + q];
+          }
+        }
+        dw[(c * 3 + ki) * 3 + kj] += acc;
+      }
 }

@@ -31,6 +31,12 @@ public final class BatchNorm: Layer {
   /// backward masks `dy` where `γ·x̂ + β ≤ 0` (recomputed from x̂, so no ReLU output is kept).
   /// Parameters and buffers are those of the plain layer. Encoders set it when a ReLU follows.
   public var fusedReLU = false
+  /// Non-nil (`fusePool`): the layer is BatchNorm → ReLU → MaxPool(2, 2). Forward returns the
+  /// pooled map and backward takes its gradient. Training with the fast kernels runs three
+  /// passes over x (moments; normalise-ReLU-pool; and in backward two passes that recompute
+  /// x̂ from x) and stores neither the BN output nor x̂; otherwise BN runs as the plain layer
+  /// and then this pool.
+  public private(set) var fusedPool: MaxPool2d?
 
   let arena: ParameterArena
   /// Offsets into `arena.params`/`arena.grads`: weight γ [C], bias β [C].
@@ -47,9 +53,18 @@ public final class BatchNorm: Layer {
   /// [N, C, H, W] input gradient.
   private let dInput = Storage()
   /// [1 + 2C] packed reduction buffer: forward `[M, Σx, Σx²]`, backward `[Σdy, Σdy·x̂]`.
-  private let moments: UnsafeMutablePointer<Double>
+  let moments: UnsafeMutablePointer<Double>
   /// [C] 1/√(σ² + ε) used by the last forward (batch or running variance).
   private let rstd: UnsafeMutablePointer<Float>
+  /// [C] the batch means of the last training forward (the fused pool recomputes x̂).
+  private let mean: UnsafeMutablePointer<Float>
+  /// Fused pool: the pooled output, the argmax of each window, and the input x the last
+  /// forward normalised (the previous layer's output, valid until that layer's next
+  /// forward), when that forward ran the fused kernels.
+  private let pooled = Storage()
+  private var argmax: UnsafeMutablePointer<Int32> = .allocate(capacity: 1)
+  private var argmaxCapacity = 1
+  private var fusedInput: Tensor?
   /// Global count M of the last training forward.
   private var lastCount: Double = 0
   private var lastShape = Shape(0, 0)
@@ -84,11 +99,16 @@ public final class BatchNorm: Layer {
     moments.initialize(repeating: 0, count: 1 + 2 * channels)
     rstd = .allocate(capacity: channels)
     rstd.initialize(repeating: 0, count: channels)
+    mean = .allocate(capacity: channels)
+    mean.initialize(repeating: 0, count: channels)
   }
 
   deinit {
     moments.deallocate()
     rstd.deallocate()
+    mean.deallocate()
+    Storage.track(bytes: -(argmaxCapacity - 1) * 4)
+    argmax.deallocate()
   }
 
   private var syncing: Collective? {
@@ -98,13 +118,27 @@ public final class BatchNorm: Layer {
 
   /// - Parameters:
   ///   - x: [N, C, H, W] (C = `channels`).
-  /// - Returns: y [N, C, H, W], owned by the layer.
+  /// - Returns: y [N, C, H, W], owned by the layer; with `fusedPool`, the pooled
+  ///   [N, C, H/2, W/2].
   public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
     let s = x.shape
     guard s.c == channels else {
       throw LayerShapeError(
         layer: name, reason: "input \(s) has \(s.c) channels, expected \(channels)")
     }
+    fusedInput = nil
+    guard let pool = fusedPool else { return try normalize(x, training: training, pooling: false) }
+    if s.h < 2 || s.w < 2 {
+      throw LayerShapeError(layer: name, reason: "input \(s) is smaller than its 2×2 pooling window")
+    }
+    let y = try normalize(x, training: training, pooling: true)
+    return fusedInput != nil ? y : try pool.forward(y, training: training)
+  }
+
+  /// The plain layer's forward, or with `pooling` (training, fast kernels) the fused
+  /// normalise-ReLU-pool pass, which sets `fusedInput` and returns the pooled map.
+  private func normalize(_ x: Tensor, training: Bool, pooling: Bool) throws -> Tensor {
+    let s = x.shape
     let C = channels
     let S = s.spatial
     let N = s.n
@@ -140,23 +174,9 @@ public final class BatchNorm: Layer {
           sumSq[c] = b
         }
       }
-      if let coll = syncing { try coll.allReduceSum(moments, count: 1 + 2 * C) }
-      let M = moments[0]
-      guard M > 1 else {
-        throw LayerShapeError(
-          layer: name,
-          reason: "training needs more than 1 value per channel, got \(Int(M)) (input \(s))")
-      }
-      lastCount = M
-      let m = Double(momentum)
-      for c in 0..<C {
-        let mean = sum[c] / M
-        let variance = max(sumSq[c] / M - mean * mean, 0)
-        rstd[c] = Float(1 / (variance + Double(eps)).squareRoot())
-        rm[c] = Float((1 - m) * Double(rm[c]) + m * mean)
-        rv[c] = Float((1 - m) * Double(rv[c]) + m * variance * M / (M - 1))
-        // Reuse sum[c] as the mean for the normalisation pass below.
-        sum[c] = mean
+      try finishMoments(s)
+      if pooling && fast {
+        return poolForward(x)
       }
       Parallel.ranges(N, costPerItem: C * S) { nLo, nHi in
         for n in nLo..<nHi {
@@ -202,6 +222,132 @@ public final class BatchNorm: Layer {
     return y
   }
 
+  /// After the local moments `[M, Σx_c…, Σx²_c…]` are in `moments` (from forward, or from
+  /// `FusedConvBlock`): all-reduces them (sync mode), sets `mean`, `rstd` and the running
+  /// statistics, and leaves each channel's mean in `moments[1 + c]`.
+  func finishMoments(_ s: Shape) throws {
+    let C = channels
+    let (sum, sumSq) = (moments + 1, moments + 1 + C)
+    let rm = arena.buffers + runningMeanOffset
+    let rv = arena.buffers + runningVarOffset
+    if let coll = syncing { try coll.allReduceSum(moments, count: 1 + 2 * C) }
+    let M = moments[0]
+    guard M > 1 else {
+      throw LayerShapeError(
+        layer: name,
+        reason: "training needs more than 1 value per channel, got \(Int(M)) (input \(s))")
+    }
+    lastCount = M
+    let m = Double(momentum)
+    for c in 0..<C {
+      let mu = sum[c] / M
+      let variance = max(sumSq[c] / M - mu * mu, 0)
+      rstd[c] = Float(1 / (variance + Double(eps)).squareRoot())
+      rm[c] = Float((1 - m) * Double(rm[c]) + m * mu)
+      rv[c] = Float((1 - m) * Double(rv[c]) + m * variance * M / (M - 1))
+      // Reuse sum[c] as the mean for the normalisation pass.
+      sum[c] = mu
+      mean[c] = Float(mu)
+    }
+  }
+
+  /// After this rank's `[Σdv_c…, Σ(dv·x̂)_c…]` are in `moments` (fused backward passes):
+  /// all-reduces them (sync mode). `backwardCoefficients` then gives each channel's
+  /// `dx = k·(dv − mdy − x̂·mdx)`.
+  func finishBackwardSums() throws {
+    if let coll = syncing { try coll.allReduceSum(moments, count: 2 * channels) }
+  }
+
+  /// Channel c's (k, mdy, mdx) of the training backward, from the sums in `moments`.
+  func backwardCoefficients(_ c: Int) -> (k: Float, mdy: Float, mdx: Float) {
+    let invM = 1 / lastCount
+    let g = arena.params[weightOffset + c]
+    return (g * rstd[c], Float(moments[c] * invM), Float(moments[channels + c] * invM))
+  }
+
+  /// Channel c's (mean, 1/σ, γ, β) of the last training forward.
+  func transform(_ c: Int) -> (mu: Float, r: Float, g: Float, b: Float) {
+    (mean[c], rstd[c], arena.params[weightOffset + c], arena.params[biasOffset + c])
+  }
+
+  /// The fused normalise-ReLU-pool pass (training, fast kernels): pooled map and argmax.
+  private func poolForward(_ x: Tensor) -> Tensor {
+    let s = x.shape
+    let (C, h, w) = (channels, s.h, s.w)
+    let ys = Shape(s.n, C, h / 2, w / 2)
+    let y = pooled.tensor(ys)
+    if ys.count > argmaxCapacity {
+      argmax.deallocate()
+      Storage.track(bytes: (ys.count - argmaxCapacity) * 4)
+      argmax = .allocate(capacity: ys.count)
+      argmaxCapacity = ys.count
+    }
+    let (gamma, beta, idx) = (arena.params + weightOffset, arena.params + biasOffset, argmax)
+    Parallel.ranges(s.n * C, costPerItem: h * w) { lo, hi in
+      for plane in lo..<hi {
+        let c = plane % C
+        px_bn_relu_pool2_forward(
+          y.data + plane * ys.spatial, idx + plane * ys.spatial, x.data + plane * h * w, h, w,
+          self.mean[c], self.rstd[c], gamma[c], beta[c])
+      }
+    }
+    fusedInput = x
+    return y
+  }
+
+  /// Backward of the fused pass: dy [N, C, H/2, W/2] → dx [N, C, H, W], x̂ recomputed from x.
+  private func poolBackward(_ dy: Tensor, _ x: Tensor) throws -> Tensor {
+    let s = x.shape
+    let ys = Shape(s.n, channels, s.h / 2, s.w / 2)
+    guard dy.shape == ys else {
+      throw LayerShapeError(layer: name, reason: "backward got dy \(dy.shape), forward produced \(ys)")
+    }
+    let (C, N, h, w, S, P) = (channels, s.n, s.h, s.w, s.spatial, ys.spatial)
+    let dx = dInput.tensor(s)
+    let gamma = arena.params + weightOffset
+    let beta = arena.params + biasOffset
+    let dGamma = arena.grads + weightOffset
+    let dBeta = arena.grads + biasOffset
+    let (sumDy, sumDyXhat, idx) = (moments, moments + C, argmax)
+    Parallel.ranges(C, costPerItem: N * S) { cLo, cHi in
+      for c in cLo..<cHi {
+        var a = 0.0
+        var b = 0.0
+        for n in 0..<N {
+          let plane = n * C + c
+          px_sum_dot_relu_pool2(
+            dy.data + plane * P, idx + plane * P, x.data + plane * S, h, w, self.mean[c],
+            self.rstd[c], gamma[c], beta[c], &a, &b)
+        }
+        sumDy[c] = a
+        sumDyXhat[c] = b
+        dBeta[c] += Float(a)
+        dGamma[c] += Float(b)
+      }
+    }
+    if let coll = syncing { try coll.allReduceSum(moments, count: 2 * C) }
+    let invM = 1 / lastCount
+    Parallel.ranges(N * C, costPerItem: S) { lo, hi in
+      for plane in lo..<hi {
+        let c = plane % C
+        px_bn_relu_pool2_backward(
+          dx.data + plane * S, dy.data + plane * P, idx + plane * P, x.data + plane * S, h, w,
+          self.mean[c], self.rstd[c], gamma[c] * self.rstd[c], Float(sumDy[c] * invM),
+          Float(sumDyXhat[c] * invM), gamma[c], beta[c])
+      }
+    }
+    return dx
+  }
+
+  /// Makes the layer also apply the 2×2 max pooling that follows its ReLU (`fusedPool`);
+  /// needs `fusedReLU`. Returns `true`.
+  @discardableResult
+  public func fusePool() -> Bool {
+    precondition(fusedReLU, "\(name): fusePool needs the fused ReLU")
+    fusedPool = MaxPool2d(kernel: 2, stride: 2)
+    return true
+  }
+
   /// Makes the layer apply the ReLU that follows it (`fusedReLU`); returns `true`.
   /// Encoders call it when a ReLU follows the norm and then skip that ReLU.
   @discardableResult
@@ -225,6 +371,13 @@ public final class BatchNorm: Layer {
   /// Training: `dx = γ·rstd·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)` with global sums and global M.
   /// Evaluation (frozen statistics): `dx = γ·rstd·dy`.
   public func backward(_ dy: Tensor) throws -> Tensor {
+    if let x = fusedInput { return try poolBackward(dy, x) }
+    if let pool = fusedPool { return try backwardNormalized(try pool.backward(dy)) }
+    return try backwardNormalized(dy)
+  }
+
+  /// The plain layer's backward (dy of the BN output).
+  private func backwardNormalized(_ dy: Tensor) throws -> Tensor {
     let s = lastShape
     guard dy.shape == s else {
       throw LayerShapeError(

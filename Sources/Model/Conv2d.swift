@@ -39,7 +39,7 @@ public final class Conv2d: Layer {
   /// later steps (see `RankInvarianceTests`).
   public var usesImplicitInputGradient = true
 
-  private let arena: ParameterArena
+  let arena: ParameterArena
   /// Offset of weight [outChannels, inChannels, k, k].
   public let weightOffset: Int
   /// Offset of bias [outChannels], if any.
@@ -187,7 +187,16 @@ public final class Conv2d: Layer {
     let db: UnsafeMutablePointer<Float>? = biasOffset.map { arena.grads + $0 }
     // dY of a chunk as [O, S·Ho·Wo], read in place from NCHW memory.
     let nchw = GemmColumns(block: hw, blockStride: o * hw)
-    if let db {
+    if let db, usesFastKernels {
+      // Σ over each channel's planes, in Double across planes (px_sum: Float lanes within one).
+      Parallel.ranges(o, costPerItem: n * hw) { lo, hi in
+        for oc in lo..<hi {
+          var acc = 0.0
+          for s in 0..<n { px_sum(dy.data + (s * o + oc) * hw, hw, &acc) }
+          db[oc] += Float(acc)
+        }
+      }
+    } else if let db {
       for s in 0..<n {
         for oc in 0..<o {
           let r = dy.data + (s * o + oc) * hw

@@ -1,3 +1,4 @@
+import CKernels
 import Model
 import XCTest
 
@@ -32,6 +33,61 @@ final class FusedKernelTests: XCTestCase {
           ])
         }
         for v in 1..<outs.count {
+          for (k, what) in ["y", "dx", "dweight", "dbias"].enumerated() {
+            assertClose(
+              outs[v][k], outs[0][k], tolerance: 1e-5,
+              "\(s) training \(training) variant \(v) \(what)")
+          }
+        }
+      }
+    }
+  }
+
+  /// BatchNorm with the fused ReLU and pool (`fusePool`) against BatchNorm-ReLU then
+  /// MaxPool2d: in training on the portable and the AVX-512 kernels (the fused passes) and
+  /// without the C kernels, and in evaluation (both run the plain layers then the pool).
+  /// Odd planes, rows over 16 and 32 values, and a plane under 16 values (the fallback).
+  func testBatchNormReLUPoolMatchesThreeLayers() throws {
+    let shapes = [
+      Shape(4, 3, 5, 7), Shape(2, 5, 16, 16), Shape(3, 2, 28, 28), Shape(2, 3, 7, 7),
+      Shape(2, 2, 6, 67), Shape(3, 2, 3, 3),
+    ]
+    for s in shapes {
+      for training in [true, false] {
+        var outs: [[[Float]]] = []
+        // 0: BN-ReLU → pool, C kernels; 1: fused, portable C; 2: fused, AVX-512 (if available);
+        // 3: fused, Swift loops.
+        for variant in 0..<4 where variant != 2 || Gemm.builtinAvailable {
+          let old = px_path_force(Int32(variant == 1 ? PX_PATH_PORTABLE : PX_PATH_AVX512))
+          defer { px_path_force(old) }
+          let arena = ParameterArena()
+          let bn = BatchNorm(arena: arena, name: "bn", channels: s.c)
+          bn.usesFastKernels = variant != 3
+          bn.fuseReLU()
+          if variant > 0 { bn.fusePool() }
+          arena.allocate(seed: 1)
+          arena.set(arena.parameter(named: "bn.weight")!, TestData.uniform(s.c, seed: 2, 0.5, 1.5))
+          arena.set(arena.parameter(named: "bn.bias")!, TestData.uniform(s.c, seed: 3))
+          let pool = MaxPool2d(kernel: 2, stride: 2)
+          // A coarse grid: windows of equal values (ties) besides the ReLU's zeros.
+          let x = TestData.tensor(s, TestData.uniform(s.count, seed: 10, -2, 3).map { ($0 * 2).rounded() })
+          var y = try bn.forward(x, training: training)
+          if variant == 0 { y = try pool.forward(y, training: training) }
+          XCTAssertEqual(y.shape, Shape(s.n, s.c, s.h / 2, s.w / 2), "\(s) variant \(variant) shape")
+          let yv = y.toArray()
+          var g = TestData.tensor(y.shape, TestData.uniform(y.count, seed: 99))
+          if variant == 0 { g = try pool.backward(g) }
+          let dx = try bn.backward(g)
+          XCTAssertEqual(dx.shape, s, "\(s) variant \(variant) dx shape")
+          outs.append([
+            yv, dx.toArray(), arena.gradient(of: arena.parameter(named: "bn.weight")!),
+            arena.gradient(of: arena.parameter(named: "bn.bias")!),
+          ])
+        }
+        for v in 1..<outs.count {
+          // On the reference's kernels (AVX-512) the pooled values are the same operations,
+          // bit for bit; the portable C and Swift loops round without FMA.
+          if v == 2 { XCTAssertEqual(outs[v][0], outs[0][0], "\(s) training \(training) variant 2 y") }
           for (k, what) in ["y", "dx", "dweight", "dbias"].enumerated() {
             assertClose(
               outs[v][k], outs[0][k], tolerance: 1e-5,

@@ -144,6 +144,15 @@ final class KernelDispatchTests: XCTestCase {
       let r = onBothPaths(body)
       assertClose(r.portable, r.fast, tolerance: tolerance, what)
     }
+    // px_sum on lengths through its 64-wide loop, its 16-wide tail and a partial mask.
+    let long = TestData.uniform(200, seed: 22)
+    for len in [1, 37, 64, 150, 200] {
+      check("sum \(len)", tolerance: 1e-5) {
+        var s = 0.5
+        px_sum(long, len, &s)
+        return [Float(s)]
+      }
+    }
     check("sum_sumsq", tolerance: 1e-5) {
       var (s, q) = (0.5, 0.25)
       px_sum_sumsq(x, n, &s, &q)
@@ -220,6 +229,90 @@ final class KernelDispatchTests: XCTestCase {
       var dx = [Float](repeating: .nan, count: ph * pw)
       px_maxpool2_plane_backward(&dx, idx, TestData.uniform(y.count, seed: 25), ph, pw)
       return dx
+    }
+    // BN + ReLU + 2×2 pooling: odd planes, rows of more than 16 and 32 values, windows of
+    // ties (values on a coarse grid, and many ReLU zeros).
+    for (fh, fw) in [(7, 9), (28, 28), (3, 3), (5, 40), (2, 2), (6, 67)] {
+      let fx = TestData.uniform(fh * fw, seed: 26).map { ($0 * 4).rounded() / 2 }
+      let (fho, fwo) = (fh / 2, fw / 2)
+      let fdy = TestData.uniform(fho * fwo, seed: 27)
+      let (mu, r, g, b): (Float, Float, Float, Float) = (0.3, 1.3, 1.2, -0.1)
+      func pooled() -> ([Float], [Int32]) {
+        var y = [Float](repeating: .nan, count: fho * fwo)
+        var idx = [Int32](repeating: -1, count: y.count)
+        px_bn_relu_pool2_forward(&y, &idx, fx, fh, fw, mu, r, g, b)
+        return (y, idx)
+      }
+      check("bn_relu_pool2_forward \(fh)×\(fw)", tolerance: 1e-6) {
+        let (y, idx) = pooled()
+        return y + idx.map { Float($0) }
+      }
+      // The same values as BN-ReLU then pooling.
+      var v = [Float](repeating: .nan, count: fh * fw), xh = v
+      px_bn_relu_forward(&v, &xh, fx, fh * fw, mu, r, g, b)
+      var py = [Float](repeating: .nan, count: fho * fwo)
+      var pidx = [Int32](repeating: -1, count: py.count)
+      px_maxpool2_plane(&py, &pidx, v, fh, fw)
+      let (fy, fidx) = pooled()
+      XCTAssertEqual(fy, py, "fused pool values \(fh)×\(fw)")
+      XCTAssertEqual(fidx, pidx, "fused pool argmax \(fh)×\(fw)")
+      var routed = [Float](repeating: .nan, count: fh * fw)
+      px_maxpool2_plane_backward(&routed, fidx, fdy, fh, fw)
+      check("sum_dot_relu_pool2 \(fh)×\(fw)", tolerance: 1e-5) {
+        var (s1, d1) = (0.5, 0.25)
+        px_sum_dot_relu_pool2(fdy, fidx, fx, fh, fw, mu, r, g, b, &s1, &d1)
+        // … and what the unfused kernels sum on the routed gradient.
+        var (s2, d2) = (0.5, 0.25)
+        px_sum_dot_relu(routed, xh, fh * fw, g, b, &s2, &d2)
+        return [Float(s1), Float(d1), Float(s2), Float(d2)]
+      }
+      check("bn_relu_pool2_backward \(fh)×\(fw)", tolerance: 1e-6) {
+        var dx = [Float](repeating: .nan, count: fh * fw)
+        px_bn_relu_pool2_backward(&dx, fdy, fidx, fx, fh, fw, mu, r, 0.9, 0.05, 0.3, g, b)
+        return dx
+      }
+      var dxFused = [Float](repeating: .nan, count: fh * fw), dxPlain = dxFused
+      px_bn_relu_pool2_backward(&dxFused, fdy, fidx, fx, fh, fw, mu, r, 0.9, 0.05, 0.3, g, b)
+      px_bn_relu_backward(&dxPlain, routed, xh, fh * fw, 0.9, 0.05, 0.3, g, b)
+      XCTAssertEqual(dxFused, dxPlain, "fused pool backward = BN-ReLU backward of the routed dy \(fh)×\(fw)")
+    }
+    // The 3×3 same convolution of one plane and its weight gradient (plain and bf16-rounded
+    // g), against Conv2dReference too: planes narrower, wider than and straddling 16 columns,
+    // a single row, up to 3 input channels.
+    for (cc, ch3, cw3) in [(1, 28, 28), (3, 7, 9), (2, 5, 40), (1, 2, 2), (1, 1, 17), (3, 9, 16)] {
+      let cx = TestData.uniform(cc * ch3 * cw3, seed: 28)
+      let cwt = TestData.uniform(cc * 9, seed: 29)
+      let cg = TestData.uniform(ch3 * cw3, seed: 30)
+      check("conv3_plane \(cc)×\(ch3)×\(cw3)", tolerance: 1e-5) {
+        var y = [Float](repeating: .nan, count: ch3 * cw3)
+        px_conv3_plane(&y, cx, cc, ch3, cw3, cwt, 0.25)
+        return y
+      }
+      var y = [Float](repeating: .nan, count: ch3 * cw3), ref = y
+      px_conv3_plane(&y, cx, cc, ch3, cw3, cwt, 0.25)
+      let bias: [Float] = [0.25]
+      Conv2dReference.forward(
+        &ref, cx, cwt, bias, n: 1, c: cc, h: ch3, w: cw3, o: 1, kernel: 3, stride: 1, padding: 1)
+      assertClose(y, ref, tolerance: 1e-5, "conv3_plane vs Conv2dReference \(cc)×\(ch3)×\(cw3)")
+      for round: Int32 in [0, 1] {
+        check("conv3_wgrad_plane \(cc)×\(ch3)×\(cw3) round \(round)", tolerance: 1e-5) {
+          var dw = [Float](repeating: 0.5, count: cc * 9)
+          px_conv3_wgrad_plane(&dw, cg, cx, cc, ch3, cw3, round)
+          return dw
+        }
+      }
+      var dw = [Float](repeating: 0, count: cc * 9), dwRef = dw, dxRef = cx, dbRef: [Float] = [0]
+      px_conv3_wgrad_plane(&dw, cg, cx, cc, ch3, cw3, 0)
+      Conv2dReference.backward(
+        &dxRef, &dwRef, &dbRef, cg, cx, cwt, n: 1, c: cc, h: ch3, w: cw3, o: 1, kernel: 3, stride: 1,
+        padding: 1)
+      assertClose(dw, dwRef, tolerance: 1e-5, "conv3_wgrad_plane vs Conv2dReference \(cc)×\(ch3)×\(cw3)")
+      // round = 1 is the weight gradient of g rounded to bf16.
+      var dwR = [Float](repeating: 0, count: cc * 9), dwRounded = dwR
+      px_conv3_wgrad_plane(&dwR, cg, cx, cc, ch3, cw3, 1)
+      px_conv3_wgrad_plane(&dwRounded, cg.map(px_bf16_round), cx, cc, ch3, cw3, 0)
+      assertClose(dwR, dwRounded, tolerance: 1e-6, "conv3_wgrad_plane round \(cc)×\(ch3)×\(cw3)")
+      XCTAssertNotEqual(dwR, dw, "rounding g changes the weight gradient \(cc)×\(ch3)×\(cw3)")
     }
     // GEMM family: implicit conv (same and strided), NHWC transpose and weight gradient.
     for (stride, cpad) in [(1, 1), (2, 1)] {

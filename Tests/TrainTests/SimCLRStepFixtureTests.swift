@@ -36,9 +36,19 @@ final class SimCLRStepFixtureTests: XCTestCase {
     return num.squareRoot() / max(den.squareRoot(), 1e-30)
   }
 
-  func testConv4StepMatchesPyTorch() throws {
+  func testConv4StepMatchesPyTorch() throws { try checkConv4Step(fusedFirstBlock: false) }
+
+  /// The same step with block 1 as one pass (`FusedConvBlock`, as training runs it: no input
+  /// gradient), against the same PyTorch values.
+  func testConv4StepWithTheFusedFirstBlockMatchesPyTorch() throws {
+    try checkConv4Step(fusedFirstBlock: true)
+  }
+
+  private func checkConv4Step(fusedFirstBlock: Bool) throws {
     let t = try SafeTensors.read(Self.fixtures.appendingPathComponent("conv4_simclr_step.safetensors")).entries
     let net = try SimCLRNetwork(model: .conv4, projectionDim: 128, collective: nil, seed: 0)
+    let conv4 = try XCTUnwrap(net.encoder as? Conv4)
+    conv4.computesInputGradient = !fusedFirstBlock
     let arena = net.arena
     for r in arena.parameterRanges + arena.bufferRanges {
       let key = "param." + pytorchName(r.name)
@@ -53,6 +63,7 @@ final class SimCLRStepFixtureTests: XCTestCase {
 
     arena.zeroGrads()
     let h = try net.encoder.forward(Tensor(input.data, Shape(16, 1, 28, 28)), training: true)
+    XCTAssertEqual(conv4.ranFusedFirstBlock, fusedFirstBlock, "fused first block")
     let z = try net.head.forward(h.reshaped(Shape(16, h.shape.perSample)), training: true)
     XCTAssertLessThan(relativeError(z.toArray(), t["z"]!.values), 1e-4, "z")
     let value = try loss.forward(z)

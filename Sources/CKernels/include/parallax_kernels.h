@@ -138,6 +138,8 @@ double px_peak_gflops(int unit, double seconds);
 
 /* ---- BatchNorm (one plane of n floats per call) ------------------------------------------- */
 
+/* *sum += Σx (also a convolution's bias gradient, one plane of dY per call). */
+void px_sum(const float *x, long n, double *sum);
 /* *sum += Σx, *sumsq += Σx². */
 void px_sum_sumsq(const float *x, long n, double *sum, double *sumsq);
 /* *sum += Σdy, *dot += Σdy·xh. */
@@ -190,6 +192,38 @@ void px_maxpool2_plane(float *y, int *idx, const float *x, long h, long w);
 /* Its backward: dx [h, w] gets each window's gradient at its argmax and zero elsewhere
  * (including a last row/column outside every window). */
 void px_maxpool2_plane_backward(float *dx, const int *idx, const float *dy, long h, long w);
+
+/* ---- BatchNorm + ReLU + 2×2 max pooling in one layer (training) --------------------------- */
+
+/* The three passes of a BatchNorm → ReLU → MaxPool(2, 2) block that never writes the BN
+ * output v = max(g·x̂ + b, 0) nor x̂ = (x − mu)·r: both are recomputed from the layer's input
+ * x [h, w] (one plane) with the same operations as px_bn_relu_forward. */
+
+/* y [h/2, w/2], idx: px_maxpool2_plane of v. */
+void px_bn_relu_pool2_forward(float *y, int *idx, const float *x, long h, long w, float mu,
+                              float r, float g, float b);
+/* As px_sum_dot_relu on dv, the pooled gradient dy [h/2, w/2] routed to its window's argmax
+ * idx (what px_maxpool2_plane_backward writes): *sum += Σ dv·[g·x̂ + b > 0],
+ * *dot += Σ dv·[…]·x̂. */
+void px_sum_dot_relu_pool2(const float *dy, const int *idx, const float *x, long h, long w,
+                           float mu, float r, float g, float b, double *sum, double *dot);
+/* As px_bn_relu_backward on dv and x̂: dx [h, w] = k·(dv·[g·x̂ + b > 0] − mdy − x̂·mdx). */
+void px_bn_relu_pool2_backward(float *dx, const float *dy, const int *idx, const float *x,
+                               long h, long w, float mu, float r, float k, float mdy, float mdx,
+                               float g, float b);
+
+/* ---- A 3×3 "same" convolution, one output plane at a time (the fused conv4 stem) --------- */
+
+/* y [h, w] = Σ over c, ki, kj (in that order, one multiply-add each) of
+ * wt[(c·3 + ki)·3 + kj] · x[c, i + ki − 1, j + kj − 1], zero outside the C planes x [C, h, w]
+ * (stride 1, padding 1), then + bias (as the GEMMs add it). */
+void px_conv3_plane(float *y, const float *x, long C, long h, long w, const float *wt,
+                    float bias);
+/* Its weight gradient for one output plane g [h, w]: dw[(c·3 + ki)·3 + kj] +=
+ * Σ_{i,j} g[i, j] · x[c, i + ki − 1, j + kj − 1]. With `round`, each g is first rounded as
+ * px_bf16_round (the bf16 GEMM's operand rounding; x is passed already rounded). */
+void px_conv3_wgrad_plane(float *dw, const float *g, const float *x, long C, long h, long w,
+                          int round);
 
 #ifdef __cplusplus
 }
