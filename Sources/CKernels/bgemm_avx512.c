@@ -90,12 +90,63 @@ __attribute__((target(PX_BF16_TARGET))) static inline void px_bf16_rows_a(uint16
   }
 }
 
+/* The transposed implicit im2col of a "same" convolution (px_pack_b_conv_t's op(B), rows
+ * k0 ..< k0 + kc, columns j0 ..< j0 + nr) straight into the bf16 strip d [kp/2][32][2], with no
+ * fp32 staging: a column of op(B) is a shifted run of x, so 32 consecutive rows of it, converted
+ * by one vcvtne2ps2bf16, are already 16 (k, k + 1) pairs in order; 16 columns of such pairs are
+ * one 16×16 transpose of 32-bit words. The values and their rounding are those of the staged
+ * path (px_pack_b_conv_t, then px_bf16_strip_b). */
+__attribute__((target(PX_BF16_TARGET))) static inline void px_bf16_pack_conv_t(
+    uint16_t *d, const float *x, const px_conv *cv, long k0, long kc, long kp, long j0,
+    long nr) {
+  long hw = cv->h * cv->w, w = cv->w, kk = cv->k, pad = cv->pad;
+  float *dw = (float *)d; /* 32-bit words: pair p of column j at p·32 + j */
+  for (long k = 0; k < kc; k += 32) {
+    long nk = kc - k < 32 ? kc - k : 32;
+    int lane[2][17], runs[2] = {0, 0};
+    long base[2][16], n[2] = {nk < 16 ? nk : 16, nk - 16};
+    __mmask16 rowOK[2][PX_CONV_KMAX], colOK[2][PX_CONV_KMAX];
+    for (int h = 0; h < 2; h++)
+      if (n[h] > 0) runs[h] = px_same_runs(cv, k0 + k + 16 * h, n[h], lane[h], base[h], rowOK[h], colOK[h]);
+    for (long j = 0; j < PX_NR; j += 16) {
+      __m512 r[16];
+      long col = j0 + j;
+      long c = col / (kk * kk), ki = (col / kk) % kk, kj = col % kk;
+      for (long i = 0; i < 16; i++) {
+        __m512 v[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        if (j + i < nr) {
+          const float *src = x + c * hw + (ki - pad) * w + (kj - pad);
+          for (int h = 0; h < 2; h++) {
+            if (n[h] <= 0) continue;
+            __mmask16 ok = rowOK[h][ki] & colOK[h][kj] & px_lanes(0, n[h]);
+            v[h] = _mm512_maskz_loadu_ps(ok & px_lanes(0, lane[h][1]), src + base[h][0]);
+            for (int q = 1; q < runs[h]; q++)
+              v[h] = _mm512_mask_loadu_ps(v[h], ok & px_lanes(lane[h][q], lane[h][q + 1]), src + base[h][q]);
+          }
+          if (++kj == kk) {
+            kj = 0;
+            if (++ki == kk) { ki = 0; c++; }
+          }
+        }
+        r[i] = (__m512)_mm512_cvtne2ps_pbh(v[1], v[0]);
+      }
+      px_store_t16x16(dw + (k / 2) * PX_NR + j, PX_NR, r, (nk + 1) / 2);
+    }
+  }
+  for (long p = (kc + 1) / 2; p < kp / 2; p++) memset(dw + p * PX_NR, 0, PX_NR * 4);
+}
+
 /* One 32-column strip of op(B) (columns jg ..< jg + nr of the layout; jt for a transposed B
- * already offset by jorg) into the bf16 strip d [kp/2][32][2], through the fp32 staging s. */
+ * already offset by jorg) into the bf16 strip d [kp/2][32][2], through the fp32 staging s
+ * (directly for a "same" convolution's transposed im2col). */
 __attribute__((target(PX_BF16_TARGET))) static inline void px_bf16_pack_strip(
     uint16_t *d, float *s, const float *B, long ldb, int transB, px_cols bcols,
     const px_conv *bconv, const long *loff, const unsigned char *ltap, long pc, long kc, long kp,
     long jt, long jg, long nr) {
+  if (bconv && bconv->transposed && px_conv_same(bconv)) {
+    px_bf16_pack_conv_t(d, B, bconv, pc, kc, kp, jg, nr);
+    return;
+  }
   if (bconv && bconv->transposed) px_pack_b_conv_t(s, B, bconv, pc, kc, jg, nr);
   else if (bconv) px_pack_b_conv_strips(s, B, bconv, loff, ltap, pc, kc, jg, nr);
   else px_pack_b(s, B, ldb, transB, pc, kc, transB ? jt : jg, nr, bcols);

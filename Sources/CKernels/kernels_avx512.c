@@ -442,43 +442,78 @@ __attribute__((target("avx512f,fma"))) void px_avx512_bn_relu_pool2_forward(
   }
 }
 
-/* The pooled gradient routed to row rr, columns c0 … c0 + 15 (c0 even): dy [ho, wo] of each
- * position's window where idx names the position, zero elsewhere and outside every window. */
-__attribute__((target("avx512f"))) static inline __m512 px_pool2_route(const float *dy,
-                                                                       const int *idx, long rr,
-                                                                       long c0, long w, long ho,
-                                                                       long wo) {
+/* The pooled gradient routed to rows 2i and 2i + 1, columns c0 … c0 + 31 (c0 even): dy [ho, wo]
+ * of each position's window where idx names the position, zero elsewhere and outside every
+ * window. g[2r + q]: row 2i + r, columns c0 + 16q … c0 + 16q + 15. One load of the 16 windows'
+ * dy and argmax serves both rows. */
+__attribute__((target("avx512f"))) static inline void px_pool2_route(__m512 *g, const float *dy,
+                                                                     const int *idx, long i,
+                                                                     long c0, long w, long wo) {
   long j0 = c0 / 2;
-  if (rr >= 2 * ho || j0 >= wo) return _mm512_setzero_ps();
-  long i = rr / 2, n = wo - j0 < 8 ? wo - j0 : 8;
+  if (j0 >= wo) {
+    g[0] = g[1] = g[2] = g[3] = _mm512_setzero_ps();
+    return;
+  }
+  long n = wo - j0 < 16 ? wo - j0 : 16;
   __mmask16 m = px_tail_mask16(n);
-  const __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  const __m512i lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
   const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  __m512 g = _mm512_permutexvar_ps(dup, _mm512_maskz_loadu_ps(m, dy + i * wo + j0));
-  __m512i at = _mm512_permutexvar_epi32(dup, _mm512_maskz_loadu_epi32(m, idx + i * wo + j0));
-  __m512i pos = _mm512_add_epi32(_mm512_set1_epi32((int)(rr * w + c0)), lane);
-  __mmask16 hit = _mm512_mask_cmpeq_epi32_mask(px_tail_mask16(2 * n), at, pos);
-  return _mm512_maskz_mov_ps(hit, g);
+  __m512 v = _mm512_maskz_loadu_ps(m, dy + i * wo + j0);
+  __m512i a = _mm512_maskz_loadu_epi32(m, idx + i * wo + j0);
+  __m512 v0 = _mm512_permutexvar_ps(lo, v), v1 = _mm512_permutexvar_ps(hi, v);
+  __m512i a0 = _mm512_permutexvar_epi32(lo, a), a1 = _mm512_permutexvar_epi32(hi, a);
+  __m512i p0 = _mm512_add_epi32(_mm512_set1_epi32((int)(2 * i * w + c0)), lane);
+  __m512i p1 = _mm512_add_epi32(p0, _mm512_set1_epi32(16));
+  __m512i dw = _mm512_set1_epi32((int)w);
+  __mmask16 m0 = px_tail_mask16(2 * n < 16 ? 2 * n : 16), m1 = px_tail_mask16(2 * n > 16 ? 2 * n - 16 : 0);
+  g[0] = _mm512_maskz_mov_ps(_mm512_mask_cmpeq_epi32_mask(m0, a0, p0), v0);
+  g[1] = _mm512_maskz_mov_ps(_mm512_mask_cmpeq_epi32_mask(m1, a1, p1), v1);
+  g[2] = _mm512_maskz_mov_ps(_mm512_mask_cmpeq_epi32_mask(m0, a0, _mm512_add_epi32(p0, dw)), v0);
+  g[3] = _mm512_maskz_mov_ps(_mm512_mask_cmpeq_epi32_mask(m1, a1, _mm512_add_epi32(p1, dw)), v1);
 }
 
+/* Lanes of columns c ..< c + 16 inside a row of w. */
+static inline __mmask16 px_row_lanes(long c, long w) {
+  return c >= w ? 0 : px_tail_mask16(w - c < 16 ? w - c : 16);
+}
+
+/* Rows ≥ 2·ho (odd h) lie in no window: their routed gradient is zero, so they add nothing. */
 __attribute__((target("avx512f,fma"))) void px_avx512_sum_dot_relu_pool2(
     const float *dy, const int *idx, const float *x, long h, long w, float mu, float r, float g,
     float b, double *sum, double *dot) {
   long ho = h / 2, wo = w / 2;
   const __m512 vm = _mm512_set1_ps(mu), vr = _mm512_set1_ps(r), vg = _mm512_set1_ps(g),
                vb = _mm512_set1_ps(b);
-  __m512 s0 = _mm512_setzero_ps(), d0 = _mm512_setzero_ps();
-  for (long rr = 0; rr < h; rr++)
-    for (long c0 = 0; c0 < w; c0 += 16) {
-      __mmask16 m = px_tail_mask16(w - c0 < 16 ? w - c0 : 16);
-      __m512 hx = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + rr * w + c0), vm), vr);
-      __m512 a = _mm512_maskz_mov_ps(px_relu_mask(m, hx, vg, vb),
-                                     px_pool2_route(dy, idx, rr, c0, w, ho, wo));
-      s0 = _mm512_add_ps(s0, a);
-      d0 = _mm512_fmadd_ps(a, hx, d0);
+  __m512 s[4], d[4];
+  for (int q = 0; q < 4; q++) s[q] = d[q] = _mm512_setzero_ps();
+  for (long i = 0; i < ho; i++)
+    for (long c0 = 0; c0 < w; c0 += 32) {
+      __m512 route[4];
+      px_pool2_route(route, dy, idx, i, c0, w, wo);
+      for (int q = 0; q < 4; q++) {
+        long rr = 2 * i + q / 2, c = c0 + 16 * (q % 2);
+        __mmask16 m = px_row_lanes(c, w);
+        __m512 hx = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + rr * w + c), vm), vr);
+        __m512 a = _mm512_maskz_mov_ps(px_relu_mask(m, hx, vg, vb), route[q]);
+        s[q] = _mm512_add_ps(s[q], a);
+        d[q] = _mm512_fmadd_ps(a, hx, d[q]);
+      }
     }
-  *sum += (double)_mm512_reduce_add_ps(s0);
-  *dot += (double)_mm512_reduce_add_ps(d0);
+  __m512 st = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
+  __m512 dt = _mm512_add_ps(_mm512_add_ps(d[0], d[1]), _mm512_add_ps(d[2], d[3]));
+  *sum += (double)_mm512_reduce_add_ps(st);
+  *dot += (double)_mm512_reduce_add_ps(dt);
+}
+
+/* k·(a − mdy − x̂·mdx) with a the routed gradient where the ReLU passed, else 0. */
+__attribute__((target("avx512f,fma"))) static inline void px_bn_pool2_dx(
+    float *dx, const float *x, __mmask16 m, __m512 route, __m512 vm, __m512 vr, __m512 vg,
+    __m512 vb, __m512 vk, __m512 vmdy, __m512 vmdx) {
+  __m512 hx = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x), vm), vr);
+  __m512 a = _mm512_maskz_mov_ps(px_relu_mask(m, hx, vg, vb), route);
+  __m512 d = _mm512_fnmadd_ps(hx, vmdx, _mm512_sub_ps(a, vmdy));
+  _mm512_mask_storeu_ps(dx, m, _mm512_mul_ps(vk, d));
 }
 
 __attribute__((target("avx512f,fma"))) void px_avx512_bn_relu_pool2_backward(
@@ -488,15 +523,20 @@ __attribute__((target("avx512f,fma"))) void px_avx512_bn_relu_pool2_backward(
   const __m512 vm = _mm512_set1_ps(mu), vr = _mm512_set1_ps(r), vg = _mm512_set1_ps(g),
                vb = _mm512_set1_ps(b), vk = _mm512_set1_ps(k), vmdy = _mm512_set1_ps(mdy),
                vmdx = _mm512_set1_ps(mdx);
-  for (long rr = 0; rr < h; rr++)
-    for (long c0 = 0; c0 < w; c0 += 16) {
-      __mmask16 m = px_tail_mask16(w - c0 < 16 ? w - c0 : 16);
-      __m512 hx = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + rr * w + c0), vm), vr);
-      __m512 a = _mm512_maskz_mov_ps(px_relu_mask(m, hx, vg, vb),
-                                     px_pool2_route(dy, idx, rr, c0, w, ho, wo));
-      __m512 d = _mm512_fnmadd_ps(hx, vmdx, _mm512_sub_ps(a, vmdy));
-      _mm512_mask_storeu_ps(dx + rr * w + c0, m, _mm512_mul_ps(vk, d));
+  for (long i = 0; i < ho; i++)
+    for (long c0 = 0; c0 < w; c0 += 32) {
+      __m512 route[4];
+      px_pool2_route(route, dy, idx, i, c0, w, wo);
+      for (int q = 0; q < 4; q++) {
+        long o = (2 * i + q / 2) * w + c0 + 16 * (q % 2);
+        px_bn_pool2_dx(dx + o, x + o, px_row_lanes(c0 + 16 * (q % 2), w), route[q], vm, vr, vg,
+                       vb, vk, vmdy, vmdx);
+      }
     }
+  for (long rr = 2 * ho; rr < h; rr++)
+    for (long c = 0; c < w; c += 16)
+      px_bn_pool2_dx(dx + rr * w + c, x + rr * w + c, px_row_lanes(c, w), _mm512_setzero_ps(), vm,
+                     vr, vg, vb, vk, vmdy, vmdx);
 }
 
 /* ---- 3×3 same convolution, one plane ------------------------------------------------------ */
