@@ -309,20 +309,24 @@ public final class BatchNorm: Layer {
     let dGamma = arena.grads + weightOffset
     let dBeta = arena.grads + biasOffset
     let (sumDy, sumDyXhat, idx) = (moments, moments + C, argmax)
+    // Samples outer, channels inner: the planes are read in memory order (a channel's planes
+    // are C·P apart), and each channel's sums still add its samples in order 0 ..< N.
     Parallel.ranges(C, costPerItem: N * S) { cLo, cHi in
       for c in cLo..<cHi {
-        var a = 0.0
-        var b = 0.0
-        for n in 0..<N {
+        sumDy[c] = 0
+        sumDyXhat[c] = 0
+      }
+      for n in 0..<N {
+        for c in cLo..<cHi {
           let plane = n * C + c
           px_sum_dot_relu_pool2(
             dy.data + plane * P, idx + plane * P, x.data + plane * S, h, w, self.mean[c],
-            self.rstd[c], gamma[c], beta[c], &a, &b)
+            self.rstd[c], gamma[c], beta[c], sumDy + c, sumDyXhat + c)
         }
-        sumDy[c] = a
-        sumDyXhat[c] = b
-        dBeta[c] += Float(a)
-        dGamma[c] += Float(b)
+      }
+      for c in cLo..<cHi {
+        dBeta[c] += Float(sumDy[c])
+        dGamma[c] += Float(sumDyXhat[c])
       }
     }
     if let coll = syncing { try coll.allReduceSum(moments, count: 2 * C) }

@@ -88,14 +88,14 @@ final class FusedConvBlock {
       let plane = UnsafeMutablePointer<Float>.allocate(capacity: S)
       defer { plane.deallocate() }
       for o in lo..<hi {
-        var a = 0.0
-        var b = 0.0
-        for n in 0..<s.n {
+        moments[1 + o] = 0
+        moments[1 + O + o] = 0
+      }
+      for n in 0..<s.n {
+        for o in lo..<hi {
           px_conv3_plane(plane, xin + n * C * S, C, h, w, wts + o * C * 9, bias[o])
-          px_sum_sumsq(plane, S, &a, &b)
+          px_sum_sumsq(plane, S, moments + 1 + o, moments + 1 + O + o)
         }
-        moments[1 + o] = a
-        moments[1 + O + o] = b
       }
     }
     try bn.finishMoments(Shape(s.n, O, h, w))
@@ -104,9 +104,9 @@ final class FusedConvBlock {
     Parallel.ranges(O, costPerItem: s.n * S * C * 9) { lo, hi in
       let plane = UnsafeMutablePointer<Float>.allocate(capacity: S)
       defer { plane.deallocate() }
-      for o in lo..<hi {
-        let t = self.bn.transform(o)
-        for n in 0..<s.n {
+      for n in 0..<s.n {
+        for o in lo..<hi {
+          let t = self.bn.transform(o)
           let q = (n * O + o) * P
           px_conv3_plane(plane, xin + n * C * S, C, h, w, wts + o * C * 9, bias[o])
           px_bn_relu_pool2_forward(y.data + q, idx + q, plane, h, w, t.mu, t.r, t.g, t.b)
@@ -141,18 +141,20 @@ final class FusedConvBlock {
       let plane = UnsafeMutablePointer<Float>.allocate(capacity: S)
       defer { plane.deallocate() }
       for o in lo..<hi {
-        let t = self.bn.transform(o)
-        var a = 0.0
-        var b = 0.0
-        for n in 0..<s.n {
+        moments[o] = 0
+        moments[O + o] = 0
+      }
+      for n in 0..<s.n {
+        for o in lo..<hi {
+          let t = self.bn.transform(o)
           let q = (n * O + o) * P
           px_conv3_plane(plane, xin + n * C * S, C, h, w, wts + o * C * 9, bias[o])
-          px_sum_dot_relu_pool2(dy.data + q, idx + q, plane, h, w, t.mu, t.r, t.g, t.b, &a, &b)
+          px_sum_dot_relu_pool2(dy.data + q, idx + q, plane, h, w, t.mu, t.r, t.g, t.b, moments + o, moments + O + o)
         }
-        moments[o] = a
-        moments[O + o] = b
-        dBeta[o] += Float(a)
-        dGamma[o] += Float(b)
+      }
+      for o in lo..<hi {
+        dBeta[o] += Float(moments[o])
+        dGamma[o] += Float(moments[O + o])
       }
     }
     try bn.finishBackwardSums()
@@ -160,27 +162,32 @@ final class FusedConvBlock {
     Parallel.ranges(O, costPerItem: 2 * s.n * S * C * 9) { lo, hi in
       let plane = UnsafeMutablePointer<Float>.allocate(capacity: 2 * S)
       let grad = plane + S
-      let local = UnsafeMutablePointer<Float>.allocate(capacity: C * 9)
+      // Per channel of the range: its weight-gradient taps and its bias-gradient sum.
+      let local = UnsafeMutablePointer<Float>.allocate(capacity: (hi - lo) * C * 9)
+      let sums = UnsafeMutablePointer<Double>.allocate(capacity: hi - lo)
       defer {
         plane.deallocate()
         local.deallocate()
+        sums.deallocate()
       }
-      for o in lo..<hi {
-        let t = self.bn.transform(o)
-        let k = self.bn.backwardCoefficients(o)
-        var sum = 0.0
-        local.initialize(repeating: 0, count: C * 9)
-        for n in 0..<s.n {
+      local.initialize(repeating: 0, count: (hi - lo) * C * 9)
+      sums.initialize(repeating: 0, count: hi - lo)
+      for n in 0..<s.n {
+        let xs = xin + n * C * S
+        for o in lo..<hi {
+          let t = self.bn.transform(o)
+          let k = self.bn.backwardCoefficients(o)
           let q = (n * O + o) * P
-          let xs = xin + n * C * S
           px_conv3_plane(plane, xs, C, h, w, wts + o * C * 9, bias[o])
           px_bn_relu_pool2_backward(
             grad, dy.data + q, idx + q, plane, h, w, t.mu, t.r, k.k, k.mdy, k.mdx, t.g, t.b)
-          px_sum(grad, S, &sum)
-          px_conv3_wgrad_plane(local, grad, xs, C, h, w, round)
+          px_sum(grad, S, sums + (o - lo))
+          px_conv3_wgrad_plane(local + (o - lo) * C * 9, grad, xs, C, h, w, round)
         }
-        db[o] += Float(sum)
-        for i in 0..<(C * 9) { dw[o * C * 9 + i] += local[i] }
+      }
+      for o in lo..<hi {
+        db[o] += Float(sums[o - lo])
+        for i in 0..<(C * 9) { dw[o * C * 9 + i] += local[(o - lo) * C * 9 + i] }
       }
     }
   }
