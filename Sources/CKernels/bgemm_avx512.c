@@ -119,9 +119,7 @@ __attribute__((target(PX_BF16_TARGET))) static inline void px_bf16_pack_conv_t(
           for (int h = 0; h < 2; h++) {
             if (n[h] <= 0) continue;
             __mmask16 ok = rowOK[h][ki] & colOK[h][kj] & px_lanes(0, n[h]);
-            v[h] = _mm512_maskz_loadu_ps(ok & px_lanes(0, lane[h][1]), src + base[h][0]);
-            for (int q = 1; q < runs[h]; q++)
-              v[h] = _mm512_mask_loadu_ps(v[h], ok & px_lanes(lane[h][q], lane[h][q + 1]), src + base[h][q]);
+            v[h] = px_load_same_runs(src, ok, lane[h], base[h], runs[h]);
           }
           if (++kj == kk) {
             kj = 0;

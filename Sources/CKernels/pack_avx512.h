@@ -246,6 +246,16 @@ static inline int px_same_runs(const px_conv *cv, long pos, long n, int *lane, l
   return runs;
 }
 
+/* The lanes `ok` of src + lane, read as px_same_runs' runs (lane[r] ..< lane[r + 1] at
+ * src + base[r] + lane): one masked load per run, zero elsewhere. */
+__attribute__((target("avx512f"))) static inline __m512 px_load_same_runs(
+    const float *src, __mmask16 ok, const int *lane, const long *base, int runs) {
+  __m512 v = _mm512_maskz_loadu_ps(ok & px_lanes(0, lane[1]), src + base[0]);
+  for (int q = 1; q < runs; q++)
+    v = _mm512_mask_loadu_ps(v, ok & px_lanes(lane[q], lane[q + 1]), src + base[q]);
+  return v;
+}
+
 /* Row k's offset in x relative to the lane's own position, and its kernel tap (ki·k + kj),
  * for rows k0 ..< k0+kc (kc ≤ PX_KC) of a "same" convolution's implicit B. */
 static inline void px_conv_rows(const px_conv *cv, long k0, long kc, long *off, unsigned char *tap) {
@@ -319,11 +329,7 @@ __attribute__((target("avx512f"))) static inline void px_pack_b_conv_strips(
       /* Planes smaller than 16 positions: several samples per half. */
       for (long k = 0; k < kc; k++) {
         __mmask16 ok = rowOK[tap[k] / kk] & colOK[tap[k] % kk];
-        const float *src = x + off[k];
-        __m512 v = _mm512_maskz_loadu_ps(ok & px_lanes(0, lane[1]), src + base[0]);
-        for (int q = 1; q < runs; q++)
-          v = _mm512_mask_loadu_ps(v, ok & px_lanes(lane[q], lane[q + 1]), src + base[q]);
-        _mm512_storeu_ps(dh + k * PX_NR, v);
+        _mm512_storeu_ps(dh + k * PX_NR, px_load_same_runs(x + off[k], ok, lane, base, runs));
       }
     }
   }
@@ -370,11 +376,7 @@ __attribute__((target("avx512f"))) static inline void px_pack_b_conv_t(
           if (i >= cols) { r[i] = _mm512_setzero_ps(); continue; }
           __mmask16 ok = rowOK[ki] & colOK[kj] & px_lanes(0, n);
           if (same) {
-            const float *src = x + c * hw + (ki - pad) * w + (kj - pad);
-            __m512 v = _mm512_maskz_loadu_ps(ok & px_lanes(0, lane[1]), src + base[0]);
-            for (int q = 1; q < runs; q++)
-              v = _mm512_mask_loadu_ps(v, ok & px_lanes(lane[q], lane[q + 1]), src + base[q]);
-            r[i] = v;
+            r[i] = px_load_same_runs(x + c * hw + (ki - pad) * w + (kj - pad), ok, lane, base, runs);
           } else {
             r[i] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ok, idx, x + c * hw + ki * w + kj, 4);
           }
