@@ -18,6 +18,9 @@ public final class Watchdog: @unchecked Sendable {
   /// Where a rank is in a step; ordered, so "behind" is well defined.
   public enum Phase: Int, Sendable, CustomStringConvertible {
     case load = 0, forward, loss, backward, gradientSync, optimizer, driftCheck
+    /// Between steps: the all-reduce of stop signals, the checkpoint (the replicas' agreement
+    /// check, rank 0's write, the broadcast of its status), the end-of-run barrier.
+    case stopCheck, checkpoint, finish
 
     public var description: String {
       switch self {
@@ -28,6 +31,9 @@ public final class Watchdog: @unchecked Sendable {
       case .gradientSync: return "gradient all-reduce"
       case .optimizer: return "optimizer step"
       case .driftCheck: return "drift check"
+      case .stopCheck: return "stop-signal all-reduce"
+      case .checkpoint: return "checkpoint (replica check, rank 0's write, status broadcast)"
+      case .finish: return "end-of-run barrier"
       }
     }
   }
@@ -156,13 +162,22 @@ public final class Watchdog: @unchecked Sendable {
     }
   }
 
+  /// Says at once that this rank stalled (the transport may end the job while the others
+  /// are asked: a peer behind a cut link makes TCP give up on the socket after its retries),
+  /// asks every other rank where it is for up to `min(5, timeout / 2)` s (at least 1 s), then
+  /// reports who has not arrived and aborts the job with status 3.
   private func fireAndAbort(_ mine: [Int64], waited: Double) -> Never {
+    let ask = min(5, max(1, timeout / 2))
+    let head = String(
+      format: "[rank %d] stall watchdog: waited %.1f s (timeout %.0f s) in %@", rank, waited,
+      timeout, describe(mine))
+    report(head + String(format: "; asking the other ranks where they are (up to %.0f s).", ask))
     var query: Int64 = 0
     for q in 0..<size where q != rank {
       _ = MPI_Send(&query, 1, cmpi_int64(), Int32(q), Self.queryTag, side)
     }
     var replies: [Int: [Int64]] = [:]
-    let deadline = now() + 5
+    let deadline = now() + ask
     while replies.count < size - 1 && now() < deadline {
       serveQueries()
       var flag: Int32 = 0
@@ -177,21 +192,11 @@ public final class Watchdog: @unchecked Sendable {
         sleepSeconds(0.01)
       }
     }
-    func describe(_ s: [Int64]) -> String {
-      let p = Phase(rawValue: Int(s[3])) ?? .load
-      var d = "step \(s[1] + 1)"
-      if s[2] > 0 { d += " micro-batch \(s[2] + 1)" }
-      d += ", \(p)"
-      if p == .gradientSync && s[4] >= 0 { d += ", bucket \(s[4])" }
-      return d
-    }
     func key(_ s: [Int64]) -> [Int64] { [s[1], s[2], s[3]] }
     let behind = replies.filter { key($0.value).lexicographicallyPrecedes(key(mine)) }
       .sorted { $0.key < $1.key }
     let silent = (0..<size).filter { $0 != rank && replies[$0] == nil }
-    var text = String(
-      format: "[rank %d] stall watchdog: waited %.1f s (timeout %.0f s) in %@.", rank, waited,
-      timeout, describe(mine))
+    var text = head + "."
     if behind.isEmpty && silent.isEmpty {
       // The others are ahead, waiting for this rank: let one of them report (it names this
       // rank and the collective it waits in); abort here only if none does.
@@ -210,5 +215,15 @@ public final class Watchdog: @unchecked Sendable {
     report(text)
     _ = MPI_Abort(world, 3)
     exit(3)
+  }
+
+  /// "step 6, gradient all-reduce, bucket 0" for a marker `[rank, step, micro, phase, bucket]`.
+  private func describe(_ s: [Int64]) -> String {
+    let p = Phase(rawValue: Int(s[3])) ?? .load
+    var d = "step \(s[1] + 1)"
+    if s[2] > 0 { d += " micro-batch \(s[2] + 1)" }
+    d += ", \(p)"
+    if p == .gradientSync && s[4] >= 0 { d += ", bucket \(s[4])" }
+    return d
   }
 }

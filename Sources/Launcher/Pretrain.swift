@@ -18,6 +18,9 @@ struct Pretrain: ParsableCommand {
   @Option(help: .hidden) var debugStallRank: Int = -1
   @Option(help: .hidden) var debugStallStep: Int = 2
   @Option(help: .hidden) var debugStallSeconds: Double = 0
+  /// `backward` (after backward, before the gradient sync) or `between` (after the step,
+  /// before the stop-signal all-reduce).
+  @Option(help: .hidden) var debugStallWhere: String = "backward"
   @Option(help: .hidden) var debugPerturbRank: Int = -1
   @Option(help: .hidden) var debugPerturbStep: Int = 1
   @Option(help: .hidden) var debugPerturbParam: String = ""
@@ -118,12 +121,13 @@ struct Pretrain: ParsableCommand {
   }
 
   /// Fault injection for the watchdog and drift-check tests (hidden flags): this rank sleeps
-  /// after backward of one step, or nudges one parameter after its optimizer step.
+  /// after backward of one step (or between two steps), or nudges one parameter after its optimizer step.
   func debugHooks(rank: Int, config: PretrainConfig) -> StepHooks {
     var hooks = StepHooks()
     if rank == debugStallRank, debugStallSeconds > 0 {
       let (step, seconds) = (debugStallStep, debugStallSeconds)
-      hooks.afterBackward = { s in if s == step { Thread.sleep(forTimeInterval: seconds) } }
+      let stall: (Int) -> Void = { s in if s == step { Thread.sleep(forTimeInterval: seconds) } }
+      if debugStallWhere == "between" { hooks.betweenSteps = stall } else { hooks.afterBackward = stall }
     }
     if rank == debugPerturbRank {
       let (step, name) = (debugPerturbStep, debugPerturbParam)

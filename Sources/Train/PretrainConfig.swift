@@ -424,7 +424,7 @@ extension Options {
     "timeline", default: "", resume: .silent, help: "Write a Chrome trace-event timeline (JSON, all ranks) to this file (\"\": none).") }
   public var stallTimeout: ConfigOption<Double> { ConfigOption(
     "stallTimeout", default: 60, resume: .silent,
-    help: "Abort the job when a rank waits longer than this in one phase of a step (s; 0: off).",
+    help: "Abort the job when a rank waits longer than this in one phase of a step or in the stop check, a checkpoint (rank 0's write included) or the end-of-run barrier (s; 0: off).",
     check: finiteNonNegative) }
   public var checkEvery: ConfigOption<Int> { ConfigOption(
     "checkEvery", default: 0, resume: .silent, help: "Compare parameter checksums across ranks every N steps (0: never).",

@@ -57,6 +57,8 @@ public struct StepHooks {
   public var beforeBalancing: ((_ step: Int, _ input: BalancingInput) -> Void)?
   /// After the optimizer of step `step` (1-based) updated `arena`.
   public var afterOptimizer: ((_ step: Int, _ arena: ParameterArena) -> Void)?
+  /// After step `step` (1-based) and its log line, before the collectives between steps.
+  public var betweenSteps: ((_ step: Int) -> Void)?
   public init() {}
 }
 
@@ -207,30 +209,44 @@ public final class Pretrainer {
           elapsed: now() - start)
       }
       status.step(step, of: totalSteps, epoch: position.epoch, loss: t.loss, samplesPerStep: samplesPerStep)
+      // The collectives between steps are watched too: a peer lost here would otherwise
+      // hang the job until the transport gives up (minutes with TCP's defaults).
+      hooks.betweenSteps?(step)
+      watch(.stopCheck)
       if let reason = try stopRequested() {
         stopReason = reason
         break
       }
       if config.checkpointEvery > 0, step % config.checkpointEvery == 0, step < totalSteps {
+        watch(.checkpoint)
         lastCheckpoint = try writeCheckpoint()
         checkpointStep = step
       }
+      sync.watchdog?.disarm()
     }
     console.endProgress()
     // The end (or the stop) always has a checkpoint, unless nothing happened since the one
     // this run resumed from.
     if checkpointStep != step && (step > firstStep || resumedFrom == nil) {
+      watch(.checkpoint)
       lastCheckpoint = try writeCheckpoint()
     } else if lastCheckpoint == nil {
       lastCheckpoint = resumedFrom
     }
     if let r = stopReason { RankLog.note("stopped after step \(step) (\(r))") }
+    watch(.finish)
     try comm.barrier()
+    sync.watchdog?.disarm()
     let seconds = now() - start
     return PretrainSummary(
       steps: step - firstStep, finalLoss: last, seconds: seconds,
       samplesPerSecond: Double(step - firstStep) * samplesPerStep / max(seconds, 1e-9),
       checkpoint: lastCheckpoint, stopReason: stopReason, eventFile: log.eventFile)
+  }
+
+  /// The stall watchdog watches `phase` after the step just finished (a no-op on one rank).
+  private func watch(_ phase: Watchdog.Phase) {
+    sync.watchdog?.mark(step: max(step - 1, 0), phase)
   }
 
   /// The learning rate of the step after `step` steps: the run's schedule, or with

@@ -129,6 +129,24 @@ final class GradientSyncTests: XCTestCase {
     XCTAssertTrue(r.stderr.contains("not arrived: rank 1 (at step 2"), r.stderr)
   }
 
+  /// Rank 1 sleeps 60 s after step 2, before the collectives between steps; rank 0 waits in
+  /// the stop-signal all-reduce, which the watchdog must watch like the step's own phases.
+  func testWatchdogWatchesTheCollectivesBetweenSteps() throws {
+    let dir = Processes.temporaryDirectory("stall-between")
+    let timeout = 3.0
+    let r = try Processes.parallax(
+      np: 2,
+      [
+        "pretrain", "--model", "conv4", "--global-batch", "32", "--max-steps", "3", "--threads",
+        "1", "--run-dir", dir, "--stall-timeout", "\(timeout)", "--debug-stall-rank", "1",
+        "--debug-stall-step", "2", "--debug-stall-seconds", "60", "--debug-stall-where", "between",
+      ], timeout: 90)
+    XCTAssertEqual(r.status, 3, "the watchdog's MPI_Abort(world, 3):\n\(r.stderr)")
+    XCTAssertLessThan(r.seconds, timeout + 30 + 5, "took \(r.seconds) s (5 s allowed for start-up)")
+    XCTAssertTrue(r.stderr.contains("step 2, stop-signal all-reduce"), r.stderr)
+    XCTAssertTrue(r.stderr.contains("not arrived: rank 1 (at step 2"), r.stderr)
+  }
+
   /// One rank's parameter is perturbed after step 1; the drift check names that range.
   func testDriftCheckNamesTheDifferingRange() throws {
     let dir = Processes.temporaryDirectory("drift")

@@ -11,9 +11,16 @@ import XCTest
 /// what bounds the job is Parallax's stall watchdog (rank 0 stuck in a collective with a
 /// peer that no longer answers → `MPI_Abort`), followed by mpirun giving up on the cut-off
 /// daemon once the namespaces' `tcp_retries2` (5, ≈ 13 s) expires.
+///
+/// The timeout is chosen so the watchdog ends the job before TCP does: it fires after
+/// `stallTimeout` (6 s) and asks the others for `stallTimeout / 2`, so it aborts ≈ 9 s after
+/// the cut, while rank 0's own socket to the cut-off rank gives up after 0.2 · (2⁶ − 1) ≈
+/// 12.6 s (`tcp_retries2` = 5) and Open MPI then ends the job itself, without the watchdog's
+/// status. Before the collectives between steps were watched (the stop-signal all-reduce, the
+/// checkpoint), a cut landing in one of them left only TCP to end the job: 2 of 3 runs failed.
 final class LinkCutTests: XCTestCase {
   static let script = LocalHostsTests.script
-  let stallTimeout = 10.0
+  let stallTimeout = 6.0
 
   override func tearDown() {
     // Kills whatever the cut left inside the namespaces (orted and rank 1 on px-h2).
@@ -57,6 +64,7 @@ final class LinkCutTests: XCTestCase {
     XCTAssertGreaterThanOrEqual(took, stallTimeout - 1, "the job ended before the watchdog could have fired")
     XCTAssertEqual(job.status, 3, "the watchdog's MPI_Abort(world, 3) sets the job's status")
     print(String(format: "link cut: job exited with status %d %.1f s after the cut", job.status, took))
+    print(said.split(separator: "\n").filter { $0.contains("stall watchdog") }.joined(separator: "\n"))
 
     // Nothing left on the reachable host; `down` (tearDown) reaps the cut-off one.
     XCTAssertTrue(
