@@ -63,7 +63,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
       ]
     ),
     ("Model", [Options().syncBN, Options().projectionDim, Options().conv4Width, Options().precision]),
-    ("Image augmentation", [Options().augmentStrength, Options().augmentSampling]),
+    ("Image augmentation", [Options().augmentStrength, Options().blurProbability, Options().augmentSampling]),
     (
       "Audio",
       [
@@ -384,6 +384,10 @@ extension Options {
     "augmentStrength", default: 1,
     help: "Augmentation strength in [0, 2] (0 disables augmentation, 1 is SimCLR's; above 1 larger jitter, noise and crops).",
     check: { (0...2).contains($0) ? nil : "must be in [0, 2]" }) }
+  public var blurProbability: ConfigOption<Float> { ConfigOption(
+    "blurProbability", default: 0.5,
+    help: "Probability of the Gaussian blur (σ 0.1–2, kernel 3 or 5) in each image view under simclr sampling (SimCLR's 0.5; augment-strength 0 turns it off too).",
+    check: { (0...1).contains($0) ? nil : "must be in [0, 1]" }) }
   public var dataRead: ConfigOption<DataRead> { ConfigOption(
     "dataRead", default: .auto, resume: .silent,
     help:

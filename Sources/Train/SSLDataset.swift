@@ -45,8 +45,14 @@ public protocol SSLDataset {
 public struct FashionMNISTDataset: SSLDataset {
   public var directory: String
   public var augmentStrength: Float
+  public var blurProbability: Float = 0.5
   public var sampling: AugmentSampling
   public var seed: UInt64
+
+  /// The views' augmentation: SimCLR's at `augmentStrength` with `blurProbability`.
+  public var augmentConfig: SimCLRAugment.Config {
+    SimCLRAugment.Config.views(strength: augmentStrength, blurProbability: blurProbability)
+  }
 
   public var sampleShape: Shape { Shape(1, 1, 28, 28) }
   public var labelSlots: [LabelSlot] { [LabelSlot(name: "class", classNames: FashionMNIST.classNames)] }
@@ -64,9 +70,8 @@ public struct FashionMNISTDataset: SSLDataset {
     let train = try FashionMNIST.shard(split: .train, directory: directory)
     let sampler = try DistributedSampler(
       count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: seed)
-    let augment = augmentStrength > 0 ? SimCLRAugment(strength: augmentStrength) : SimCLRAugment(config: .identity)
     return try ImageViewSource(
-      source: train, sampler: sampler, augment: augment, seed: seed, sampling: sampling, reader: reader, inputs: inputs)
+      source: train, sampler: sampler, augment: SimCLRAugment(config: augmentConfig), seed: seed, sampling: sampling, reader: reader, inputs: inputs)
   }
 
   public func evaluation(_ split: EvalSplit) throws -> EvalSource {
@@ -81,12 +86,16 @@ public struct FashionMNISTDataset: SSLDataset {
 public struct ImageSetDataset: SSLDataset {
   public let images: ImageSetSource
   public var augmentStrength: Float
+  public var blurProbability: Float
   public var sampling: AugmentSampling
   public var seed: UInt64
 
-  public init(directory: String, augmentStrength: Float, sampling: AugmentSampling, seed: UInt64) throws {
+  public init(
+    directory: String, augmentStrength: Float, blurProbability: Float = 0.5, sampling: AugmentSampling, seed: UInt64
+  ) throws {
     images = try ImageSetSource(directory: directory)
     self.augmentStrength = augmentStrength
+    self.blurProbability = blurProbability
     self.sampling = sampling
     self.seed = seed
   }
@@ -116,7 +125,7 @@ public struct ImageSetDataset: SSLDataset {
     let train = try ImageSubset(images, indices: indices(.train))
     let sampler = try DistributedSampler(
       count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: seed)
-    var config = augmentStrength > 0 ? SimCLRAugment.Config(strength: augmentStrength) : .identity
+    var config = SimCLRAugment.Config.views(strength: augmentStrength, blurProbability: blurProbability)
     if images.channels == 3 {
       config.rgbMean = images.info.mean
       config.rgbStd = images.info.std
@@ -195,16 +204,27 @@ public enum Datasets {
     switch config.data {
     case .fashionMNIST:
       return FashionMNISTDataset(
-        directory: config.dataDir, augmentStrength: config.augmentStrength,
+        directory: config.dataDir, augmentStrength: config.augmentStrength, blurProbability: config.blurProbability,
         sampling: config.resolvedAugmentSampling, seed: config.seed)
     case .images:
       return try ImageSetDataset(
-        directory: config.dataDir, augmentStrength: config.augmentStrength,
+        directory: config.dataDir, augmentStrength: config.augmentStrength, blurProbability: config.blurProbability,
         sampling: config.resolvedAugmentSampling, seed: config.seed)
     case .spokenDigits, .audioManifest, .audioFolder:
       return try AudioDataset(config: config)
     case .multiFashion:
       return MultiFashionDataset(directory: config.dataDir, seed: config.seed)
     }
+  }
+}
+
+extension SimCLRAugment.Config {
+  /// The pretraining views' pipeline: SimCLR's at `strength` with the blur drawn with
+  /// `blurProbability`; strength 0 is no augmentation at all (`identity`, blur included).
+  static func views(strength: Float, blurProbability: Float) -> SimCLRAugment.Config {
+    guard strength > 0 else { return .identity }
+    var c = SimCLRAugment.Config(strength: strength)
+    c.blurProbability = blurProbability
+    return c
   }
 }

@@ -1,0 +1,42 @@
+import Data
+import Model
+import XCTest
+
+@testable import Train
+
+/// `blurProbability` reaches the views' pipeline: the default is SimCLR's pipeline unchanged,
+/// 0 and 1 give other views, and strength 0 stays the identity whatever the blur says.
+final class BlurOptionTests: XCTestCase {
+  /// The first batch of the views of `config` (one rank, Debian's Fashion-MNIST).
+  func firstBatch(_ config: PretrainConfig) throws -> [Float] {
+    let source = try ViewSources.make(config, globalBatch: 8, rank: 0, worldSize: 1)
+    let out = Storage(source.batchShape.count)
+    try source.load(epoch: 0, batch: 0, into: out.data, transforms: nil)
+    return Array(UnsafeBufferPointer(start: out.data, count: source.batchShape.count))
+  }
+
+  func testBlurProbabilityReachesTheViews() throws {
+    var c = PretrainConfig()
+    c.augmentStrength = 0.6
+    let dataset = try XCTUnwrap(Datasets.open(c) as? FashionMNISTDataset)
+    XCTAssertEqual(dataset.augmentConfig, SimCLRAugment.Config(strength: 0.6), "the default is SimCLR's pipeline")
+    let standard = try firstBatch(c)
+    c.blurProbability = 0
+    XCTAssertEqual(try XCTUnwrap(Datasets.open(c) as? FashionMNISTDataset).augmentConfig.blurProbability, 0)
+    let never = try firstBatch(c)
+    c.blurProbability = 1
+    let always = try firstBatch(c)
+    XCTAssertTrue(standard != never, "blur 0 gave the default's views")
+    XCTAssertTrue(never != always, "blur 1 gave blur 0's views")
+    XCTAssertTrue(always == (try firstBatch(c)), "views are a function of the configuration")
+
+    c.augmentStrength = 0
+    XCTAssertEqual(try XCTUnwrap(Datasets.open(c) as? FashionMNISTDataset).augmentConfig, .identity)
+  }
+
+  func testOutOfRangeIsRefusedNamingTheFlag() throws {
+    XCTAssertThrowsError(try PretrainConfig.parse(yaml: "blurProbability: 1.5\n", source: "t.yaml")) { e in
+      XCTAssertTrue("\(e)".contains("blurProbability"), "\(e)")
+    }
+  }
+}
