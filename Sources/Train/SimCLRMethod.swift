@@ -4,12 +4,16 @@ extension Options {
   public var temperature: ConfigOption<Float> { ConfigOption(
     "temperature", default: 0.2, help: "NT-Xent temperature (SimCLR, and MT-SLVR's SimCLR branch).",
     check: { $0 > 0 && $0.isFinite ? nil : "must be positive" }) }
+  public var projectionHidden: ConfigOption<Int> { ConfigOption(
+    "projectionHidden", default: 0,
+    help: "Hidden width of SimCLR's projection head, Linear → BN → ReLU → Linear (0: the encoder's feature width).",
+    check: { (0...65536).contains($0) ? nil : "must be in 0…65536" }) }
 }
 
 /// SimCLR (Chen et al. 2020): encoder → projection head → NT-Xent over the global batch
 /// (DESIGN.md invariants 3, 4, 8).
 public final class SimCLRMethod: SSLMethod {
-  public static var options: [any AnyConfigOption] { [Options().temperature] }
+  public static var options: [any AnyConfigOption] { [Options().temperature, Options().projectionHidden] }
 
   public let net: SimCLRNetwork
   let loss: NTXentLoss

@@ -13,16 +13,18 @@ public final class SimCLRNetwork {
   ///     `prePoolDim` (and samplecnn's input length). nil: the model's reference input
   ///     (28×28 images, 59049 samples).
   ///   - conv4Width: the channels of conv4's blocks (`--conv4-width`; other models ignore it).
+  ///   - projectionHidden: the head's hidden width (0: the encoder's feature width).
   public init(
     model: EncoderKind, projectionDim: Int, collective: Collective?, seed: UInt64, input: Shape? = nil,
-    conv4Width: Int = 64
+    conv4Width: Int = 64, projectionHidden: Int = 0
   ) throws {
     arena = ParameterArena()
     encoder = try Self.makeEncoder(
       model, arena: arena, prefix: "encoder", collective: collective, input: input, conv4Width: conv4Width)
     let d = encoder.featureDim
     head = ProjectionHead(
-      arena: arena, prefix: "head", inFeatures: d, hidden: d, outFeatures: projectionDim,
+      arena: arena, prefix: "head", inFeatures: d, hidden: projectionHidden > 0 ? projectionHidden : d,
+      outFeatures: projectionDim,
       makeNorm: Self.norm(arena, collective))
     arena.allocate(seed: seed)
   }
@@ -31,7 +33,7 @@ public final class SimCLRNetwork {
   public convenience init(config: PretrainConfig, collective: Collective?) throws {
     try self.init(
       model: config.model, projectionDim: config.projectionDim, collective: collective, seed: config.seed,
-      input: config.sampleShape, conv4Width: config.conv4Width)
+      input: config.sampleShape, conv4Width: config.conv4Width, projectionHidden: config.projectionHidden)
   }
 
   static func norm(_ arena: ParameterArena, _ collective: Collective?) -> (String, Int) -> Layer {

@@ -4,9 +4,10 @@ import XCTest
 
 @testable import Train
 
+/// The options added for the main job's recipe search reach what they set.
 /// `blurProbability` reaches the views' pipeline: the default is SimCLR's pipeline unchanged,
 /// 0 and 1 give other views, and strength 0 stays the identity whatever the blur says.
-final class BlurOptionTests: XCTestCase {
+final class RecipeOptionTests: XCTestCase {
   /// The first batch of the views of `config` (one rank, Debian's Fashion-MNIST).
   func firstBatch(_ config: PretrainConfig) throws -> [Float] {
     let source = try ViewSources.make(config, globalBatch: 8, rank: 0, worldSize: 1)
@@ -37,6 +38,22 @@ final class BlurOptionTests: XCTestCase {
   func testOutOfRangeIsRefusedNamingTheFlag() throws {
     XCTAssertThrowsError(try PretrainConfig.parse(yaml: "blurProbability: 1.5\n", source: "t.yaml")) { e in
       XCTAssertTrue("\(e)".contains("blurProbability"), "\(e)")
+    }
+  }
+
+  /// `projectionHidden` sets the width between SimCLR's two head layers; 0 keeps the feature
+  /// width (the head of every earlier run).
+  func testProjectionHiddenSetsTheHeadsHiddenWidth() throws {
+    var c = PretrainConfig()
+    c.conv4Width = 32
+    c.projectionDim = 24
+    for (hidden, width) in [(0, 32), (96, 96)] {
+      c.projectionHidden = hidden
+      let net = try SimCLRNetwork(config: c, collective: nil)
+      XCTAssertEqual(net.arena.parameter(named: "head.0.weight")?.count, width * 32, "hidden \(hidden)")
+      XCTAssertEqual(net.arena.parameter(named: "head.3.weight")?.count, 24 * width, "hidden \(hidden)")
+      let z = try net.head.forward(Tensor(Storage(4 * 32).data, Shape(4, 32, 1, 1)), training: true)
+      XCTAssertEqual(z.shape.perSample, 24)
     }
   }
 }
