@@ -24,7 +24,7 @@ public final class Watchdog: @unchecked Sendable {
 
     public var description: String {
       switch self {
-      case .load: return "data loading"
+      case .load: return "data loading (collective under MPI-IO reads)"
       case .forward: return "forward (sync BN / embedding all-gather)"
       case .loss: return "loss"
       case .backward: return "backward (sync BN / loss all-reduce)"
