@@ -109,21 +109,27 @@ final class GradientSyncTests: XCTestCase {
     }
   }
 
+  static let stallTimeout = 3.0
+
+  /// A 3-step 2-rank run in which rank 1 sleeps `seconds` at step 2 (`extra` says where),
+  /// watched with `stallTimeout`.
+  func stalledJob(_ name: String, seconds: Int, _ extra: [String]) throws -> Processes.Result {
+    try Processes.parallax(
+      np: 2,
+      [
+        "pretrain", "--model", "conv4", "--global-batch", "32", "--max-steps", "3", "--threads",
+        "1", "--run-dir", Processes.temporaryDirectory(name), "--stall-timeout", "\(Self.stallTimeout)",
+        "--debug-stall-rank", "1", "--debug-stall-step", "2", "--debug-stall-seconds", "\(seconds)",
+      ] + extra, timeout: 90)
+  }
+
   /// Rank 1 sleeps 120 s before the gradient sync of step 2; rank 0 waits for bucket 0. The
   /// watchdog must name the step, the bucket and rank 1, and the job must end non-zero
   /// within timeout + 30 s.
   func testWatchdogAbortsAStalledJob() throws {
-    let dir = Processes.temporaryDirectory("stall")
-    let timeout = 3.0
-    let r = try Processes.parallax(
-      np: 2,
-      [
-        "pretrain", "--model", "conv4", "--global-batch", "32", "--max-steps", "3", "--threads",
-        "1", "--run-dir", dir, "--bucket-mb", "0", "--stall-timeout", "\(timeout)",
-        "--debug-stall-rank", "1", "--debug-stall-step", "2", "--debug-stall-seconds", "120",
-      ], timeout: 90)
+    let r = try stalledJob("stall", seconds: 120, ["--bucket-mb", "0"])
     XCTAssertNotEqual(r.status, 0)
-    XCTAssertLessThan(r.seconds, timeout + 30 + 5, "took \(r.seconds) s (5 s allowed for start-up)")
+    XCTAssertLessThan(r.seconds, Self.stallTimeout + 30 + 5, "took \(r.seconds) s (5 s allowed for start-up)")
     XCTAssertTrue(r.stderr.contains("stall watchdog"), r.stderr)
     XCTAssertTrue(r.stderr.contains("step 2, gradient all-reduce, bucket 0"), r.stderr)
     XCTAssertTrue(r.stderr.contains("not arrived: rank 1 (at step 2"), r.stderr)
@@ -132,17 +138,9 @@ final class GradientSyncTests: XCTestCase {
   /// Rank 1 sleeps 60 s after step 2, before the collectives between steps; rank 0 waits in
   /// the stop-signal all-reduce, which the watchdog must watch like the step's own phases.
   func testWatchdogWatchesTheCollectivesBetweenSteps() throws {
-    let dir = Processes.temporaryDirectory("stall-between")
-    let timeout = 3.0
-    let r = try Processes.parallax(
-      np: 2,
-      [
-        "pretrain", "--model", "conv4", "--global-batch", "32", "--max-steps", "3", "--threads",
-        "1", "--run-dir", dir, "--stall-timeout", "\(timeout)", "--debug-stall-rank", "1",
-        "--debug-stall-step", "2", "--debug-stall-seconds", "60", "--debug-stall-where", "between",
-      ], timeout: 90)
+    let r = try stalledJob("stall-between", seconds: 60, ["--debug-stall-where", "between"])
     XCTAssertEqual(r.status, 3, "the watchdog's MPI_Abort(world, 3):\n\(r.stderr)")
-    XCTAssertLessThan(r.seconds, timeout + 30 + 5, "took \(r.seconds) s (5 s allowed for start-up)")
+    XCTAssertLessThan(r.seconds, Self.stallTimeout + 30 + 5, "took \(r.seconds) s (5 s allowed for start-up)")
     XCTAssertTrue(r.stderr.contains("step 2, stop-signal all-reduce"), r.stderr)
     XCTAssertTrue(r.stderr.contains("not arrived: rank 1 (at step 2"), r.stderr)
   }
