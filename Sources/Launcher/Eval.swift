@@ -56,17 +56,36 @@ struct Eval: ParsableCommand {
   }
 
   struct Linear: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Linear probe (logistic regression on standardised features).")
+    static let configuration = CommandConfiguration(
+      abstract: "Linear probe (logistic regression on standardised features).",
+      discussion: """
+        With --holdout N the probe's own settings are chosen without the test split: every
+        combination of the --epochs, --lr and --weight-decay values is fit on the training
+        features minus their last N samples and scored on those N; the best is refit on all
+        training features and scored once on the test split. Several values of a setting
+        need --holdout.
+        """)
     @OptionGroup var common: Common
-    @Option(help: "Logistic-regression epochs.") var epochs: Int = 30
-    @Option(help: "Peak learning rate of the probe's SGD (momentum 0.9, cosine to 0).") var lr: Float = Probes.defaultLR
-    @Option(help: "Weight decay of the probe.") var weightDecay: Float = Probes.defaultWeightDecay
+    @Option(parsing: .upToNextOption, help: "Logistic-regression epochs.") var epochs: [Int] = [30]
+    @Option(parsing: .upToNextOption, help: "Peak learning rate of the probe's SGD (momentum 0.9, cosine to 0).")
+    var lr: [Float] = [Probes.defaultLR]
+    @Option(parsing: .upToNextOption, help: "Weight decay of the probe.")
+    var weightDecay: [Float] = [Probes.defaultWeightDecay]
+    @Option(help: "Choose the settings on the last N training samples (0: no sweep).") var holdout: Int = 0
 
     func validate() throws {
-      guard epochs > 0 else { throw ValidationError("--epochs must be positive (got \(epochs))") }
-      guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number (got \(lr))") }
-      guard weightDecay >= 0, weightDecay.isFinite else {
-        throw ValidationError("--weight-decay must be zero or positive (got \(weightDecay))")
+      for e in epochs where e <= 0 { throw ValidationError("--epochs must be positive (got \(e))") }
+      for l in lr where !(l > 0 && l.isFinite) { throw ValidationError("--lr must be a positive number (got \(l))") }
+      for w in weightDecay where !(w >= 0 && w.isFinite) {
+        throw ValidationError("--weight-decay must be zero or positive (got \(w))")
+      }
+      guard !epochs.isEmpty, !lr.isEmpty, !weightDecay.isEmpty else {
+        throw ValidationError("--epochs, --lr and --weight-decay each need a value")
+      }
+      guard holdout >= 0 else { throw ValidationError("--holdout must be ≥ 0 (got \(holdout))") }
+      if holdout == 0, epochs.count > 1 || lr.count > 1 || weightDecay.count > 1 {
+        throw ValidationError(
+          "several values of --epochs, --lr or --weight-decay need --holdout N: the test split never chooses the probe's settings")
       }
     }
 
@@ -77,16 +96,61 @@ struct Eval: ParsableCommand {
         let train = try data.evaluation(.train)
         let test = try data.evaluation(.test)
         let slots = try ProbeReport.slots(train.labelSlots, requested: common.labels)
+        let name = "\(config.method) \(config.model)"
+        let nTrain = min(train.count, common.sampleLimit ?? train.count)
+        let nTest = min(test.count, common.sampleLimit ?? test.count)
+        if holdout > 0 {
+          guard holdout < nTrain else {
+            throw ConfigError(message: "--holdout \(holdout) must be smaller than the \(nTrain) training samples")
+          }
+          try sweep(name, encoder: net.encoder, train: train, test: test, layers: common.layers(data), slots: slots,
+                    comm: comm, batch: data.evalBatch, console: console)
+          return
+        }
         let rows = try ProbeReport.probe(
-          "\(config.method) \(config.model)", encoder: net.encoder, train: train, test: test,
-          layers: common.layers(data), slots: slots, comm: comm, epochs: epochs, batch: data.evalBatch,
-          limit: common.sampleLimit, lr: lr, weightDecay: weightDecay)
-        let counts = "\(min(train.count, common.sampleLimit ?? train.count)) train / \(min(test.count, common.sampleLimit ?? test.count)) test samples"
+          name, encoder: net.encoder, train: train, test: test,
+          layers: common.layers(data), slots: slots, comm: comm, epochs: epochs[0], batch: data.evalBatch,
+          limit: common.sampleLimit, lr: lr[0], weightDecay: weightDecay[0])
+        let counts = "\(nTrain) train / \(nTest) test samples"
         for r in rows {
           for (s, acc) in zip(slots, r.accuracies) {
             console.say(String(
               format: "linear %@ %@: %.2f%% (%d-d, %@, %.1f s)", r.name, s.name, acc * 100, r.dim, counts, r.seconds))
           }
+        }
+      }
+    }
+
+    /// The --holdout sweep: one validation line per setting, then the chosen one's test accuracy.
+    func sweep(
+      _ name: String, encoder: any Encoder, train: EvalSource, test: EvalSource, layers: [FeatureLayer],
+      slots: [(name: String, slot: Int)], comm: Communicator, batch: Int, console: Console
+    ) throws {
+      guard let (tr, te) = try ProbeReport.features(
+        encoder: encoder, train: train, test: test, layers: layers, comm: comm, batch: batch, limit: common.sampleLimit)
+      else { return }
+      let settings = ProbeSweep.grid(epochs: epochs, lr: lr, weightDecay: weightDecay)
+      for l in layers {
+        for s in slots {
+          let trainSet = ProbeReport.labelled(tr[l]!, train, slot: s.slot)
+          let classes = train.labelSlots[s.slot].classCount
+          let fitCount = trainSet.count - holdout
+          let (accs, best) = try ProbeSweep.validate(
+            train: trainSet, holdout: holdout, classes: classes, settings: settings
+          ) { setting, acc in
+            console.say(String(
+              format: "validation %@ (%@) %@ [%@]: %.2f%% (fit %d, validate %d)", name, l.rawValue, s.name,
+              setting.description, acc * 100, fitCount, holdout))
+          }
+          let chosen = settings[best]
+          let t0 = Date()
+          let acc = try ProbeReport.linear(
+            train: tr[l]!, of: train, test: te[l]!, of: test, slot: s.slot, epochs: chosen.epochs, lr: chosen.lr,
+            weightDecay: chosen.weightDecay)
+          console.say(String(
+            format: "linear %@ (%@) %@: %.2f%% with [%@] (validation %.2f%%; %d-d, %d train / %d test samples, %.1f s)",
+            name, l.rawValue, s.name, acc * 100, chosen.description, accs[best] * 100, trainSet.dim, trainSet.count,
+            te[l]!.count, Date().timeIntervalSince(t0)))
         }
       }
     }
