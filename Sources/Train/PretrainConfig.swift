@@ -63,7 +63,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
       ]
     ),
     ("Model", [Options().syncBN, Options().projectionDim, Options().conv4Width, Options().precision]),
-    ("Image augmentation", [Options().augmentStrength, Options().blurProbability, Options().augmentSampling]),
+    ("Image augmentation", [Options().augmentStrength, Options().blurProbability, Options().cropScale, Options().augmentSampling]),
     (
       "Audio",
       [
@@ -387,6 +387,10 @@ extension Options {
   public var blurProbability: ConfigOption<Float> { ConfigOption(
     "blurProbability", default: 0.5,
     help: "Probability of the Gaussian blur (σ 0.1–2, kernel 3 or 5) in each image view under simclr sampling (SimCLR's 0.5; augment-strength 0 turns it off too).",
+    check: { (0...1).contains($0) ? nil : "must be in [0, 1]" }) }
+  public var cropScale: ConfigOption<Float> { ConfigOption(
+    "cropScale", default: 0,
+    help: "Smallest share of the image area an image view's random resized crop keeps, in (0, 1] (0: the strength's own, 1 − 0.8·strength, at least 0.05).",
     check: { (0...1).contains($0) ? nil : "must be in [0, 1]" }) }
   public var dataRead: ConfigOption<DataRead> { ConfigOption(
     "dataRead", default: .auto, resume: .silent,

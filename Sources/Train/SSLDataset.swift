@@ -46,12 +46,14 @@ public struct FashionMNISTDataset: SSLDataset {
   public var directory: String
   public var augmentStrength: Float
   public var blurProbability: Float = 0.5
+  /// The crop's smallest area share (0: the strength's).
+  public var cropScale: Float = 0
   public var sampling: AugmentSampling
   public var seed: UInt64
 
-  /// The views' augmentation: SimCLR's at `augmentStrength` with `blurProbability`.
+  /// The views' augmentation: SimCLR's at `augmentStrength` with `blurProbability` and `cropScale`.
   public var augmentConfig: SimCLRAugment.Config {
-    SimCLRAugment.Config.views(strength: augmentStrength, blurProbability: blurProbability)
+    SimCLRAugment.Config.views(strength: augmentStrength, blurProbability: blurProbability, cropScale: cropScale)
   }
 
   public var sampleShape: Shape { Shape(1, 1, 28, 28) }
@@ -87,15 +89,18 @@ public struct ImageSetDataset: SSLDataset {
   public let images: ImageSetSource
   public var augmentStrength: Float
   public var blurProbability: Float
+  public var cropScale: Float
   public var sampling: AugmentSampling
   public var seed: UInt64
 
   public init(
-    directory: String, augmentStrength: Float, blurProbability: Float = 0.5, sampling: AugmentSampling, seed: UInt64
+    directory: String, augmentStrength: Float, blurProbability: Float = 0.5, cropScale: Float = 0,
+    sampling: AugmentSampling, seed: UInt64
   ) throws {
     images = try ImageSetSource(directory: directory)
     self.augmentStrength = augmentStrength
     self.blurProbability = blurProbability
+    self.cropScale = cropScale
     self.sampling = sampling
     self.seed = seed
   }
@@ -125,7 +130,7 @@ public struct ImageSetDataset: SSLDataset {
     let train = try ImageSubset(images, indices: indices(.train))
     let sampler = try DistributedSampler(
       count: train.count, globalBatch: globalBatch, rank: rank, worldSize: worldSize, seed: seed)
-    var config = SimCLRAugment.Config.views(strength: augmentStrength, blurProbability: blurProbability)
+    var config = SimCLRAugment.Config.views(strength: augmentStrength, blurProbability: blurProbability, cropScale: cropScale)
     if images.channels == 3 {
       config.rgbMean = images.info.mean
       config.rgbStd = images.info.std
@@ -205,10 +210,12 @@ public enum Datasets {
     case .fashionMNIST:
       return FashionMNISTDataset(
         directory: config.dataDir, augmentStrength: config.augmentStrength, blurProbability: config.blurProbability,
+        cropScale: config.cropScale,
         sampling: config.resolvedAugmentSampling, seed: config.seed)
     case .images:
       return try ImageSetDataset(
         directory: config.dataDir, augmentStrength: config.augmentStrength, blurProbability: config.blurProbability,
+        cropScale: config.cropScale,
         sampling: config.resolvedAugmentSampling, seed: config.seed)
     case .spokenDigits, .audioManifest, .audioFolder:
       return try AudioDataset(config: config)
@@ -220,11 +227,13 @@ public enum Datasets {
 
 extension SimCLRAugment.Config {
   /// The pretraining views' pipeline: SimCLR's at `strength` with the blur drawn with
-  /// `blurProbability`; strength 0 is no augmentation at all (`identity`, blur included).
-  static func views(strength: Float, blurProbability: Float) -> SimCLRAugment.Config {
+  /// `blurProbability` and, when `cropScale` > 0, crops keeping at least that share of the area;
+  /// strength 0 is no augmentation at all (`identity`, blur and crop included).
+  static func views(strength: Float, blurProbability: Float, cropScale: Float = 0) -> SimCLRAugment.Config {
     guard strength > 0 else { return .identity }
     var c = SimCLRAugment.Config(strength: strength)
     c.blurProbability = blurProbability
+    if cropScale > 0 { c.cropScale.lower = cropScale }
     return c
   }
 }

@@ -35,6 +35,25 @@ final class RecipeOptionTests: XCTestCase {
     XCTAssertEqual(try XCTUnwrap(Datasets.open(c) as? FashionMNISTDataset).augmentConfig, .identity)
   }
 
+  /// `cropScale` replaces only the crop's lower area bound of the strength's pipeline, and the
+  /// views change with it; 0 keeps the strength's bound.
+  func testCropScaleReachesTheViews() throws {
+    var c = PretrainConfig()
+    c.augmentStrength = 0.6
+    let standard = try firstBatch(c)
+    c.cropScale = 0.2
+    var expected = SimCLRAugment.Config(strength: 0.6)
+    expected.cropScale = (0.2, 1)
+    XCTAssertEqual(try XCTUnwrap(Datasets.open(c) as? FashionMNISTDataset).augmentConfig, expected)
+    let wide = try firstBatch(c)
+    XCTAssertTrue(standard != wide, "crop scale 0.2 gave strength 0.6's views")
+    c.cropScale = 0
+    XCTAssertEqual(try firstBatch(c), standard)
+    XCTAssertThrowsError(try PretrainConfig.parse(yaml: "cropScale: 1.5\n", source: "t.yaml")) { e in
+      XCTAssertTrue("\(e)".contains("cropScale"), "\(e)")
+    }
+  }
+
   func testOutOfRangeIsRefusedNamingTheFlag() throws {
     XCTAssertThrowsError(try PretrainConfig.parse(yaml: "blurProbability: 1.5\n", source: "t.yaml")) { e in
       XCTAssertTrue("\(e)".contains("blurProbability"), "\(e)")
