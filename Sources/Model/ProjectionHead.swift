@@ -1,10 +1,14 @@
 /// The SimCLR projection head (DESIGN.md): Linear(d, hidden) → norm (BN1d) → ReLU →
 /// Linear(hidden, out), output `[N, outFeatures, 1, 1]`. Names follow `nn.Sequential`
 /// indices under `prefix`: `"\(prefix).0"`, `"\(prefix).1"` (norm), `"\(prefix).3"`.
+/// With `depth` 3 (SimCLR v2's deeper head) a second hidden Linear(hidden, hidden) → norm →
+/// ReLU comes before the last Linear: `.0`, `.1`, `.3`, `.4`, `.6`.
 public final class ProjectionHead: Layer, ProgressHooks {
   public let inFeatures: Int
   public let hidden: Int
   public let outFeatures: Int
+  /// Linear layers in the head (2: DESIGN.md's head).
+  public let depth: Int
   private let layers: Sequential
   /// First arena offset of each of `layers` (nil for layers without parameters).
   private let offsets: [Int?]
@@ -14,21 +18,32 @@ public final class ProjectionHead: Layer, ProgressHooks {
 
   public init(
     arena: ParameterArena, prefix: String, inFeatures: Int, hidden: Int? = nil,
-    outFeatures: Int = 128, makeNorm: NormFactory
+    outFeatures: Int = 128, depth: Int = 2, makeNorm: NormFactory
   ) rethrows {
+    precondition(depth >= 2, "a projection head has at least two Linear layers")
     let hidden = hidden ?? inFeatures
     self.inFeatures = inFeatures
     self.hidden = hidden
     self.outFeatures = outFeatures
-    let o0 = arena.parameterCount
-    let first = Linear(arena: arena, name: "\(prefix).0", inFeatures: inFeatures, outFeatures: hidden)
-    let o1 = arena.parameterCount
-    let norm = try makeNorm("\(prefix).1", hidden)
-    let o3 = arena.parameterCount
-    let last = Linear(arena: arena, name: "\(prefix).3", inFeatures: hidden, outFeatures: outFeatures)
-    layers = Sequential([first, norm, ReLU(), last])
-    // A norm without parameters (identity in tests) reports nothing new.
-    offsets = [o0, o3 > o1 ? o1 : nil, nil, o3]
+    self.depth = depth
+    var stack: [Layer] = []
+    var starts: [Int?] = []
+    for block in 0..<(depth - 1) {
+      let o = arena.parameterCount
+      stack.append(Linear(
+        arena: arena, name: "\(prefix).\(3 * block)", inFeatures: block == 0 ? inFeatures : hidden,
+        outFeatures: hidden))
+      let oNorm = arena.parameterCount
+      stack.append(try makeNorm("\(prefix).\(3 * block + 1)", hidden))
+      stack.append(ReLU())
+      // A norm without parameters (identity in tests) reports nothing new.
+      starts += [o, arena.parameterCount > oNorm ? oNorm : nil, nil]
+    }
+    starts.append(arena.parameterCount)
+    stack.append(Linear(
+      arena: arena, name: "\(prefix).\(3 * (depth - 1))", inFeatures: hidden, outFeatures: outFeatures))
+    layers = Sequential(stack)
+    offsets = starts
   }
 
   public func forward(_ x: Tensor, training: Bool) throws -> Tensor {

@@ -8,12 +8,17 @@ extension Options {
     "projectionHidden", default: 0,
     help: "Hidden width of SimCLR's projection head, Linear → BN → ReLU → Linear (0: the encoder's feature width).",
     check: { (0...65536).contains($0) ? nil : "must be in 0…65536" }) }
+  public var projectionLayers: ConfigOption<Int> { ConfigOption(
+    "projectionLayers", default: 2,
+    help: "Linear layers in SimCLR's projection head: 2 (Linear → BN → ReLU → Linear) or 3 (SimCLR v2's, "
+      + "a second hidden Linear → BN → ReLU).",
+    check: { (2...3).contains($0) ? nil : "must be 2 or 3" }) }
 }
 
 /// SimCLR (Chen et al. 2020): encoder → projection head → NT-Xent over the global batch
 /// (DESIGN.md invariants 3, 4, 8).
 public final class SimCLRMethod: SSLMethod {
-  public static var options: [any AnyConfigOption] { [Options().temperature, Options().projectionHidden] }
+  public static var options: [any AnyConfigOption] { [Options().temperature, Options().projectionHidden, Options().projectionLayers] }
 
   public let net: SimCLRNetwork
   let loss: NTXentLoss

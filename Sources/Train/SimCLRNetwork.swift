@@ -14,9 +14,10 @@ public final class SimCLRNetwork {
   ///     (28×28 images, 59049 samples).
   ///   - conv4Width: the channels of conv4's blocks (`--conv4-width`; other models ignore it).
   ///   - projectionHidden: the head's hidden width (0: the encoder's feature width).
+  ///   - projectionLayers: the head's Linear layers (2, or SimCLR v2's 3).
   public init(
     model: EncoderKind, projectionDim: Int, collective: Collective?, seed: UInt64, input: Shape? = nil,
-    conv4Width: Int = 64, projectionHidden: Int = 0
+    conv4Width: Int = 64, projectionHidden: Int = 0, projectionLayers: Int = 2
   ) throws {
     arena = ParameterArena()
     encoder = try Self.makeEncoder(
@@ -24,7 +25,7 @@ public final class SimCLRNetwork {
     let d = encoder.featureDim
     head = ProjectionHead(
       arena: arena, prefix: "head", inFeatures: d, hidden: projectionHidden > 0 ? projectionHidden : d,
-      outFeatures: projectionDim,
+      outFeatures: projectionDim, depth: projectionLayers,
       makeNorm: Self.norm(arena, collective))
     arena.allocate(seed: seed)
   }
@@ -33,7 +34,8 @@ public final class SimCLRNetwork {
   public convenience init(config: PretrainConfig, collective: Collective?) throws {
     try self.init(
       model: config.model, projectionDim: config.projectionDim, collective: collective, seed: config.seed,
-      input: config.sampleShape, conv4Width: config.conv4Width, projectionHidden: config.projectionHidden)
+      input: config.sampleShape, conv4Width: config.conv4Width, projectionHidden: config.projectionHidden,
+      projectionLayers: config.projectionLayers)
   }
 
   static func norm(_ arena: ParameterArena, _ collective: Collective?) -> (String, Int) -> Layer {

@@ -94,6 +94,33 @@ final class EncoderTests: XCTestCase {
     }
   }
 
+  /// `depth` 3 builds nn.Sequential's `Linear, BN, ReLU, Linear, BN, ReLU, Linear` names and
+  /// shapes, and its backward matches finite differences through all three Linear layers (with
+  /// the identity for the norms: BN's own gradient is checked in the layer tests, and the
+  /// biases before a BN have a zero gradient that finite differences only see as rounding).
+  func testThreeLayerHeadNamesAndGradients() throws {
+    let arena = ParameterArena()
+    let head = try ProjectionHead(
+      arena: arena, prefix: "head", inFeatures: 5, hidden: 4, outFeatures: 3, depth: 3, makeNorm: bn(arena))
+    arena.allocate(seed: 3)
+    var built: [String: [Int]] = [:]
+    for r in arena.parameterRanges { built[r.name] = r.shape }
+    XCTAssertEqual(built, [
+      "head.0.weight": [4, 5], "head.0.bias": [4], "head.1.weight": [4], "head.1.bias": [4],
+      "head.3.weight": [4, 4], "head.3.bias": [4], "head.4.weight": [4], "head.4.bias": [4],
+      "head.6.weight": [3, 4], "head.6.bias": [3],
+    ])
+    XCTAssertEqual(head.forwardFLOPs(Shape(6, 5)).output.perSample, 3)
+    let plain = ParameterArena()
+    let chain = try ProjectionHead(
+      arena: plain, prefix: "head", inFeatures: 5, hidden: 4, outFeatures: 3, depth: 3, makeNorm: identity)
+    plain.allocate(seed: 3)
+    XCTAssertEqual(plain.parameterRanges.map(\.name), [
+      "head.0.weight", "head.0.bias", "head.3.weight", "head.3.bias", "head.6.weight", "head.6.bias",
+    ])
+    try checkGradients(chain, arena: plain, input: Shape(6, 5), seed: 21, eps: 1e-3, tolerance: 5e-3)
+  }
+
   /// Loads `param.*` entries of a fixture into the arena under the same names.
   private func load(_ t: [String: SafeTensors.Entry], into arena: ParameterArena) {
     for r in arena.parameterRanges + arena.bufferRanges {

@@ -75,4 +75,27 @@ final class RecipeOptionTests: XCTestCase {
       XCTAssertEqual(z.shape.perSample, 24)
     }
   }
+
+  /// `projectionLayers` 3 puts a second hidden layer in SimCLR's head (`head.3` becomes the
+  /// hidden Linear, `head.6` the output); 2 is the head of every earlier run; 4 is refused
+  /// naming the key.
+  func testProjectionLayersSetsTheHeadsDepth() throws {
+    var c = PretrainConfig()
+    c.conv4Width = 32
+    c.projectionDim = 24
+    c.projectionLayers = 3
+    let net = try SimCLRNetwork(config: c, collective: nil)
+    XCTAssertEqual(net.head.depth, 3)
+    XCTAssertEqual(net.arena.parameter(named: "head.3.weight")?.count, 32 * 32)
+    XCTAssertEqual(net.arena.parameter(named: "head.6.weight")?.count, 24 * 32)
+    let z = try net.head.forward(Tensor(Storage(4 * 32).data, Shape(4, 32, 1, 1)), training: true)
+    XCTAssertEqual(z.shape.perSample, 24)
+    c.projectionLayers = 2
+    let two = try SimCLRNetwork(config: c, collective: nil)
+    XCTAssertNil(two.arena.parameter(named: "head.6.weight"))
+    XCTAssertEqual(two.arena.parameter(named: "head.3.weight")?.count, 24 * 32)
+    XCTAssertThrowsError(try PretrainConfig.parse(yaml: "projectionLayers: 4\n", source: "t.yaml")) { e in
+      XCTAssertTrue("\(e)".contains("projectionLayers"), "\(e)")
+    }
+  }
 }
