@@ -46,7 +46,8 @@ public final class MTSLVRMethod: MultiTaskMethod {
   let tasks: Int
   let taskDim: Int
   let collective: Collective
-  let logEvery: Int
+  /// When the per-step line prints (`--log-every`, `--log-interval`).
+  var lines: MethodLineCadence
   /// The last forward's task losses.
   private var last: (contrastive: Float, predictive: Float) = (.nan, .nan)
   /// [2B, d] each task's features, [2B, T·d] their gradients (T = 2).
@@ -63,7 +64,7 @@ public final class MTSLVRMethod: MultiTaskMethod {
     adapter = mode
     predWeight = config.predWeight
     self.collective = collective
-    logEvery = config.logEvery
+    lines = MethodLineCadence(config: config)
     arena = ParameterArena()
     let bnWorld = config.syncBN ? collective : nil
     if mode == .none {
@@ -223,7 +224,7 @@ public final class MTSLVRMethod: MultiTaskMethod {
   }
 
   public func afterOptimizerStep(step: Int) throws {
-    guard step % logEvery == 0 else { return }
+    guard lines.due(step: step) else { return }
     rankZeroPrint(
       collective,
       String(

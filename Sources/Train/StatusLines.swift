@@ -78,3 +78,28 @@ public func intervalUnion(_ intervals: [(start: Double, end: Double)]) -> Double
   }
   return total
 }
+
+/// When a method prints its own per-step line (task losses, mAP, balancing weights): on steps
+/// that are multiples of `--log-every`, and at most once every `--log-interval` seconds (0:
+/// every such step), so a long multi-task run's log gets a line per interval as the progress
+/// lines do, not one per step (`log.jsonl` keeps every step's task losses). The first due step
+/// always prints. Rank-local: the lines are printed by rank 0 alone, no collective depends on it.
+struct MethodLineCadence {
+  let every: Int
+  let interval: Double
+  private var lastTime = -Double.infinity
+
+  init(every: Int, interval: Double) {
+    self.every = max(every, 1)
+    self.interval = interval
+  }
+
+  init(config: PretrainConfig) { self.init(every: config.logEvery, interval: config.logInterval) }
+
+  /// Whether step `step`'s line is printed; marks it printed at `time` when it is.
+  mutating func due(step: Int, time: Double = now()) -> Bool {
+    guard step % every == 0, time - lastTime >= interval else { return false }
+    lastTime = time
+    return true
+  }
+}

@@ -110,7 +110,8 @@ public final class SupervisedMTLMethod: MultiTaskMethod {
   /// Branched: each head's input (Linear keeps it for backward).
   private let headInputs: [Storage]
   let collective: Collective
-  let logEvery: Int
+  /// When the per-step line prints (`--log-every`, `--log-interval`).
+  var lines: MethodLineCadence
   /// MGDA-UB on the representation instead of the parameters' balancing.
   let representationMGDA: Bool
   public private(set) var balancing: TaskBalancing?
@@ -124,7 +125,7 @@ public final class SupervisedMTLMethod: MultiTaskMethod {
 
   public init(config: PretrainConfig, collective: Collective) throws {
     self.collective = collective
-    logEvery = config.logEvery
+    lines = MethodLineCadence(config: config)
     let available = try Datasets.open(config).labelSlots
     let names =
       config.tasks.isEmpty
@@ -337,7 +338,7 @@ public final class SupervisedMTLMethod: MultiTaskMethod {
   }
 
   public func afterOptimizerStep(step: Int) throws {
-    guard step % logEvery == 0 else { return }
+    guard lines.due(step: step) else { return }
     var line = "supervised step \(step): " + zip(taskNames, lastLosses).map { String(format: "%@ %.4f", $0, $1) }.joined(separator: " · ")
     if let b = balancing {
       line += " · \(b.name) weights " + b.lastWeights.map { String(format: "%.4f", $0) }.joined(separator: "/")

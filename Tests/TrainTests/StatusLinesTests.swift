@@ -28,6 +28,29 @@ final class StatusLinesTests: XCTestCase {
     XCTAssertEqual(Set(lines(r.stdout).map(\.1)), [4])
   }
 
+  /// A method's own line (MT-SLVR's task losses) prints on `--log-every` steps at most once
+  /// per `--log-interval` seconds: the first due step, then the next due one ≥ interval later.
+  func testMethodLinesFollowTheLogInterval() {
+    var c = MethodLineCadence(every: 2, interval: 30)
+    let printed = [(1, 0.0), (2, 1.0), (4, 20.0), (6, 31.5), (7, 70.0), (8, 70.0), (10, 80.0)]
+      .filter { c.due(step: $0.0, time: $0.1) }.map(\.0)
+    XCTAssertEqual(printed, [2, 6, 8])
+    var every = MethodLineCadence(every: 1, interval: 0)
+    XCTAssertEqual((1...4).filter { every.due(step: $0, time: 5) }, [1, 2, 3, 4])
+  }
+
+  /// MT-SLVR under the default interval prints its task-loss line once in a run of seconds, not
+  /// once per step (the main job's log had 2808 of them).
+  func testMTSLVRLinesAreNotPerStep() throws {
+    let dir = Processes.temporaryDirectory("status-mtslvr")
+    let r = try Processes.parallax(
+      np: 1, ["pretrain", "--method", "mtslvr", "--adapter", "none", "--global-batch", "16", "--max-steps", "4",
+        "--threads", "1", "--run-dir", dir], timeout: 120)
+    XCTAssertEqual(r.status, 0, r.stderr)
+    let taskLines = r.stdout.split(separator: "\n").filter { $0.hasPrefix("mtslvr step ") }
+    XCTAssertEqual(taskLines.map { String($0.prefix(14)) }, ["mtslvr step 1:"], r.stdout)
+  }
+
   /// At the default 30 s a run of a few seconds prints only its last step's line.
   func testDefaultIntervalPrintsTheLastStep() throws {
     let dir = Processes.temporaryDirectory("status-30")
