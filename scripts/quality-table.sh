@@ -27,6 +27,9 @@ for m in "${methods[@]}"; do
   # The autoencoders' MSE diverges under the config's SGD at base lr 0.3 (loss inf at step 23,
   # fp32 or bf16): they take Adam at the notebook's lr 1e-3 (peak 5e-4 at batch 128).
   case "$m" in ae | dae | parallel-ae | parallel-dae) extra=(--model conv6 --conv4-width 64 --optimizer adam --base-lr 1e-3) ;; esac
+  # MT-SLVR's row is the paper's: residual adapters in parallel (the config's main job runs it
+  # with a shared encoder, adapter none, since session 16).
+  if [ "$m" = mtslvr ]; then extra=(--adapter parallel); fi
   echo "== $m ($epochs epochs, $ranks ranks)" >&2
   rm -rf "$dir"
   "$bin" launch -n "$ranks" -- pretrain --config configs/simclr-fmnist.yaml --method "$m" \
