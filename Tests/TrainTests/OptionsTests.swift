@@ -16,6 +16,7 @@ final class OptionsTests: XCTestCase {
     case "globalBatch": return "512"
     case "byolMomentum", "mocoMomentum": return "0.9"  // a momentum stays in [0, 1]
     case "adamBeta1", "adamBeta2": return "0.5"  // a decay stays in [0, 1)
+    case "projectionLayers": return "3"  // 2 or 3
     default: break
     }
     let d = o.defaultText
